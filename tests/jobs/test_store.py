@@ -1,0 +1,113 @@
+"""The workspace database: WAL, migrations, and files that are not ours."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import pytest
+
+import wiz_jupyter as wiz
+from wiz_jupyter.jobs.store import APPLICATION_ID, Store, default_path
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_new_database_is_wal_with_recorded_migrations(db_path):
+    store = Store(db_path)
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+    assert store.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    rows = store.read("SELECT component, version FROM wiz_migrations")
+    assert [tuple(r) for r in rows] == [("jobs", 1)]
+    assert {"jobs", "job_deps", "job_events", "schedules", "settings"} <= set(
+        store.db.table_names()
+    )
+    store.close()
+
+
+def test_reopening_keeps_jobs_and_applies_nothing_twice(db_path):
+    ws = wiz.Workspace(db_path)
+    job = ws.jobs.add("t", {"x": 1})
+    ws.close()
+    again = wiz.Workspace(db_path)
+    assert again.jobs.get(job.id).data == {"x": 1}
+    assert len(again.store.read("SELECT * FROM wiz_migrations")) == 1
+    again.close()
+
+
+def test_migrations_of_another_layer_are_numbered_separately(db_path):
+    store = Store(db_path)
+    calls = []
+    migrations = [(1, "notes", lambda db: calls.append(db["notes"].create({"id": int}, pk="id")))]
+    store.migrate("agents", migrations)
+    store.migrate("agents", migrations)
+    assert len(calls) == 1
+    assert "notes" in store.db.table_names()
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(db_path):
+    db_path.write_bytes(b"my precious notes, not a database\n" * 100)
+    before = digest(db_path)
+    with pytest.raises(wiz.StoreError, match="not a SQLite database"):
+        wiz.Workspace(db_path)
+    assert digest(db_path) == before
+
+
+def test_another_applications_database_is_refused_and_left_alone(db_path):
+    other = sqlite3.connect(db_path)
+    other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    other.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    other.commit()
+    other.close()
+    before = digest(db_path)
+    with pytest.raises(wiz.StoreError, match="another application"):
+        wiz.Workspace(db_path)
+    assert digest(db_path) == before
+
+
+def test_a_corrupt_database_gives_a_clear_error_and_is_left_alone(db_path):
+    ws = wiz.Workspace(db_path)
+    ws.jobs.add_bulk([("t", {"i": i, "pad": "x" * 200}) for i in range(2000)])
+    ws.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ws.close()
+    raw = bytearray(db_path.read_bytes())
+    for offset in range(4096 * 3, len(raw), 4096):  # scribble over every page after the first two
+        raw[offset + 8 : offset + 64] = b"\xff" * 56
+    db_path.write_bytes(bytes(raw))
+    before = digest(db_path)
+    with pytest.raises(wiz.StoreError, match="corrupt"):
+        wiz.Workspace(db_path)
+    assert digest(db_path) == before
+
+
+def test_a_database_from_a_newer_version_is_refused(db_path):
+    store = Store(db_path)
+    store.conn.execute("INSERT INTO wiz_migrations VALUES ('jobs', 99, 'future', 0)")
+    store.close()
+    with pytest.raises(wiz.StoreError, match="newer wiz_jupyter"):
+        Store(db_path)
+
+
+def test_a_folder_is_refused(tmp_path):
+    with pytest.raises(wiz.StoreError, match="folder"):
+        wiz.Workspace(tmp_path)
+
+
+def test_default_path_follows_wiz_home_else_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("WIZ_HOME", str(tmp_path / "home"))
+    assert default_path() == str(tmp_path / "home" / "wiz.db")
+    monkeypatch.delenv("WIZ_HOME")
+    monkeypatch.chdir(tmp_path)
+    assert default_path() == str(tmp_path / ".wiz" / "wiz.db")
+    ws = wiz.Workspace()
+    assert (tmp_path / ".wiz" / "wiz.db").exists()
+    ws.close()
+
+
+def test_memory_workspace_works():
+    ws = wiz.Workspace(":memory:")
+    assert ws.jobs.add("t").status == "waiting"
+    ws.close()

@@ -1,0 +1,41 @@
+"""wiz_jupyter: LLM agents, a durable job queue, schedules, chats and job boards in notebooks.
+
+::
+
+    import wiz_jupyter as wiz
+    ws = wiz.Workspace()
+
+Importing this package stays light: no LLM library is loaded until a model is called.
+"""
+
+from __future__ import annotations
+
+from .errors import InvalidJob, JobCancelled, JobFailed, JobNotFound, StoreError, WizError
+from .jobs.events import Event
+from .jobs.models import Job, JobContext
+from .jobs.models import current_job as _current_job
+from .workspace import Workspace, workspace
+
+__version__ = "0.1.0.dev0"
+
+
+def current_job() -> JobContext | None:
+    """The job whose handler is running in this context (task or thread), else None."""
+    return _current_job.get()
+
+
+__all__ = [
+    "Event",
+    "InvalidJob",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "JobNotFound",
+    "StoreError",
+    "WizError",
+    "Workspace",
+    "__version__",
+    "current_job",
+    "workspace",
+]

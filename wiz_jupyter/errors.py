@@ -1,0 +1,39 @@
+"""The exceptions of wiz_jupyter: one base class, a few specific kinds.
+
+Every message is one line that says what went wrong and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class WizError(Exception):
+    """Base class of every error wiz_jupyter raises on purpose."""
+
+
+class StoreError(WizError):
+    """The workspace database cannot be used (corrupt, foreign, or too new)."""
+
+
+class JobNotFound(WizError, KeyError):
+    """No job with that id in this workspace."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "job not found"
+
+
+class InvalidJob(WizError, ValueError):
+    """Arguments to ``jobs.add`` (or a job action) that cannot be accepted."""
+
+
+class JobFailed(WizError):
+    """Raised by ``await job.wait()`` when the job failed or was cancelled."""
+
+    def __init__(self, job_id: int, status: str, error: str | None):
+        self.job_id = job_id
+        self.status = status
+        self.error = error
+        super().__init__(f"job {job_id} {status}: {error or 'no error recorded'}")
+
+
+class JobCancelled(Exception):
+    """Raised inside a sync handler's ``job.check_cancelled()`` once the job is cancelled."""

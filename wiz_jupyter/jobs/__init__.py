@@ -1,0 +1,1 @@
+"""The jobs layer: store, queue, runtime, events. It knows nothing of LLMs or notebooks."""

@@ -1,0 +1,318 @@
+"""Rows as small objects: :class:`Job` (a live handle on a job row), :class:`JobContext`
+(what a running handler sees), :class:`TaskSpec` (a registered handler)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import datetime as dt
+import html
+import inspect
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobCancelled, JobFailed
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+WAITING, DELAYED, BLOCKED, ACTIVE = "waiting", "delayed", "blocked", "active"
+COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
+STATUSES = (WAITING, DELAYED, BLOCKED, ACTIVE, COMPLETED, FAILED, CANCELLED)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+
+COLUMNS = (
+    "id task agent data status priority run_at attempts attempts_made backoff timeout "
+    "parent_id key on_dep_failure lease_owner lease_expires progress result error "
+    "fail_reason body_done created_at started_at finished_at"
+).split()
+_JSON_COLUMNS = ("data", "backoff", "progress", "result")
+
+
+def _default(o: Any) -> Any:
+    """JSON for the values notebook code returns most: numpy scalars and arrays,
+    datetimes, sets, dataclasses and pydantic models."""
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if isinstance(o, (dt.datetime, dt.date, dt.time)):
+        return o.isoformat()
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if hasattr(o, "tolist"):  # numpy arrays and scalars
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+_encoder = json.JSONEncoder(default=_default, separators=(",", ":"))
+dumps = _encoder.encode
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Job:
+    """A job of the workspace queue, as returned by ``ws.jobs.add`` and ``ws.jobs.get``.
+
+    Attributes read the row afresh when the database has changed since the last
+    read (another cell, a handler thread or another process), so ``job.status``
+    is always current::
+
+        job = ws.jobs.add("fetch", {"url": u})
+        result = await job.wait()
+    """
+
+    __slots__ = ("_queue", "_row", "_seen")
+
+    def __init__(self, queue: Queue, row: dict[str, Any], seen: tuple[int, int] | None = None):
+        self._queue = queue
+        self._row = row
+        self._seen = seen
+
+    def _get(self, column: str) -> Any:
+        if self._queue.store.version() != self._seen:
+            self.refresh()
+        return self._row[column]
+
+    def refresh(self) -> Job:
+        """Re-read the row now."""
+        fresh = self._queue._row(self.id)
+        if fresh is not None:
+            self._row = fresh
+        self._seen = self._queue.store.version()
+        return self
+
+    # identity never changes
+    @property
+    def id(self) -> int:
+        return self._row["id"]
+
+    @property
+    def task(self) -> str:
+        return self._row["task"]
+
+    @property
+    def agent(self) -> str | None:
+        return self._row["agent"]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return loads(self._row["data"])
+
+    @property
+    def key(self) -> str | None:
+        return self._row["key"]
+
+    @property
+    def parent_id(self) -> int | None:
+        return self._row["parent_id"]
+
+    # state, read live
+    @property
+    def status(self) -> str:
+        return self._get("status")
+
+    @property
+    def priority(self) -> int:
+        return self._get("priority")
+
+    @property
+    def progress(self) -> Any:
+        return loads(self._get("progress"))
+
+    @property
+    def result(self) -> Any:
+        return loads(self._get("result"))
+
+    @property
+    def error(self) -> str | None:
+        return self._get("error")
+
+    @property
+    def fail_reason(self) -> str | None:
+        """Why it failed: ``error``, ``timeout``, ``stalled``, ``dependency`` or ``cancelled``."""
+        return self._get("fail_reason")
+
+    @property
+    def attempts(self) -> int:
+        return self._get("attempts")
+
+    @property
+    def attempts_made(self) -> int:
+        return self._get("attempts_made")
+
+    @property
+    def run_at(self) -> float | None:
+        return self._get("run_at")
+
+    @property
+    def created_at(self) -> float:
+        return self._row["created_at"]
+
+    @property
+    def started_at(self) -> float | None:
+        return self._get("started_at")
+
+    @property
+    def finished_at(self) -> float | None:
+        return self._get("finished_at")
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row, with its JSON columns decoded."""
+        self.refresh()
+        row = dict(self._row)
+        for c in _JSON_COLUMNS:
+            row[c] = loads(row[c])
+        return row
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """Wait until the job is finished; return its result or raise :class:`JobFailed`.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds (the job goes on).
+        """
+        return await self._queue.wait(self.id, timeout)
+
+    def cancel(self) -> bool:
+        return self._queue.cancel(self.id)
+
+    def retry(self) -> Job:
+        return self._queue.retry(self.id)
+
+    def set_priority(self, priority: int) -> Job:
+        return self._queue.set_priority(self.id, priority)
+
+    def events(self) -> list[dict[str, Any]]:
+        """This job's history from ``job_events``, oldest first."""
+        return self._queue.events_of(self.id)
+
+    def logs(self) -> list[str]:
+        return [e["data"].get("line", "") for e in self.events() if e["event"] == "job.log"]
+
+    def children(self) -> list[Job]:
+        return self._queue.list(parent=self.id)
+
+    def children_results(self) -> dict[int, Any]:
+        """``{child id: result}`` of the completed children."""
+        return {c.id: c.result for c in self.children() if c.status == COMPLETED}
+
+    def _raise_if_failed(self) -> Any:
+        status = self.status
+        if status == COMPLETED:
+            return self.result
+        raise JobFailed(self.id, status, self.error)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.task} {self.status}>"
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        return (
+            f"<code>Job {self.id}</code> <b>{e(self.task)}</b> "
+            f"<span class='wiz-status-{e(self.status)}'>{e(self.status)}</span>"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other._queue is self._queue
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+@dataclasses.dataclass
+class TaskSpec:
+    """A handler registered with ``@ws.task``, with its defaults for new jobs."""
+
+    name: str
+    fn: Callable[..., Any]
+    attempts: int | None = None
+    backoff: Any = None
+    timeout: float | None = None
+    concurrency: int | None = None
+    executor: str = "auto"
+    wants_job: bool = False
+
+    def __post_init__(self) -> None:
+        if self.executor == "auto":
+            self.executor = "loop" if inspect.iscoroutinefunction(self.fn) else "thread"
+        try:
+            params = inspect.signature(self.fn).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self.wants_job = "job" in params
+
+
+current_job: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "wiz_current_job", default=None
+)
+
+
+class JobContext:
+    """What a running handler sees of its job: ``wiz.current_job()``, or a parameter
+    named ``job``. Safe to use from a handler thread.
+
+    ::
+
+        @ws.task
+        def crunch(n: int, job):
+            for i in range(n):
+                job.progress(100 * i // n)
+                job.check_cancelled()
+    """
+
+    def __init__(self, queue: Queue, row: dict[str, Any], loop: asyncio.AbstractEventLoop):
+        self._queue = queue
+        self._loop = loop
+        self.id: int = row["id"]
+        self.task: str = row["task"]
+        self.attempt: int = row["attempts_made"]
+        self.attempts: int = row["attempts"]
+        self.data: dict[str, Any] = loads(row["data"])
+        self._cancelled = False  # set by the runtime; a plain flag is enough across threads
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def progress(self, value: float | dict[str, Any]) -> None:
+        """Report progress: a number 0-100 or a dict (``{"done": 3, "of": 10}``)."""
+        self._on_loop(self._queue.progress, self.id, value)
+
+    def log(self, line: str) -> None:
+        """Append a log line to the job's history."""
+        self._on_loop(self._queue.log, self.id, str(line))
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` if the job was cancelled (for long sync loops)."""
+        if self._cancelled:
+            raise JobCancelled(f"job {self.id} was cancelled")
+
+    def add_child(self, task: str, data: dict[str, Any] | None = None, **options: Any) -> Job:
+        """Add a child job; this job completes only after its children finish."""
+        return self._queue.add(task, data, parent=self.id, **options)
+
+    def children_results(self) -> dict[int, Any]:
+        return self.job().children_results()
+
+    def job(self) -> Job:
+        return self._queue.get(self.id)
+
+    def __repr__(self) -> str:
+        return f"<JobContext {self.id} {self.task} attempt {self.attempt}/{self.attempts}>"

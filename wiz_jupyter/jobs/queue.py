@@ -1,0 +1,939 @@
+"""The queue: jobs, their dependencies and every state change, in SQL.
+
+All state lives in the ``jobs`` and ``job_deps`` tables, so several processes
+sharing one database see one queue. Each change runs in one ``BEGIN IMMEDIATE``
+transaction that also appends its rows to ``job_events``; subscribers are told
+after the commit. The runtime (``runtime.py``) claims and finishes jobs through
+the methods in the "runtime side" section; users call the rest.
+
+State machine::
+
+    add ──> waiting ──claim──> active ──> completed
+      │       ▲   ▲              │ └───> failed ──retry──> waiting
+      │       │   └─ stalled ────┤ └───> delayed (retry after backoff) ──due──> waiting
+      ├─> delayed ──due──┘       └─────> blocked (children still running) ──> completed
+      └─> blocked ──deps done──> waiting / delayed        any unfinished ──cancel──> cancelled
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import random
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidJob, JobNotFound
+from .events import Event, EventBus
+from .models import (
+    ACTIVE,
+    BLOCKED,
+    CANCELLED,
+    COLUMNS,
+    COMPLETED,
+    DELAYED,
+    FAILED,
+    STATUSES,
+    TERMINAL,
+    WAITING,
+    Job,
+    TaskSpec,
+    dumps,
+    loads,
+)
+from .store import Store
+
+_INSERT_JOB = (
+    "INSERT INTO jobs (id, task, agent, data, status, priority, run_at, attempts, backoff, "
+    "timeout, parent_id, key, on_dep_failure, error, fail_reason, created_at, finished_at) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_EVENT = "INSERT INTO job_events (job_id, event, payload, at) VALUES (?,?,?,?)"
+_UNRESOLVED = (
+    "SELECT 1 FROM job_deps d JOIN jobs j ON j.id = d.dep_id WHERE d.job_id = ? "
+    "AND j.status NOT IN ('completed', 'failed', 'cancelled') LIMIT 1"
+)
+_CLEAR_LEASE = "lease_owner = NULL, lease_expires = NULL"
+_NOT_TERMINAL = "status NOT IN ('completed', 'failed', 'cancelled')"
+
+Backoff = dict[str, Any]
+
+
+def normalise_backoff(backoff: Any) -> Backoff | None:
+    """``None``, ``("fixed", s)``, ``("exponential", base)``, an optional third item
+    ``{"jitter": 0.0-1.0, "max": seconds}``, or a dict with ``type`` and ``delay``."""
+    if backoff is None:
+        return None
+    if isinstance(backoff, (int, float)):
+        backoff = ("fixed", backoff)
+    if isinstance(backoff, dict):
+        b = dict(backoff)
+    elif isinstance(backoff, (tuple, list)) and len(backoff) in (2, 3):
+        b = {"type": backoff[0], "delay": backoff[1], **(backoff[2] if len(backoff) == 3 else {})}
+    else:
+        raise InvalidJob(
+            f"backoff must be None, ('fixed', seconds) or ('exponential', seconds), not {backoff!r}"
+        )
+    if b.get("type") not in ("fixed", "exponential"):
+        raise InvalidJob(f"backoff type must be 'fixed' or 'exponential', not {b.get('type')!r}")
+    try:
+        b["delay"] = float(b["delay"])
+        b["jitter"] = float(b.get("jitter", 0.5))
+        b["max"] = float(b.get("max", 3600.0))
+    except (KeyError, TypeError, ValueError):
+        raise InvalidJob(f"backoff needs a number of seconds: {backoff!r}") from None
+    if b["delay"] < 0 or not 0 <= b["jitter"] <= 1:
+        raise InvalidJob("backoff delay must be >= 0 and jitter between 0 and 1")
+    return b
+
+
+def backoff_delay(
+    b: Backoff | None, attempts_made: int, rng: random.Random = random._inst
+) -> float:
+    """Seconds before the next attempt after ``attempts_made`` failed ones.
+
+    Jitter takes up to ``jitter`` of the delay off at random (0.5 by default), so
+    jobs that failed together do not all retry in the same instant.
+    """
+    if not b:
+        return 0.0
+    delay = b["delay"] * (2 ** (attempts_made - 1) if b["type"] == "exponential" else 1)
+    delay = min(delay, b["max"])
+    return delay * (1 - b["jitter"] * rng.random())
+
+
+def _epoch(value: Any, name: str) -> float:
+    if isinstance(value, dt.datetime):
+        return value.timestamp()  # naive datetimes are local time, as users write them
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise InvalidJob(f"{name} must be a datetime or a Unix time in seconds, not {value!r}")
+
+
+def _job_id(value: Any, what: str) -> int:
+    if isinstance(value, Job):
+        return value.id
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidJob(f"{what} must be a job or a job id, not {value!r}")
+
+
+@dataclass(slots=True)
+class _Spec:
+    """A validated job to insert."""
+
+    task: str
+    data: str
+    priority: int
+    run_at: float | None
+    attempts: int
+    backoff: str | None
+    timeout: float | None
+    depends_on: list[int]
+    parent: int | None
+    key: str | None
+    agent: str | None
+    on_dep_failure: str
+    fail_parent: bool
+
+
+@dataclass
+class _Changes:
+    """What one transaction did, to announce once it is committed."""
+
+    now: float
+    c: sqlite3.Connection | None = None
+    events: list[tuple[int, str, dict[str, Any] | None]] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+    cancelled_active: list[int] = field(default_factory=list)
+    ready: bool = False
+    due: float | None = None
+
+    def event(self, job_id: int, name: str, data: dict[str, Any] | None = None) -> None:
+        self.events.append((job_id, name, data))
+
+    def delayed(self, run_at: float) -> None:
+        self.due = run_at if self.due is None else min(self.due, run_at)
+
+
+class RuntimeHooks:
+    """How the queue tells a runtime of this process about work (no-ops until one starts)."""
+
+    def ready(self) -> None: ...
+    def due(self, when: float) -> None: ...
+    def cancelled(self, job_ids: list[int]) -> None: ...
+
+
+class Queue:
+    """``ws.jobs``: add jobs, look at them, act on them.
+
+    Quick operations (add, get, list, cancel, retry) are plain methods; only
+    :meth:`wait` is a coroutine.
+    """
+
+    def __init__(self, store: Store, events: EventBus):
+        self.store = store
+        self.events = events
+        self.tasks: dict[str, TaskSpec] = {}  # handlers of this process (for defaults)
+        self.hooks = RuntimeHooks()
+        #: how often ``wait`` re-reads a job that another process may finish
+        self.poll_interval = 0.2
+        self._waiters: dict[int, list[asyncio.Future]] = {}
+        self._paused: tuple[tuple[int, int], bool] | None = None
+
+    # -- adding --------------------------------------------------------------------------------
+
+    def add(
+        self,
+        task: str,
+        data: dict[str, Any] | None = None,
+        *,
+        priority: int = 0,
+        delay: float = 0,
+        run_at: dt.datetime | float | None = None,
+        attempts: int | None = None,
+        backoff: Any = None,
+        timeout: float | None = None,
+        depends_on: Iterable[Job | int] = (),
+        parent: Job | int | None = None,
+        key: str | None = None,
+        agent: str | None = None,
+        on_dep_failure: str = "fail",
+        fail_parent: bool = True,
+    ) -> Job:
+        """Add one job and return it.
+
+        ``priority``: higher runs sooner. ``delay`` (seconds) or ``run_at``: not
+        before then. ``attempts``: runs allowed in all; ``backoff`` spaces the
+        retries: ``("fixed", s)`` or ``("exponential", base_s)``, with jitter.
+        ``timeout`` (seconds) fails an attempt that runs longer. ``depends_on``:
+        jobs that must complete first; if one fails, ``on_dep_failure="fail"``
+        fails this job too and ``"ignore"`` runs it anyway. ``parent``: this job
+        is a child; the parent completes only after all its children, and fails
+        when a child fails unless ``fail_parent=False``. ``key``: adding again
+        with the same key returns the job that has it. Task defaults from
+        ``@ws.task(attempts=..., backoff=..., timeout=...)`` fill what is not given.
+
+        ::
+
+            job = ws.jobs.add("fetch", {"url": u}, priority=5, attempts=3,
+                              backoff=("exponential", 1.0))
+        """
+        spec = self._spec(
+            task, data, priority, delay, run_at, attempts, backoff, timeout,
+            depends_on, parent, key, agent, on_dep_failure, fail_parent,
+        )  # fmt: skip
+        with self._tx() as ch:
+            return Job(self, self._insert(ch, [spec])[0])
+
+    def add_bulk(self, items: Iterable[Any]) -> list[Job]:
+        """Add many jobs in one transaction; return them in order.
+
+        Each item is ``(task, data)``, ``(task, data, {options})`` or a dict
+        ``{"task": ..., "data": ..., **options}`` with the options of :meth:`add`.
+        ``depends_on`` may name jobs added earlier in the same call.
+        """
+        specs = []
+        plain: dict[str, _Spec] = {}  # per task: the spec of a job added with no options
+        for item in items:
+            if type(item) is tuple and len(item) == 2 and type(item[1]) is dict:
+                # the common shape, (task, data): validate the options once per task
+                base = plain.get(item[0])
+                if base is None:
+                    base = plain[item[0]] = self._spec(item[0], {})
+                try:
+                    data_json = dumps(item[1])
+                except (TypeError, ValueError) as e:
+                    raise InvalidJob(f"job data must be JSON-serialisable: {e}") from None
+                specs.append(dataclasses.replace(base, data=data_json))
+                continue
+            if isinstance(item, dict):
+                opts = dict(item)
+                task, data = opts.pop("task", None), opts.pop("data", None)
+            elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
+                task, data, opts = item[0], item[1], dict(item[2]) if len(item) == 3 else {}
+            else:
+                raise InvalidJob(
+                    f"add_bulk items are (task, data[, options]) or dicts, not {item!r}"
+                )
+            try:
+                specs.append(self._spec(task, data, **opts))
+            except TypeError as e:
+                raise InvalidJob(f"bad option in add_bulk item {item!r}: {e}") from None
+        if not specs:
+            return []
+        with self._tx() as ch:
+            rows = self._insert(ch, specs)
+        seen = self.store.version()
+        return [Job(self, r, seen) for r in rows]
+
+    def _spec(
+        self,
+        task: str,
+        data: dict[str, Any] | None = None,
+        priority: int = 0,
+        delay: float = 0,
+        run_at: Any = None,
+        attempts: int | None = None,
+        backoff: Any = None,
+        timeout: float | None = None,
+        depends_on: Iterable[Job | int] = (),
+        parent: Job | int | None = None,
+        key: str | None = None,
+        agent: str | None = None,
+        on_dep_failure: str = "fail",
+        fail_parent: bool = True,
+    ) -> _Spec:
+        if not isinstance(task, str) or not task:
+            raise InvalidJob(f"task must be a non-empty name, not {task!r}")
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InvalidJob(
+                f"job data must be a dict (passed to the handler as keyword arguments), "
+                f"not {type(data).__name__}"
+            )
+        try:
+            data_json = dumps(data)
+        except (TypeError, ValueError) as e:
+            raise InvalidJob(f"job data must be JSON-serialisable: {e}") from None
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise InvalidJob(f"priority must be an integer (higher runs sooner), not {priority!r}")
+        spec = self.tasks.get(task)
+        if attempts is None:
+            attempts = spec.attempts if spec and spec.attempts else 1
+        if not isinstance(attempts, int) or attempts < 1:
+            raise InvalidJob(f"attempts must be an integer >= 1, not {attempts!r}")
+        if backoff is None and spec is not None:
+            backoff = spec.backoff
+        b = normalise_backoff(backoff)
+        if timeout is None and spec is not None:
+            timeout = spec.timeout
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise InvalidJob(f"timeout must be a positive number of seconds, not {timeout!r}")
+        when = None
+        if run_at is not None:
+            when = _epoch(run_at, "run_at")
+        elif delay:
+            if not isinstance(delay, (int, float)) or delay < 0:
+                raise InvalidJob(f"delay must be a number of seconds >= 0, not {delay!r}")
+            when = time.time() + delay
+        if on_dep_failure not in ("fail", "ignore"):
+            raise InvalidJob(f"on_dep_failure must be 'fail' or 'ignore', not {on_dep_failure!r}")
+        if key is not None and not isinstance(key, str):
+            raise InvalidJob(f"key must be a string, not {key!r}")
+        if isinstance(depends_on, (Job, int)):
+            depends_on = [depends_on]
+        return _Spec(
+            task=task,
+            data=data_json,
+            priority=priority,
+            run_at=when,
+            attempts=attempts,
+            backoff=dumps(b) if b else None,
+            timeout=float(timeout) if timeout is not None else None,
+            depends_on=[_job_id(d, "depends_on") for d in depends_on],
+            parent=None if parent is None else _job_id(parent, "parent"),
+            key=key,
+            agent=agent,
+            on_dep_failure=on_dep_failure,
+            fail_parent=bool(fail_parent),
+        )
+
+    def _insert(self, ch: _Changes, specs: Sequence[_Spec]) -> list[dict[str, Any]]:
+        c, now = ch.c, ch.now
+        out: list[dict[str, Any] | None] = [None] * len(specs)
+        by_key: dict[str, int] = {}
+        # Ids are given here (max + 1 under the write lock) so a bulk insert is one
+        # executemany and dependencies within the batch can name earlier items.
+        next_id = c.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0]
+        new_status: dict[int, str] = {}  # statuses of jobs created in this call
+        rows, edges, finished = [], [], []
+        added_payloads: dict[tuple[str, str], dict[str, Any]] = {}
+        for i, s in enumerate(specs):
+            if s.key is not None:
+                if s.key in by_key:
+                    out[i] = out[by_key[s.key]]
+                    continue
+                hit = c.execute("SELECT * FROM jobs WHERE key = ?", (s.key,)).fetchone()
+                if hit is not None:
+                    out[i] = dict(zip(COLUMNS, hit))
+                    by_key[s.key] = i
+                    continue
+                by_key[s.key] = i
+            next_id += 1
+            jid = next_id
+            status, error, reason, finished_at = WAITING, None, None, None
+            for dep in s.depends_on:
+                dep_status = new_status.get(dep) or self._status(c, dep, "dependency")
+                edges.append((jid, dep, s.on_dep_failure))
+                if dep_status in (FAILED, CANCELLED) and s.on_dep_failure == "fail":
+                    status, error, reason = FAILED, f"dependency {dep} {dep_status}", "dependency"
+                    finished_at = now
+                elif dep_status not in TERMINAL and status != FAILED:
+                    status = BLOCKED
+            if s.parent is not None:
+                p_status = new_status.get(s.parent) or self._status(c, s.parent, "parent")
+                if p_status in TERMINAL:
+                    raise InvalidJob(
+                        f"parent {s.parent} is already {p_status}; add children before it finishes"
+                    )
+                edges.append((s.parent, jid, "fail" if s.fail_parent else "ignore"))
+                if p_status in (WAITING, DELAYED):
+                    self._set_status(ch, s.parent, BLOCKED, {"reason": "children"})
+                    new_status[s.parent] = BLOCKED
+            if status == WAITING and s.run_at is not None and s.run_at > now:
+                status = DELAYED
+                ch.delayed(s.run_at)
+            elif status == WAITING:
+                ch.ready = True
+            new_status[jid] = status
+            row = (
+                jid, s.task, s.agent, s.data, status, s.priority, s.run_at, s.attempts,
+                s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
+                now, finished_at,
+            )  # fmt: skip
+            rows.append(row)
+            added = added_payloads.get((s.task, status))
+            if added is None:  # one dict per (task, status): encoded once per transaction
+                added = added_payloads[s.task, status] = {"task": s.task, "status": status}
+            ch.event(jid, "job.added", added)
+            if status == FAILED:
+                ch.event(jid, "job.failed", {"task": s.task, "error": error, "reason": reason})
+                finished.append((jid, FAILED))
+            out[i] = {
+                "id": jid, "task": s.task, "agent": s.agent, "data": s.data, "status": status,
+                "priority": s.priority, "run_at": s.run_at, "attempts": s.attempts,
+                "attempts_made": 0, "backoff": s.backoff, "timeout": s.timeout,
+                "parent_id": s.parent, "key": s.key, "on_dep_failure": s.on_dep_failure,
+                "lease_owner": None, "lease_expires": None, "progress": None, "result": None,
+                "error": error, "fail_reason": reason, "body_done": 0, "created_at": now,
+                "started_at": None, "finished_at": finished_at,
+            }  # fmt: skip
+        c.executemany(_INSERT_JOB, rows)
+        if edges:
+            c.executemany("INSERT OR IGNORE INTO job_deps VALUES (?, ?, ?)", edges)
+        if finished:
+            self._settle(ch, finished)
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _status(c: sqlite3.Connection, jid: int, what: str) -> str:
+        row = c.execute("SELECT status FROM jobs WHERE id = ?", (jid,)).fetchone()
+        if row is None:
+            raise InvalidJob(f"{what} {jid} does not exist")
+        return row[0]
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _row(self, jid: int) -> dict[str, Any] | None:
+        with self.store.lock:
+            row = self.store.conn.execute("SELECT * FROM jobs WHERE id = ?", (jid,)).fetchone()
+        return None if row is None else dict(zip(COLUMNS, row))
+
+    def get(self, job_id: int) -> Job:
+        """The job with this id; raises :class:`JobNotFound`."""
+        seen = self.store.version()
+        row = self._row(_job_id(job_id, "job_id"))
+        if row is None:
+            raise JobNotFound(f"no job {job_id} in this workspace")
+        return Job(self, row, seen)
+
+    def list(
+        self,
+        status: str | Iterable[str] | None = None,
+        *,
+        task: str | None = None,
+        agent: str | None = None,
+        parent: Job | int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[Job]:
+        """Jobs matching every filter given, oldest first unless ``newest_first``."""
+        where, params = [], []
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            unknown = set(wanted) - set(STATUSES)
+            if unknown:
+                raise InvalidJob(f"unknown status {sorted(unknown)}; choose from {STATUSES}")
+            where.append(f"status IN ({','.join('?' * len(wanted))})")
+            params += wanted
+        for column, value in (("task", task), ("agent", agent)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if parent is not None:
+            where.append("parent_id = ?")
+            params.append(_job_id(parent, "parent"))
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC" if newest_first else " ORDER BY id"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else int(limit), int(offset)]
+        seen = self.store.version()
+        with self.store.lock:
+            rows = self.store.conn.execute(sql, params).fetchall()
+        return [Job(self, dict(zip(COLUMNS, r)), seen) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """``{"waiting": 3, "active": 1, ...}`` with every status, zeros included."""
+        out = dict.fromkeys(STATUSES, 0)
+        with self.store.lock:
+            for status, n in self.store.conn.execute(
+                "SELECT status, COUNT(*) FROM jobs GROUP BY status"
+            ):
+                out[status] = n
+        return out
+
+    def events_of(self, job_id: int) -> list[dict[str, Any]]:
+        with self.store.lock:
+            rows = self.store.conn.execute(
+                "SELECT event, payload, at FROM job_events WHERE job_id = ? ORDER BY id",
+                (job_id,),
+            ).fetchall()
+        return [{"event": e, "data": loads(p) or {}, "at": at} for e, p, at in rows]
+
+    async def wait(self, job_id: int, timeout: float | None = None) -> Any:
+        """Wait for the job to finish (see :meth:`Job.wait`).
+
+        Woken at once by a finish in this process; a finish by another process
+        is seen within :attr:`poll_interval`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            job = self.get(job_id)
+            if job._row["status"] in TERMINAL:
+                return job._raise_if_failed()
+            step = self.poll_interval
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"job {job_id} is still {job._row['status']} after {timeout} s"
+                    )
+                step = min(step, left)
+            fut = loop.create_future()
+            self._waiters.setdefault(job_id, []).append(fut)
+            try:
+                await asyncio.wait({fut}, timeout=step)
+            finally:
+                futs = self._waiters.get(job_id)
+                if futs and fut in futs:
+                    futs.remove(fut)
+                    if not futs:
+                        del self._waiters[job_id]
+
+    # -- acting on jobs ------------------------------------------------------------------------
+
+    def cancel(self, job_id: int | Job) -> bool:
+        """Cancel a job that has not finished (a running one is stopped too), and its
+        unfinished children. Returns False if it had already finished."""
+        jid = _job_id(job_id, "job_id")
+        with self._tx() as ch:
+            status = self._status_or_404(ch.c, jid)
+            if status in TERMINAL:
+                return False
+            self._cancel(ch, jid, status)
+        return True
+
+    def _cancel(self, ch: _Changes, jid: int, status: str) -> None:
+        ch.c.execute(
+            f"UPDATE jobs SET status = 'cancelled', error = 'cancelled', fail_reason = 'cancelled', "
+            f"finished_at = ?, {_CLEAR_LEASE} WHERE id = ?",
+            (ch.now, jid),
+        )
+        ch.event(jid, "job.cancelled", {"was": status})
+        if status == ACTIVE:
+            ch.cancelled_active.append(jid)
+        for child, child_status in ch.c.execute(
+            f"SELECT id, status FROM jobs WHERE parent_id = ? AND {_NOT_TERMINAL}", (jid,)
+        ).fetchall():
+            self._cancel(ch, child, child_status)
+        self._settle(ch, [(jid, CANCELLED)])
+
+    def retry(self, job_id: int | Job) -> Job:
+        """Run a failed or cancelled job again, with its attempts counted afresh.
+
+        Jobs that failed only because this one failed (its dependents, its
+        parent) are revived too and wait for it again.
+        """
+        jid = _job_id(job_id, "job_id")
+        with self._tx() as ch:
+            status = self._status_or_404(ch.c, jid)
+            if status not in (FAILED, CANCELLED):
+                raise InvalidJob(
+                    f"job {jid} is {status}; only failed or cancelled jobs can be retried"
+                )
+            self._requeue(ch, jid, reason="retry")
+        return self.get(jid)
+
+    def _requeue(self, ch: _Changes, jid: int, reason: str) -> None:
+        c = ch.c
+        blocked = c.execute(_UNRESOLVED, (jid,)).fetchone() is not None
+        status = BLOCKED if blocked else WAITING
+        c.execute(
+            f"UPDATE jobs SET status = ?, attempts_made = 0, error = NULL, fail_reason = NULL, "
+            f"result = NULL, progress = NULL, body_done = 0, finished_at = NULL, started_at = NULL, "
+            f"run_at = NULL, {_CLEAR_LEASE} WHERE id = ?",
+            (status, jid),
+        )
+        ch.event(jid, f"job.{status}", {"reason": reason})
+        ch.ready = ch.ready or status == WAITING
+        revive = c.execute(
+            "SELECT d.job_id FROM job_deps d JOIN jobs j ON j.id = d.job_id "
+            "WHERE d.dep_id = ? AND j.status = 'failed' AND j.fail_reason = 'dependency'",
+            (jid,),
+        ).fetchall()
+        for (dependent,) in revive:
+            self._requeue(ch, dependent, reason=f"dependency {jid} retried")
+
+    def set_priority(self, job_id: int | Job, priority: int) -> Job:
+        """Change the priority of a job that has not finished (higher runs sooner)."""
+        jid = _job_id(job_id, "job_id")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise InvalidJob(f"priority must be an integer, not {priority!r}")
+        with self._tx() as ch:
+            status = self._status_or_404(ch.c, jid)
+            if status in TERMINAL:
+                raise InvalidJob(f"job {jid} is {status}; its priority no longer matters")
+            ch.c.execute("UPDATE jobs SET priority = ? WHERE id = ?", (priority, jid))
+            ch.event(jid, "job.priority", {"priority": priority})
+        return self.get(jid)
+
+    def pause(self) -> None:
+        """Stop every runtime sharing this database from starting jobs (running ones finish)."""
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        with self._tx() as ch:
+            ch.c.execute(
+                "INSERT OR REPLACE INTO settings VALUES ('queue.paused', ?)", (dumps(paused),)
+            )
+            ch.ready = not paused
+        self.events.emit(Event("queue.paused" if paused else "queue.resumed"))
+
+    @property
+    def paused(self) -> bool:
+        seen = self.store.version()
+        if self._paused is None or self._paused[0] != seen:
+            rows = self.store.read("SELECT value FROM settings WHERE key = 'queue.paused'")
+            self._paused = (seen, bool(rows and loads(rows[0][0])))
+        return self._paused[1]
+
+    def progress(self, job_id: int, value: float | dict[str, Any]) -> None:
+        """Record a job's progress (0-100, or a dict) and tell subscribers."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
+            raise InvalidJob(f"progress is a number 0-100 or a dict, not {value!r}")
+        with self._tx() as ch:
+            ch.c.execute("UPDATE jobs SET progress = ? WHERE id = ?", (dumps(value), job_id))
+            ch.event(job_id, "job.progress", {"progress": value})
+
+    def log(self, job_id: int, line: str) -> None:
+        """Append a log line to a job's history."""
+        with self._tx() as ch:
+            ch.event(job_id, "job.log", {"line": line})
+
+    # -- runtime side --------------------------------------------------------------------------
+
+    def claim(
+        self, owner: str, slots: int, lease: float, tasks: dict[str, int | None]
+    ) -> list[dict[str, Any]]:
+        """Atomically take up to ``slots`` waiting jobs of ``tasks`` for ``owner``.
+
+        ``tasks`` maps each task this process can run to its free slots (None:
+        no limit of its own). Highest priority first, then oldest. One
+        ``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE``: two processes can
+        never take the same job.
+        """
+        tasks = {t: n for t, n in tasks.items() if n is None or n > 0}
+        if slots <= 0 or not tasks:
+            return []
+        names = list(tasks)
+        marks = ",".join("?" * len(names))
+        limited = {t: n for t, n in tasks.items() if n is not None and n < slots}
+        if limited:
+            # per-task limits: rank each task's jobs and keep its first n
+            cases = " ".join("WHEN ? THEN ?" for _ in limited)
+            pick = (
+                "SELECT id FROM (SELECT id, task, priority, ROW_NUMBER() OVER (PARTITION BY task "
+                f"ORDER BY priority DESC, id) AS rn FROM jobs WHERE status = 'waiting' AND task IN "
+                f"({marks})) WHERE rn <= CASE task {cases} ELSE ? END "
+                "ORDER BY priority DESC, id LIMIT ?"
+            )
+            params = [*names, *(x for kv in limited.items() for x in kv), slots, slots]
+        else:
+            pick = (
+                f"SELECT id FROM jobs WHERE status = 'waiting' AND task IN ({marks}) "
+                "ORDER BY priority DESC, id LIMIT ?"
+            )
+            params = [*names, slots]
+        with self._tx() as ch:
+            now = ch.now
+            rows = ch.c.execute(
+                "UPDATE jobs SET status = 'active', lease_owner = ?, lease_expires = ?, "
+                f"started_at = ?, attempts_made = attempts_made + 1 WHERE id IN ({pick}) "
+                "RETURNING id, task, data, priority, attempts, attempts_made, timeout",
+                [owner, now + lease, now, *params],
+            ).fetchall()
+            for r in rows:
+                ch.event(r[0], "job.active", {"task": r[1], "attempt": r[5]})
+        rows.sort(key=lambda r: (-r[3], r[0]))
+        keys = ("id", "task", "data", "priority", "attempts", "attempts_made", "timeout")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def complete_many(self, owner: str, results: list[tuple[int, str, str]]) -> None:
+        """Finish ``(job id, task, result JSON)`` for jobs this owner still holds.
+
+        A job whose children are still running moves to ``blocked`` with its result
+        kept; it completes when the last child finishes.
+        """
+        with self._tx() as ch:
+            c, now = ch.c, ch.now
+            finished = []
+            for jid, task, result in results:
+                if c.execute(_UNRESOLVED, (jid,)).fetchone() is not None:
+                    cur = c.execute(
+                        f"UPDATE jobs SET status = 'blocked', body_done = 1, result = ?, "
+                        f"{_CLEAR_LEASE} WHERE id = ? AND status = 'active' AND lease_owner = ?",
+                        (result, jid, owner),
+                    )
+                    if cur.rowcount:
+                        ch.event(jid, "job.blocked", {"task": task, "reason": "children"})
+                    continue
+                cur = c.execute(
+                    f"UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, "
+                    f"{_CLEAR_LEASE} WHERE id = ? AND status = 'active' AND lease_owner = ?",
+                    (result, now, jid, owner),
+                )
+                if cur.rowcount:  # else: cancelled, or lost the lease meanwhile
+                    ch.event(jid, "job.completed", {"task": task})
+                    finished.append((jid, COMPLETED))
+            if finished:
+                self._settle(ch, finished)
+
+    def fail(
+        self,
+        owner: str,
+        job_id: int,
+        error: str,
+        reason: str = "error",
+        *,
+        retryable: bool = True,
+        details: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Record a failed attempt; retry after the backoff if attempts remain.
+
+        Returns the job's new status, or None if the owner no longer held it.
+        """
+        with self._tx() as ch:
+            row = ch.c.execute(
+                "SELECT task, attempts, attempts_made, backoff FROM jobs "
+                "WHERE id = ? AND status = 'active' AND lease_owner = ?",
+                (job_id, owner),
+            ).fetchone()
+            if row is None:
+                return None
+            task, attempts, made, backoff = row
+            info = {
+                "task": task,
+                "error": error,
+                "reason": reason,
+                "attempt": made,
+                **(details or {}),
+            }
+            if retryable and made < attempts:
+                return self._retry_later(ch, job_id, made, loads(backoff), info)
+            self._finish_failed(ch, job_id, error, reason, info)
+            return FAILED
+
+    def _retry_later(
+        self, ch: _Changes, jid: int, made: int, backoff: Backoff | None, info: dict[str, Any]
+    ) -> str:
+        delay = backoff_delay(backoff, made)
+        status = DELAYED if delay > 0 else WAITING
+        run_at = ch.now + delay if delay > 0 else None
+        ch.c.execute(
+            f"UPDATE jobs SET status = ?, run_at = ?, error = ?, fail_reason = ?, {_CLEAR_LEASE} "
+            "WHERE id = ?",
+            (status, run_at, info["error"], info["reason"], jid),
+        )
+        ch.event(jid, f"job.{status}", {**info, "retry_in": round(delay, 3)})
+        if run_at is not None:
+            ch.delayed(run_at)
+        else:
+            ch.ready = True
+        return status
+
+    def _finish_failed(
+        self, ch: _Changes, jid: int, error: str, reason: str, info: dict[str, Any]
+    ) -> None:
+        ch.c.execute(
+            f"UPDATE jobs SET status = 'failed', error = ?, fail_reason = ?, finished_at = ?, "
+            f"{_CLEAR_LEASE} WHERE id = ?",
+            (error, reason, ch.now, jid),
+        )
+        ch.event(jid, "job.failed", info)
+        self._settle(ch, [(jid, FAILED)])
+
+    def renew(self, owner: str, job_ids: Iterable[int], lease: float) -> set[int]:
+        """Extend the owner's leases; return the ids it no longer holds (cancelled, or
+        taken over after its lease ran out) so the runtime can stop them."""
+        with self.store.write() as c:
+            held = {
+                r[0]
+                for r in c.execute(
+                    "UPDATE jobs SET lease_expires = ? WHERE lease_owner = ? AND status = 'active' "
+                    "RETURNING id",
+                    (time.time() + lease, owner),
+                )
+            }
+        return set(job_ids) - held
+
+    def release(self, owner: str, job_ids: Iterable[int]) -> None:
+        """Give back running jobs on a graceful stop; the attempt does not count."""
+        with self._tx() as ch:
+            for jid in job_ids:
+                cur = ch.c.execute(
+                    f"UPDATE jobs SET status = 'waiting', attempts_made = MAX(attempts_made - 1, 0), "
+                    f"{_CLEAR_LEASE} WHERE id = ? AND status = 'active' AND lease_owner = ?",
+                    (jid, owner),
+                )
+                if cur.rowcount:
+                    ch.event(jid, "job.waiting", {"reason": "released"})
+                    ch.ready = True
+
+    def recover_stalled(self, owner: str) -> int:
+        """Jobs whose lease ran out (their process died) go back to waiting, or fail
+        when their attempts are used up. Returns how many were recovered."""
+        with self._tx() as ch:
+            rows = ch.c.execute(
+                "SELECT id, task, attempts, attempts_made, backoff, lease_owner FROM jobs "
+                "WHERE status = 'active' AND lease_expires < ? AND lease_owner != ?",
+                (ch.now, owner),
+            ).fetchall()
+            for jid, task, attempts, made, backoff, dead in rows:
+                error = f"stalled: worker {dead} stopped renewing its lease (process ended?)"
+                info = {"task": task, "error": error, "reason": "stalled", "attempt": made}
+                if made < attempts:
+                    self._retry_later(ch, jid, made, loads(backoff), info)
+                else:
+                    self._finish_failed(ch, jid, error, "stalled", info)
+        return len(rows)
+
+    def promote_due(self) -> float | None:
+        """Delayed jobs whose time has come become waiting. Returns the next due time."""
+        with self._tx() as ch:
+            for jid, task in ch.c.execute(
+                "UPDATE jobs SET status = 'waiting' WHERE status = 'delayed' AND run_at <= ? "
+                "RETURNING id, task",
+                (ch.now,),
+            ).fetchall():
+                ch.event(jid, "job.waiting", {"task": task, "reason": "due"})
+                ch.ready = True
+            nxt = ch.c.execute("SELECT MIN(run_at) FROM jobs WHERE status = 'delayed'").fetchone()
+        return nxt[0]
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[_Changes]:
+        ch = _Changes(now=time.time())
+        with self.store.write() as c:
+            ch.c = c
+            yield ch
+            if ch.events:
+                now = ch.now
+                encoded: dict[int, str] = {}  # by id(): a payload shared by many events
+                rows = []
+                for j, n, d in ch.events:
+                    if d is None:
+                        rows.append((j, n, None, now))
+                        continue
+                    text = encoded.get(id(d))
+                    if text is None:
+                        text = encoded[id(d)] = dumps(d)
+                    rows.append((j, n, text, now))
+                c.executemany(_INSERT_EVENT, rows)
+        self._announce(ch)
+
+    def _announce(self, ch: _Changes) -> None:
+        bus = self.events
+        for jid, name, data in ch.events:
+            if bus.listeners(name):
+                bus.emit(Event(name, jid, data or {}, ch.now))
+        for jid in ch.finished:
+            for fut in self._waiters.pop(jid, ()):
+                fut.get_loop().call_soon_threadsafe(_wake_future, fut)
+        if ch.cancelled_active:
+            self.hooks.cancelled(ch.cancelled_active)
+        if ch.due is not None:
+            self.hooks.due(ch.due)
+        if ch.ready:
+            self.hooks.ready()
+
+    def _status_or_404(self, c: sqlite3.Connection, jid: int) -> str:
+        row = c.execute("SELECT status FROM jobs WHERE id = ?", (jid,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job {jid} in this workspace")
+        return row[0]
+
+    def _set_status(self, ch: _Changes, jid: int, status: str, data: dict[str, Any]) -> None:
+        ch.c.execute("UPDATE jobs SET status = ? WHERE id = ?", (status, jid))
+        ch.event(jid, f"job.{status}", data)
+
+    def _settle(self, ch: _Changes, finished: list[tuple[int, str]]) -> None:
+        """Propagate finished jobs to the jobs blocked on them: unblock those with
+        nothing left to wait for, fail those whose dependency failed."""
+        c, now = ch.c, ch.now
+        work = list(finished)
+        while work:
+            jid, status = work.pop()
+            ch.finished.append(jid)
+            bad = status in (FAILED, CANCELLED)
+            for dep, on_failure, task, body_done, run_at in c.execute(
+                "SELECT d.job_id, d.on_failure, j.task, j.body_done, j.run_at FROM job_deps d "
+                "JOIN jobs j ON j.id = d.job_id WHERE d.dep_id = ? AND j.status = 'blocked'",
+                (jid,),
+            ).fetchall():
+                if bad and on_failure == "fail":
+                    error = f"dependency {jid} {status}"
+                    c.execute(
+                        f"UPDATE jobs SET status = 'failed', error = ?, fail_reason = 'dependency', "
+                        f"finished_at = ?, {_CLEAR_LEASE} WHERE id = ?",
+                        (error, now, dep),
+                    )
+                    ch.event(
+                        dep, "job.failed", {"task": task, "error": error, "reason": "dependency"}
+                    )
+                    work.append((dep, FAILED))
+                elif c.execute(_UNRESOLVED, (dep,)).fetchone() is None:
+                    if body_done:  # a parent whose own work was done: its children are now too
+                        c.execute(
+                            "UPDATE jobs SET status = 'completed', finished_at = ? WHERE id = ?",
+                            (now, dep),
+                        )
+                        ch.event(dep, "job.completed", {"task": task})
+                        work.append((dep, COMPLETED))
+                    elif run_at is not None and run_at > now:
+                        self._set_status(ch, dep, DELAYED, {"task": task, "reason": "unblocked"})
+                        ch.delayed(run_at)
+                    else:
+                        self._set_status(ch, dep, WAITING, {"task": task, "reason": "unblocked"})
+                        ch.ready = True
+
+
+def _wake_future(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -1,0 +1,363 @@
+"""The in-kernel runtime: an asyncio worker on the running loop (the kernel's).
+
+It sleeps until something can change what is runnable: a job added or
+finished in this process, the timer of the next delayed job, the next stalled
+lease check, or the short poll for work added by other processes (SQLite has
+no cross-process notification; the poll reads ``PRAGMA data_version`` and
+claims only when the database changed). There is no once-a-second loop.
+
+Leases are renewed from a small thread, not from the loop: a notebook cell
+that runs blocking code stops the loop, and its jobs must not look dead to
+another process meanwhile. When the process dies, the thread dies with it and
+the leases run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from typing import Any
+
+from .executors import Executor, LoopExecutor, ThreadExecutor
+from .models import JobContext, TaskSpec, current_job, dumps
+from .queue import Queue, RuntimeHooks
+
+log = logging.getLogger("wiz_jupyter.runtime")
+
+
+class Runtime(RuntimeHooks):
+    """Works the queue's jobs for the tasks registered in this process.
+
+    ``concurrency`` bounds running jobs in all; ``@ws.task(concurrency=n)``
+    bounds one task. ``lease`` is how long a claimed job stays ours without a
+    renewal (renewed every third of it). ``poll_interval`` is how soon work
+    added by another process is noticed.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        concurrency: int = 16,
+        lease: float = 30.0,
+        poll_interval: float = 0.1,
+    ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.queue = queue
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.executors: dict[str, Executor] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._worker: asyncio.Task | None = None
+        self._wake_fut: asyncio.Future | None = None
+        self._tick_futs: list[asyncio.Future] = []
+        self._active: dict[int, tuple[asyncio.Task, JobContext, str]] = {}
+        self._by_task: Counter[str] = Counter()
+        self._stopped_ids: set[int] = set()  # cancelled, lost or released: record nothing
+        self._pending: list[tuple[int, str, str]] = []
+        self._flush_scheduled = False
+        self._next_due: float | None = None
+        self._stopping = False
+        self._beat_stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
+    @property
+    def active_ids(self) -> list[int]:
+        return list(self._active)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        loop = asyncio.get_running_loop()
+        self._loop, self._loop_thread = loop, threading.get_ident()
+        self._stopping = False
+        self.queue.events.loop = loop
+        self.queue.hooks = self
+        self.executors = {"loop": LoopExecutor(), "thread": ThreadExecutor(self.concurrency)}
+        self._next_due = time.time()  # promote anything already due on the first pass
+        self._worker = loop.create_task(self._work(), name="wiz-runtime")
+        self._beat_stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="wiz-lease", daemon=True)
+        self._beat.start()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; give running jobs ``grace`` seconds to finish, then cancel
+        them and release them back to the queue (their attempt does not count)."""
+        if self._worker is None:
+            return
+        self._stopping = True
+        self._wake_up()
+        await asyncio.gather(self._worker, return_exceptions=True)
+        if self._active:
+            tasks = [t for t, _, _ in self._active.values()]
+            await asyncio.wait(tasks, timeout=grace)
+            left = list(self._active)
+            if left:
+                self._stopped_ids.update(left)
+                for t, ctx, _ in list(self._active.values()):
+                    ctx._cancelled = True
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                self.queue.release(self.owner, left)
+        self._flush()
+        self._beat_stop.set()
+        if self._beat is not None:
+            await asyncio.to_thread(self._beat.join)
+        for ex in self.executors.values():
+            ex.close()
+        self._worker = None
+        self.queue.hooks = RuntimeHooks()
+
+    async def run_until_idle(self, timeout: float | None = None) -> None:
+        """Work until no job of this process's tasks is waiting, delayed or running.
+
+        Starts the runtime for the duration if it is not running. Jobs blocked on
+        work of other processes, and a paused queue, count as idle.
+        """
+        started_here = not self.running
+        if started_here:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while not self._idle():
+                step = self.poll_interval
+                if deadline is not None:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise TimeoutError(f"still busy after {timeout} s: {self.queue.counts()}")
+                    step = min(step, left)
+                fut = loop.create_future()
+                self._tick_futs.append(fut)
+                handle = loop.call_later(step, _resolve, fut)
+                try:
+                    await fut
+                finally:
+                    handle.cancel()
+        finally:
+            if started_here:
+                await self.stop()
+
+    def _idle(self) -> bool:
+        if self._active or self._pending:
+            return False
+        if self.queue.paused or not self.queue.tasks:
+            return True
+        names = list(self.queue.tasks)
+        rows = self.queue.store.read(
+            f"SELECT 1 FROM jobs WHERE status IN ('waiting', 'delayed') AND task IN "
+            f"({','.join('?' * len(names))}) LIMIT 1",
+            tuple(names),
+        )
+        return not rows
+
+    # -- hooks from the queue (any thread) -----------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    def ready(self) -> None:
+        self._call(self._wake_up)
+
+    def due(self, when: float) -> None:
+        self._call(self._set_due, when)
+
+    def cancelled(self, job_ids: list[int]) -> None:
+        self._call(self._stop_jobs, job_ids)
+
+    def _set_due(self, when: float) -> None:
+        if self._next_due is None or when < self._next_due:
+            self._next_due = when
+            self._wake_up()
+
+    def _stop_jobs(self, job_ids: Any) -> None:
+        for jid in job_ids:
+            entry = self._active.get(jid)
+            if entry is not None:
+                self._stopped_ids.add(jid)
+                entry[1]._cancelled = True
+                entry[0].cancel()
+
+    def _wake_up(self) -> None:
+        fut = self._wake_fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        if self._tick_futs:
+            futs, self._tick_futs = self._tick_futs, []
+            for f in futs:
+                _resolve(f)
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        q = self.queue
+        next_stall_check = 0.0
+        quiet_at: tuple[int, int] | None = None  # db version when a claim found nothing more
+        while not self._stopping:
+            self._wake_fut = loop.create_future()
+            try:
+                now = time.time()
+                if self._next_due is not None and self._next_due <= now:
+                    self._next_due = None
+                    nxt = q.promote_due()
+                    if nxt is not None:
+                        self._set_due(nxt)
+                if now >= next_stall_check:
+                    next_stall_check = now + self.lease / 2
+                    q.recover_stalled(self.owner)
+                free = self.concurrency - len(self._active)
+                if free > 0 and q.tasks and q.store.version() != quiet_at and not q.paused:
+                    slots = {
+                        name: None
+                        if spec.concurrency is None
+                        else spec.concurrency - self._by_task[name]
+                        for name, spec in q.tasks.items()
+                    }
+                    rows = q.claim(self.owner, free, self.lease, slots)
+                    for row in rows:
+                        self._start_job(row)
+                    quiet_at = None if len(rows) == free else q.store.version()
+            except sqlite3.Error as e:  # a locked or busy database: try again shortly
+                log.warning("wiz runtime: database error, retrying: %s", e)
+            except Exception:
+                log.exception("wiz runtime: unexpected error")
+            wait = self.poll_interval
+            if self._next_due is not None:
+                wait = min(wait, self._next_due - time.time())
+            wait = max(0.0, min(wait, next_stall_check - time.time()))
+            handle = loop.call_later(wait, _resolve, self._wake_fut)
+            try:
+                await self._wake_fut
+            finally:
+                handle.cancel()
+
+    def _start_job(self, row: dict[str, Any]) -> None:
+        spec = self.queue.tasks.get(row["task"])
+        loop = self._loop
+        assert loop is not None
+        ctx = JobContext(self.queue, row, loop)
+        task = loop.create_task(self._run_job(row, spec, ctx), name=f"wiz-job-{row['id']}")
+        self._active[row["id"]] = (task, ctx, row["task"])
+        self._by_task[row["task"]] += 1
+
+    async def _run_job(self, row: dict[str, Any], spec: TaskSpec | None, ctx: JobContext) -> None:
+        jid, name = row["id"], row["task"]
+        q, owner = self.queue, self.owner
+        current_job.set(ctx)
+        timeout = row["timeout"]
+        try:
+            if spec is None:  # unregistered between claim and start
+                raise LookupError(f"no handler for task {name!r} in this process")
+            kwargs = ctx.data
+            if spec.wants_job:
+                kwargs = {**kwargs, "job": ctx}
+            body = self.executors[spec.executor].run(spec.fn, kwargs)
+            if timeout:
+                started = time.monotonic()
+                try:
+                    result = await asyncio.wait_for(body, timeout)
+                except asyncio.TimeoutError:
+                    if time.monotonic() - started < timeout * 0.99:
+                        raise  # the handler's own TimeoutError, not ours
+                    ctx._cancelled = True
+                    self._safe(q.fail, owner, jid, f"timed out after {timeout:g} s", "timeout")
+                    return
+            else:
+                result = await body
+        except asyncio.CancelledError:
+            ctx._cancelled = True
+            if jid not in self._stopped_ids:
+                raise
+        except Exception as e:
+            tb = traceback.format_exc(limit=-8)
+            self._safe(
+                q.fail, owner, jid, f"{type(e).__name__}: {e}", "error", details={"traceback": tb}
+            )
+        else:
+            try:
+                encoded = dumps(result)
+            except (TypeError, ValueError) as e:
+                self._safe(
+                    q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
+                    retryable=False,
+                )  # fmt: skip
+            else:
+                self._pending.append((jid, name, encoded))
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._flush)
+        finally:
+            self._active.pop(jid, None)
+            self._by_task[name] -= 1
+            self._stopped_ids.discard(jid)
+            self._wake_up()
+
+    def _flush(self) -> None:
+        """Commit the completions gathered since the last flush in one transaction."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            self.queue.complete_many(self.owner, batch)
+        except sqlite3.Error as e:
+            log.warning("wiz runtime: could not record %d results, retrying: %s", len(batch), e)
+            self._pending[:0] = batch
+            if self._loop is not None:
+                self._flush_scheduled = True
+                self._loop.call_later(0.05, self._flush)
+            return
+        self._wake_up()
+
+    def _safe(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.Error as e:  # the lease runs out and another worker takes over
+            log.error("wiz runtime: could not record a job outcome: %s", e)
+            return None
+
+    def _heartbeat(self) -> None:
+        while not self._beat_stop.wait(self.lease / 3):
+            try:
+                ids = list(self._active)
+            except RuntimeError:  # resized while copied; next beat
+                continue
+            if not ids:
+                continue
+            try:
+                lost = self.queue.renew(self.owner, ids, self.lease)
+            except sqlite3.Error as e:
+                log.warning("wiz runtime: lease renewal failed: %s", e)
+                continue
+            if lost:
+                self.cancelled(sorted(lost))
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

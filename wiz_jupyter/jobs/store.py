@@ -1,0 +1,268 @@
+"""The workspace database: one SQLite file in WAL mode, with numbered migrations.
+
+The store owns the connection, its pragmas, the write lock and the schema.
+Hot paths (add, claim, complete) run hand-written SQL through
+:meth:`Store.write`; sqlite-utils (:attr:`Store.db`) serves migrations and
+convenient reads.
+
+One connection per process is shared by the loop and by handler threads, so
+every use goes through a re-entrant lock. Transactions are short (well under
+a millisecond), so holding the lock on the event loop does not stall it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from ..errors import StoreError
+
+#: Written to ``PRAGMA application_id`` so a wiz database is recognisable ("WIZ1").
+APPLICATION_ID = 0x57495A31
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: Files larger than this skip the integrity check on open (it reads every page).
+QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
+
+Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
+
+
+def default_path() -> str:
+    """``$WIZ_HOME/wiz.db`` if ``WIZ_HOME`` is set, else ``.wiz/wiz.db`` under the cwd."""
+    home = os.environ.get("WIZ_HOME")
+    return str(Path(home) / "wiz.db") if home else str(Path.cwd() / ".wiz" / "wiz.db")
+
+
+class Store:
+    """A wiz workspace database. ``Store(":memory:")`` works for tests.
+
+    Raises :class:`StoreError` for a file that is not a SQLite database, a
+    SQLite database that belongs to something else, a corrupt one, or one
+    written by a newer wiz_jupyter. Such a file is never modified.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0):
+        self.path = str(path)
+        self.lock = threading.RLock()
+        self._local_version = 0  # bumped on every commit made through this store
+        self.conn = self._open(busy_timeout)
+        self.db = sqlite_utils.Database(self.conn)
+        self.migrate("jobs", JOBS_MIGRATIONS)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _open(self, busy_timeout: float) -> sqlite3.Connection:
+        memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        if not memory:
+            p = Path(self.path)
+            if p.is_dir():
+                raise StoreError(f"{p} is a folder; give the path of a database file")
+            if p.exists() and p.stat().st_size > 0:
+                with p.open("rb") as f:
+                    if f.read(16) != SQLITE_HEADER:
+                        raise StoreError(
+                            f"{p} is not a SQLite database; wiz_jupyter will not touch it. "
+                            "Move it away or choose another workspace path."
+                        )
+            p.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+        )
+        try:
+            self._check(conn, memory)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if not memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode survives a killed process (a committed job is never
+            # lost to SIGKILL); only a power cut may drop the last transactions.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreError(
+                f"{self.path} is corrupt or unreadable ({e}); wiz_jupyter left it as it is. "
+                "Restore a backup or choose another workspace path."
+            ) from None
+        except StoreError:
+            conn.close()
+            raise
+        return conn
+
+    def _check(self, conn: sqlite3.Connection, memory: bool) -> None:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if app_id not in (0, APPLICATION_ID) or (
+            app_id == 0 and tables and "wiz_migrations" not in tables
+        ):
+            raise StoreError(
+                f"{self.path} is a SQLite database of another application; wiz_jupyter will "
+                "not touch it. Choose another workspace path."
+            )
+        if not memory and os.path.getsize(self.path) <= QUICK_CHECK_MAX_BYTES and tables:
+            problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
+
+    # -- migrations ----------------------------------------------------------------------------
+
+    def migrate(self, component: str, migrations: list[Migration]) -> None:
+        """Apply the numbered ``migrations`` of ``component`` that are not yet applied.
+
+        Each layer owns its tables and registers its own list, so the jobs layer
+        needs to know nothing of the layers above it. Migrations run inside one
+        ``BEGIN IMMEDIATE`` transaction so two processes opening a fresh file at
+        once do not both apply them.
+        """
+        known = max((v for v, _, _ in migrations), default=0)
+        with self.write() as c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS wiz_migrations (component TEXT NOT NULL, "
+                "version INTEGER NOT NULL, name TEXT NOT NULL, applied_at REAL NOT NULL, "
+                "PRIMARY KEY (component, version))"
+            )
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            done = {
+                r[0]
+                for r in c.execute(
+                    "SELECT version FROM wiz_migrations WHERE component = ?", (component,)
+                )
+            }
+            if done and max(done) > known:
+                raise StoreError(
+                    f"{self.path} was written by a newer wiz_jupyter ({component} schema "
+                    f"v{max(done)}, this one knows v{known}); upgrade wiz_jupyter to open it."
+                )
+            for version, name, apply in sorted(migrations, key=lambda m: m[0]):
+                if version in done:
+                    continue
+                apply(self.db)
+                c.execute(
+                    "INSERT INTO wiz_migrations VALUES (?, ?, ?, ?)",
+                    (component, version, name, time.time()),
+                )
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so the
+        reads inside it (a claim's ``SELECT``) cannot race another process."""
+        with self.lock:
+            conn = self.conn
+            if conn.in_transaction:  # nested use joins the outer transaction
+                yield conn
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._local_version += 1
+
+    def read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            cur = self.conn.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return cur.fetchall()
+
+    def version(self) -> tuple[int, int]:
+        """Changes since open: (this store's commits, other connections' commits).
+
+        Cheap enough to call on every attribute read of a live :class:`Job`.
+        """
+        with self.lock:
+            return self._local_version, self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self.lock:
+            try:
+                self.conn.close()
+            except sqlite3.Error:
+                pass
+
+
+# -- the jobs layer's schema ---------------------------------------------------------------------
+
+
+def _jobs_v1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,  -- max + 1: jobs are never deleted, so ids are never reused
+            task TEXT NOT NULL,
+            agent TEXT,
+            data TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            run_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            attempts_made INTEGER NOT NULL DEFAULT 0,
+            backoff TEXT,
+            timeout REAL,
+            parent_id INTEGER,
+            key TEXT,
+            on_dep_failure TEXT NOT NULL DEFAULT 'fail',
+            lease_owner TEXT,
+            lease_expires REAL,
+            progress TEXT,
+            result TEXT,
+            error TEXT,
+            fail_reason TEXT,
+            body_done INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL
+        )"""
+    )
+    # jobs_queue serves the claim (status = 'waiting' in priority order) and counts;
+    # the partial indexes touch only the rows in their state, so inserts stay cheap.
+    db.execute("CREATE INDEX jobs_queue ON jobs (status, priority DESC, id)")
+    db.execute("CREATE INDEX jobs_due ON jobs (run_at) WHERE status = 'delayed'")
+    db.execute("CREATE INDEX jobs_leases ON jobs (lease_expires) WHERE status = 'active'")
+    db.execute("CREATE UNIQUE INDEX jobs_key ON jobs (key) WHERE key IS NOT NULL")
+    db.execute("CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL")
+    db["job_deps"].create(
+        {"job_id": int, "dep_id": int, "on_failure": str},
+        pk=("job_id", "dep_id"),
+        not_null={"job_id", "dep_id", "on_failure"},
+    )
+    db["job_deps"].create_index(["dep_id"])
+    db["job_events"].create(
+        {"id": int, "job_id": int, "event": str, "payload": str, "at": float},
+        pk="id",
+        not_null={"event", "at"},
+    )
+    db["job_events"].create_index(["job_id"])
+    db["schedules"].create(
+        {
+            "id": int,
+            "name": str,
+            "trigger": str,  # JSON: {"kind": "cron", "expr": ..., "tz": ...}
+            "template": str,  # JSON: the job it creates (task or agent, data, options)
+            "status": str,  # active / paused / expired
+            "next_run": float,
+            "last_run": float,
+            "run_count": int,
+            "fail_count": int,
+            "last_result": str,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"name", "trigger", "template", "status", "created_at"},
+        defaults={"status": "active", "run_count": 0, "fail_count": 0},
+    )
+    db["schedules"].create_index(["name"], unique=True)
+    db["settings"].create({"key": str, "value": str}, pk="key")
+
+
+JOBS_MIGRATIONS: list[Migration] = [
+    (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1)
+]

@@ -1,0 +1,139 @@
+"""The facade: one store, queue, event bus and runtime wired together."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from .jobs.events import EventBus
+from .jobs.models import TaskSpec
+from .jobs.queue import Queue, normalise_backoff
+from .jobs.runtime import Runtime
+from .jobs.store import Store, default_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Workspace:
+    """Everything wiz_jupyter keeps for one project, in one SQLite file.
+
+    ``path``: the database file; default ``$WIZ_HOME/wiz.db`` or
+    ``.wiz/wiz.db`` under the notebook's folder; ``":memory:"`` for a
+    throw-away workspace. ``concurrency``: jobs running at once in this
+    process. ``lease``: seconds a claimed job stays this process's without
+    renewal (a killed kernel's jobs are taken over after that).
+
+    ::
+
+        ws = wiz.Workspace()
+
+        @ws.task
+        async def fetch(url: str) -> dict: ...
+
+        job = ws.jobs.add("fetch", {"url": "https://example.org"})
+        await ws.run_until_idle()
+        job.result
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        concurrency: int = 16,
+        lease: float = 30.0,
+        poll_interval: float = 0.1,
+    ):
+        self.path = str(path) if path is not None else default_path()
+        self.store = Store(self.path)
+        self.events = EventBus()
+        self.jobs = Queue(self.store, self.events)
+        self.runtime = Runtime(
+            self.jobs, concurrency=concurrency, lease=lease, poll_interval=poll_interval
+        )
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        attempts: int | None = None,
+        backoff: Any = None,
+        timeout: float | None = None,
+        concurrency: int | None = None,
+        executor: str = "auto",
+    ) -> Callable[[F], F]: ...
+
+    def task(self, fn: Any = None, /, **options: Any) -> Any:
+        """Register a handler for jobs of a task (its function name unless ``name=``).
+
+        Handlers get the job's data as keyword arguments, and the running job as
+        a parameter named ``job`` if they declare one. Sync functions run in a
+        thread, async ones on the loop (``executor="loop"|"thread"`` to choose).
+        ``attempts``, ``backoff`` and ``timeout`` are defaults for new jobs of
+        the task; ``concurrency`` bounds how many run at once in this process.
+
+        ::
+
+            @ws.task(attempts=3, backoff=("exponential", 1.0), concurrency=2)
+            def crunch(n: int, job) -> int:
+                job.progress(50)
+                return n * n
+        """
+        if fn is None:
+            return lambda f: self.task(f, **options)
+        unknown = set(options) - {
+            "name",
+            "attempts",
+            "backoff",
+            "timeout",
+            "concurrency",
+            "executor",
+        }
+        if unknown:
+            raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+        name = options.pop("name", None) or fn.__name__
+        normalise_backoff(options.get("backoff"))  # refuse a bad backoff now, not at add
+        executor = options.get("executor", "auto")
+        if executor not in ("auto", "loop", "thread"):
+            raise ValueError(f"executor must be 'auto', 'loop' or 'thread', not {executor!r}")
+        self.jobs.tasks[name] = TaskSpec(name=name, fn=fn, **options)
+        self.runtime.ready()  # jobs already waiting for this task can run now
+        return fn
+
+    # -- the runtime ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start working jobs on the running event loop (the kernel's, in a notebook)."""
+        await self.runtime.start()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop gracefully: running jobs get ``grace`` seconds, then go back to the queue."""
+        await self.runtime.stop(grace)
+
+    async def run_until_idle(self, timeout: float | None = None) -> None:
+        """Work jobs until none of this process's tasks is waiting, delayed or running."""
+        await self.runtime.run_until_idle(timeout)
+
+    def close(self) -> None:
+        """Close the database (stop the runtime first)."""
+        self.store.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self.runtime.running else "stopped"
+        return f"<wiz Workspace {self.path} ({state}, {len(self.jobs.tasks)} tasks)>"
+
+
+_default: Workspace | None = None
+
+
+def workspace() -> Workspace:
+    """The default workspace of this process, created on first use at the default path."""
+    global _default
+    if _default is None:
+        _default = Workspace()
+    return _default
