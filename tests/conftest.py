@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import wiz_jupyter as wiz
@@ -19,3 +21,19 @@ async def ws(db_path):
     yield w
     await w.stop(grace=1)
     w.close()
+
+
+async def reach(ws: wiz.Workspace, job: wiz.Job, status: str, timeout: float = 5.0) -> None:
+    """Wait, on the workspace's events, until ``job`` has ``status``."""
+    arrived = asyncio.Event()
+
+    def check(event: wiz.Event) -> None:
+        if event.job_id == job.id:
+            arrived.set()
+
+    off = ws.events.on(f"job.{status}", check)
+    try:
+        if job.status != status:
+            await asyncio.wait_for(arrived.wait(), timeout)
+    finally:
+        off()

@@ -129,10 +129,12 @@ class Runtime(RuntimeHooks):
     async def run_until_idle(self, timeout: float | None = None) -> None:
         """Work until no job of this process's tasks is waiting, delayed or running.
 
-        Starts the runtime for the duration if it is not running. Jobs blocked on
-        work of other processes, and a paused queue, count as idle.
+        Starts the runtime for the duration if it is not running (and on a timeout
+        then releases the jobs still running back to the queue at once). Jobs
+        blocked on work of other processes, and a paused queue, count as idle.
         """
         started_here = not self.running
+        timed_out = False
         if started_here:
             await self.start()
         loop = asyncio.get_running_loop()
@@ -143,6 +145,7 @@ class Runtime(RuntimeHooks):
                 if deadline is not None:
                     left = deadline - loop.time()
                     if left <= 0:
+                        timed_out = True
                         raise TimeoutError(f"still busy after {timeout} s: {self.queue.counts()}")
                     step = min(step, left)
                 fut = loop.create_future()
@@ -154,7 +157,7 @@ class Runtime(RuntimeHooks):
                     handle.cancel()
         finally:
             if started_here:
-                await self.stop()
+                await self.stop(grace=0 if timed_out else 10.0)
 
     def _idle(self) -> bool:
         if self._active or self._pending:
