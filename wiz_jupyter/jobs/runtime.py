@@ -6,10 +6,11 @@ lease check, or the short poll for work added by other processes (SQLite has
 no cross-process notification; the poll reads ``PRAGMA data_version`` and
 claims only when the database changed). There is no once-a-second loop.
 
-Leases are renewed from a small thread, not from the loop: a notebook cell
-that runs blocking code stops the loop, and its jobs must not look dead to
-another process meanwhile. When the process dies, the thread dies with it and
-the leases run out.
+Leases are renewed from a small maintenance thread, not from the loop: a
+notebook cell that runs blocking code stops the loop, and its jobs must not
+look dead to another process meanwhile. When the process dies, the thread dies
+with it and the leases run out. The same thread checkpoints the WAL, so that
+work never lands inside a commit on the loop.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Runtime(RuntimeHooks):
         self._next_due = time.time()  # promote anything already due on the first pass
         self._worker = loop.create_task(self._work(), name="wiz-runtime")
         self._beat_stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, name="wiz-lease", daemon=True)
+        self._beat = threading.Thread(target=self._maintain, name="wiz-maintenance", daemon=True)
         self._beat.start()
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -344,21 +345,47 @@ class Runtime(RuntimeHooks):
             log.error("wiz runtime: could not record a job outcome: %s", e)
             return None
 
-    def _heartbeat(self) -> None:
-        while not self._beat_stop.wait(self.lease / 3):
-            try:
-                ids = list(self._active)
-            except RuntimeError:  # resized while copied; next beat
-                continue
-            if not ids:
-                continue
-            try:
-                lost = self.queue.renew(self.owner, ids, self.lease)
-            except sqlite3.Error as e:
-                log.warning("wiz runtime: lease renewal failed: %s", e)
-                continue
-            if lost:
-                self.cancelled(sorted(lost))
+    def _maintain(self) -> None:
+        """The maintenance thread: renew leases every third of a lease, checkpoint the WAL."""
+        store = self.queue.store
+        conn = None if store.in_memory else store.connect()
+        if conn is not None:
+            store.checkpoint_in_background(True)
+        next_renewal = time.monotonic() + self.lease / 3
+        checkpointed_at = -1
+        try:
+            while not self._beat_stop.wait(min(0.2, self.lease / 3)):
+                if conn is not None and store._local_version != checkpointed_at:
+                    checkpointed_at = store._local_version
+                    try:
+                        store.checkpoint(conn)
+                    except sqlite3.Error as e:  # busy: the next tick tries again
+                        log.debug("wiz runtime: checkpoint skipped: %s", e)
+                if time.monotonic() >= next_renewal:
+                    next_renewal = time.monotonic() + self.lease / 3
+                    self._renew()
+        finally:
+            if conn is not None:
+                conn.close()
+                try:
+                    store.checkpoint_in_background(False)
+                except sqlite3.Error:  # the workspace was closed under us
+                    pass
+
+    def _renew(self) -> None:
+        try:
+            ids = list(self._active)
+        except RuntimeError:  # resized while copied; next time
+            return
+        if not ids:
+            return
+        try:
+            lost = self.queue.renew(self.owner, ids, self.lease)
+        except sqlite3.Error as e:
+            log.warning("wiz runtime: lease renewal failed: %s", e)
+            return
+        if lost:
+            self.cancelled(sorted(lost))
 
 
 def _resolve(fut: asyncio.Future) -> None:
