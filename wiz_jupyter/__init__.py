@@ -10,10 +10,22 @@ Importing this package stays light: no LLM library is loaded until a model is ca
 
 from __future__ import annotations
 
-from .errors import InvalidJob, JobCancelled, JobFailed, JobNotFound, StoreError, WizError
+from .errors import (
+    InvalidJob,
+    InvalidSchedule,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    ScheduleNotFound,
+    StoreError,
+    WebhookRejected,
+    WizError,
+)
 from .jobs.events import Event
 from .jobs.models import Job, JobContext
 from .jobs.models import current_job as _current_job
+from .jobs.schedules import Schedule
+from .jobs.triggers import ManualClock, Trigger, sign_webhook, verify_webhook
 from .workspace import Workspace, workspace
 
 __version__ = "0.1.0.dev0"
@@ -27,15 +39,23 @@ def current_job() -> JobContext | None:
 __all__ = [
     "Event",
     "InvalidJob",
+    "InvalidSchedule",
     "Job",
     "JobCancelled",
     "JobContext",
     "JobFailed",
     "JobNotFound",
+    "ManualClock",
+    "Schedule",
+    "ScheduleNotFound",
     "StoreError",
+    "Trigger",
+    "WebhookRejected",
     "WizError",
     "Workspace",
     "__version__",
     "current_job",
+    "sign_webhook",
+    "verify_webhook",
     "workspace",
 ]

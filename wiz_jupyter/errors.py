@@ -37,3 +37,18 @@ class JobFailed(WizError):
 
 class JobCancelled(Exception):
     """Raised inside a sync handler's ``job.check_cancelled()`` once the job is cancelled."""
+
+
+class InvalidSchedule(WizError, ValueError):
+    """Arguments to ``schedules.add`` that cannot be accepted (a malformed cron, say)."""
+
+
+class ScheduleNotFound(WizError, KeyError):
+    """No schedule with that id or name in this workspace."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "schedule not found"
+
+
+class WebhookRejected(WizError):
+    """A webhook call whose signature does not match the schedule's secret."""

@@ -10,6 +10,8 @@ from .jobs.events import EventBus
 from .jobs.models import TaskSpec
 from .jobs.queue import Queue, normalise_backoff
 from .jobs.runtime import Runtime
+from .jobs.scheduler import Scheduler
+from .jobs.schedules import Schedules
 from .jobs.store import Store, default_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,7 +24,8 @@ class Workspace:
     ``.wiz/wiz.db`` under the notebook's folder; ``":memory:"`` for a
     throw-away workspace. ``concurrency``: jobs running at once in this
     process. ``lease``: seconds a claimed job stays this process's without
-    renewal (a killed kernel's jobs are taken over after that).
+    renewal (a killed kernel's jobs are taken over after that). ``clock``: a
+    :class:`~wiz_jupyter.ManualClock` makes schedules fire when you move it.
 
     ::
 
@@ -43,6 +46,7 @@ class Workspace:
         concurrency: int = 16,
         lease: float = 30.0,
         poll_interval: float = 0.1,
+        clock: Any = None,
     ):
         self.path = str(path) if path is not None else default_path()
         self.store = Store(self.path)
@@ -51,6 +55,8 @@ class Workspace:
         self.runtime = Runtime(
             self.jobs, concurrency=concurrency, lease=lease, poll_interval=poll_interval
         )
+        self.schedules = Schedules(self.jobs, clock)
+        self.scheduler = Scheduler(self.schedules, owner=self.runtime.owner)
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -108,11 +114,15 @@ class Workspace:
     # -- the runtime ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start working jobs on the running event loop (the kernel's, in a notebook)."""
+        """Start working jobs and firing schedules on the running event loop (the
+        kernel's, in a notebook)."""
         await self.runtime.start()
+        await self.scheduler.start()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop gracefully: running jobs get ``grace`` seconds, then go back to the queue."""
+        """Stop gracefully: schedules stop firing; running jobs get ``grace`` seconds,
+        then go back to the queue."""
+        await self.scheduler.stop()
         await self.runtime.stop(grace)
 
     async def run_until_idle(self, timeout: float | None = None) -> None:

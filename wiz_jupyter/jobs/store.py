@@ -295,6 +295,18 @@ def _jobs_v1(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
+def _jobs_v2(db: sqlite_utils.Database) -> None:
+    # which job each schedule firing created: run history, outcomes, `after` chaining
+    db["schedule_runs"].create(
+        {"schedule_id": int, "job_id": int, "reason": str, "fired_at": float},
+        pk=("schedule_id", "job_id"),
+        not_null={"schedule_id", "job_id", "fired_at"},
+    )
+    db["schedule_runs"].create_index(["job_id"])
+    db.execute("CREATE INDEX jobs_agent ON jobs (agent, status) WHERE agent IS NOT NULL")
+
+
 JOBS_MIGRATIONS: list[Migration] = [
-    (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1)
+    (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1),
+    (2, "schedule_runs, jobs by agent", _jobs_v2),
 ]

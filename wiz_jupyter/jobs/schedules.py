@@ -1,0 +1,452 @@
+"""``ws.schedules``: persisted triggers, each with the job it creates when it fires.
+
+Firing is one transaction: check the schedule is still due (its ``next_run``
+unchanged: a compare-and-set, so two processes never both fire it), add the
+job with a dedup key naming the schedule and the occasion, advance
+``next_run``, record the run. Several notebooks and the headless worker can
+therefore run schedulers on one database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidSchedule, ScheduleNotFound, WebhookRejected
+from . import triggers
+from .models import Job, dumps, loads
+from .queue import Queue, _Changes
+from .triggers import Trigger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_JOB_OPTIONS = ("priority", "attempts", "backoff", "timeout", "agent", "on_dep_failure")
+_COLUMNS = (
+    "id name trigger template status next_run last_run run_count fail_count last_result created_at"
+).split()
+_ANY = object()
+
+
+@dataclass
+class Schedule:
+    """A schedule row. ``trigger`` and ``template`` are the stored dicts."""
+
+    id: int
+    name: str
+    trigger: dict[str, Any]
+    template: dict[str, Any]
+    status: str
+    next_run: float | None
+    last_run: float | None
+    run_count: int
+    fail_count: int
+    last_result: Any
+    created_at: float
+    _schedules: Schedules | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return self.trigger["kind"]
+
+    @property
+    def task(self) -> str:
+        return self.template["task"]
+
+    @property
+    def description(self) -> str:
+        return triggers.describe(self.trigger)
+
+    def runs(self) -> list[Job]:
+        """The jobs this schedule created, oldest first."""
+        assert self._schedules is not None
+        return self._schedules.runs(self.id)
+
+    def __repr__(self) -> str:
+        nxt = _when(self.next_run)
+        return (
+            f"<Schedule {self.id} {self.name!r}: {self.task} {self.description}, {self.status}, "
+            f"runs {self.run_count}, failed {self.fail_count}, next {nxt}>"
+        )
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        return (
+            f"<code>Schedule {self.id}</code> <b>{e(self.name)}</b>: {e(self.task)} "
+            f"<i>{e(self.description)}</i> · {e(self.status)} · runs {self.run_count} · "
+            f"failed {self.fail_count} · next {e(_when(self.next_run))}"
+        )
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
+
+
+class Schedules:
+    """Add, inspect and control schedules. A schedule fires only while a
+    scheduler runs on the database (``await ws.start()``, or ``wiz worker``).
+
+    ::
+
+        ws.schedules.add("report", {"day": "today"}, cron="0 9 * * 1-5", tz="Europe/Paris")
+        ws.schedules.add("clean", every=300)
+        ws.schedules.add("notify", after=job, on="failed")
+        ws.schedules.add("ingest", watch="data/", patterns="*.csv")
+        ws.schedules.add("deploy", webhook="github", secret="s3cret")
+    """
+
+    def __init__(self, queue: Queue, clock: Any = None):
+        self.queue = queue
+        self.store = queue.store
+        self.clock = clock or triggers.SystemClock()
+        #: custom trigger classes by name (``@ws.schedules.trigger``)
+        self.trigger_classes: dict[str, type[Trigger]] = {}
+        #: called after any change, so a running scheduler reloads at once
+        self.changed: Callable[[], None] = lambda: None
+
+    # -- adding and reading --------------------------------------------------------------------
+
+    def add(
+        self,
+        target: Any,
+        data: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        every: Any = None,
+        start: Any = None,
+        at: Any = None,
+        after: Any = None,
+        on: str | list[str] = "completed",
+        watch: str | None = None,
+        patterns: list[str] | str | None = None,
+        debounce: float = 0.5,
+        webhook: str | None = None,
+        secret: str | None = None,
+        kernel: str | None = None,
+        idle: tuple[str, float] | None = None,
+        trigger: Trigger | None = None,
+        misfire: str = "catch_up",
+        grace: float = triggers.DEFAULT_GRACE,
+        **job_options: Any,
+    ) -> Schedule:
+        """Add a schedule that creates a ``target`` job with ``data`` each time it fires.
+
+        ``target`` is a task name (or an object with ``schedule_template()``, such
+        as an agent). Exactly one trigger: ``cron`` (with ``tz``), ``every``
+        (seconds or a timedelta; first at ``start``), ``at`` (once), ``after`` (a
+        job or a schedule, ``on`` completed / failed / timeout / finished),
+        ``watch`` (a folder, ``patterns``), ``webhook`` (a name; ``secret`` makes
+        callers sign), ``kernel`` ("start" / "exit"), ``idle`` ((agent, seconds))
+        or ``trigger`` (a custom :class:`~wiz_jupyter.Trigger`). Time triggers
+        that were missed by more than ``grace`` seconds (no scheduler running)
+        fire once on restart (``misfire="catch_up"``) or not (``"skip"``).
+        Other keywords (``priority``, ``attempts``, ``backoff``, ``timeout``)
+        go to each job.
+
+        Adding again under the same ``name`` (by default, the task and the
+        trigger) updates that schedule, so re-running a cell never duplicates it.
+
+        Data the trigger brings is added to the job's data: ``payload``
+        (webhook), ``changes`` (watch), ``upstream`` (after: the job, its status,
+        result or error), or the dict a custom trigger returns.
+        """
+        template = self._template(target, data, job_options)
+        if after is not None:
+            after = self._after_target(after)
+        spec = triggers.build(
+            at=at, every=every, cron=cron, tz=tz, after=after, on=on, watch=watch,
+            patterns=patterns, debounce=debounce, webhook=webhook, secret=secret,
+            kernel=kernel, idle=idle, trigger=trigger, start=start, misfire=misfire, grace=grace,
+        )  # fmt: skip
+        if spec["kind"] == "custom":
+            self.trigger_classes.setdefault(spec["name"], type(trigger))
+        name = name or f"{template['task']} {triggers.describe(spec)}"
+        now = self.clock.now()
+        nxt = triggers.first_run(spec, now)
+        with self.queue._tx() as ch:
+            c = ch.c
+            row = c.execute("SELECT id FROM schedules WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                sid = c.execute(
+                    "INSERT INTO schedules (name, trigger, template, status, next_run, run_count, "
+                    "fail_count, created_at) VALUES (?, ?, ?, 'active', ?, 0, 0, ?)",
+                    (name, dumps(spec), dumps(template), nxt, now),
+                ).lastrowid
+            else:
+                sid = row[0]
+                c.execute(
+                    "UPDATE schedules SET trigger = ?, template = ?, status = 'active', next_run = ? "
+                    "WHERE id = ?",
+                    (dumps(spec), dumps(template), nxt, sid),
+                )
+            self._bump(ch)
+        self.changed()
+        return self.get(sid)
+
+    def _template(self, target: Any, data: Any, options: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(options) - set(_JOB_OPTIONS)
+        if unknown:
+            raise InvalidSchedule(
+                f"unknown option(s) {', '.join(sorted(unknown))} for schedules.add"
+            )
+        if hasattr(target, "schedule_template"):
+            base = dict(target.schedule_template())
+            task = base.pop("task")
+            options = {**base, **options}
+        elif isinstance(target, str) and target:
+            task = target
+        else:
+            raise InvalidSchedule(f"schedule a task name or an agent, not {target!r}")
+        self.queue._spec(task, data, **options)  # the same checks as jobs.add, now
+        return {"task": task, "data": data or {}, "options": options}
+
+    def _after_target(self, after: Any) -> dict[str, Any]:
+        if isinstance(after, Job):
+            return {"job": after.id}
+        if isinstance(after, Schedule):
+            return {"schedule": after.id}
+        if isinstance(after, int) and not isinstance(after, bool):
+            self.queue.get(after)
+            return {"job": after}
+        if isinstance(after, str):
+            return {"schedule": self.get(after).id}
+        raise InvalidSchedule(f"after takes a job, a job id, a schedule or its name, not {after!r}")
+
+    def get(self, schedule: int | str | Schedule) -> Schedule:
+        """A schedule by id or name; raises :class:`ScheduleNotFound`."""
+        if isinstance(schedule, Schedule):
+            schedule = schedule.id
+        column = "name" if isinstance(schedule, str) else "id"
+        rows = self.store.read(f"SELECT * FROM schedules WHERE {column} = ?", (schedule,))
+        if not rows:
+            raise ScheduleNotFound(f"no schedule {schedule!r} in this workspace")
+        return self._from_row(tuple(rows[0]))
+
+    def list(self, status: str | None = None) -> list[Schedule]:
+        sql, params = "SELECT * FROM schedules", ()
+        if status is not None:
+            sql, params = sql + " WHERE status = ?", (status,)
+        return [self._from_row(tuple(r)) for r in self.store.read(sql + " ORDER BY id", params)]
+
+    def _from_row(self, row: tuple) -> Schedule:
+        d = dict(zip(_COLUMNS, row))
+        for k in ("trigger", "template", "last_result"):
+            d[k] = loads(d[k])
+        return Schedule(**d, _schedules=self)
+
+    def runs(self, schedule: int | str | Schedule) -> list[Job]:
+        sid = self.get(schedule).id
+        ids = [
+            r[0]
+            for r in self.store.read(
+                "SELECT job_id FROM schedule_runs WHERE schedule_id = ? ORDER BY job_id", (sid,)
+            )
+        ]
+        return [self.queue.get(i) for i in ids]
+
+    # -- control -------------------------------------------------------------------------------
+
+    def pause(self, schedule: int | str | Schedule) -> Schedule:
+        return self._set_status(schedule, "paused")
+
+    def resume(self, schedule: int | str | Schedule) -> Schedule:
+        """Resume a paused schedule; time triggers continue from now (no catch-up)."""
+        s = self.get(schedule)
+        now = self.clock.now()
+        nxt = s.next_run
+        if s.kind in ("every", "cron") and (nxt is None or nxt < now):
+            nxt = triggers.following_run(s.trigger, nxt or now, now)
+        with self.queue._tx() as ch:
+            ch.c.execute(
+                "UPDATE schedules SET status = 'active', next_run = ? WHERE id = ?", (nxt, s.id)
+            )
+            self._bump(ch)
+        self.changed()
+        return self.get(s.id)
+
+    def remove(self, schedule: int | str | Schedule) -> None:
+        """Delete a schedule (the jobs it created stay)."""
+        s = self.get(schedule)
+        with self.queue._tx() as ch:
+            ch.c.execute("DELETE FROM schedules WHERE id = ?", (s.id,))
+            self._bump(ch)
+        self.changed()
+
+    def _set_status(self, schedule: int | str | Schedule, status: str) -> Schedule:
+        s = self.get(schedule)
+        with self.queue._tx() as ch:
+            ch.c.execute("UPDATE schedules SET status = ? WHERE id = ?", (status, s.id))
+            self._bump(ch)
+        self.changed()
+        return self.get(s.id)
+
+    def fire(self, schedule: int | str | Schedule, data: dict[str, Any] | None = None) -> Job:
+        """Fire now, whatever the trigger (a paused schedule too); returns the job.
+        A time trigger keeps its next run."""
+        s = self.get(schedule)
+        job = self._fire(
+            s.id, extra=data, occasion=f"manual:{uuid.uuid4().hex}", reason="manual", force=True
+        )
+        assert job is not None
+        return job
+
+    def fire_webhook(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        body: bytes | str | None = None,
+        signature: str | None = None,
+        delivery: str | None = None,
+    ) -> list[Job]:
+        """Fire the active webhook schedules called ``name`` with ``payload``.
+
+        A schedule with a secret needs ``signature`` = ``wiz.sign_webhook(secret,
+        body)`` over the raw ``body`` (by default, the payload as compact JSON),
+        else :class:`WebhookRejected`. ``delivery``, a sender's id for the call,
+        makes a repeated delivery fire only once. Returns the jobs created.
+        """
+        hooks = [
+            s
+            for s in self.list(status="active")
+            if s.kind == "webhook" and s.trigger["name"] == name
+        ]
+        if not hooks:
+            raise ScheduleNotFound(f"no active webhook schedule named {name!r}")
+        raw = body if body is not None else dumps(payload)
+        for s in hooks:
+            secret = s.trigger.get("secret")
+            if secret and not triggers.verify_webhook(secret, raw, signature):
+                raise WebhookRejected(f"bad or missing signature for webhook {name!r}")
+        occasion = f"webhook:{delivery or uuid.uuid4().hex}"
+        jobs = [
+            self._fire(s.id, extra={"payload": payload}, occasion=occasion, reason="webhook")
+            for s in hooks
+        ]
+        return [j for j in jobs if j is not None]
+
+    def trigger(self, cls: type[Trigger]) -> type[Trigger]:
+        """Register a custom :class:`Trigger` class (a decorator)."""
+        if not (isinstance(cls, type) and issubclass(cls, Trigger)):
+            raise InvalidSchedule(f"{cls!r} is not a wiz.Trigger subclass")
+        self.trigger_classes[cls.name or cls.__name__] = cls
+        self.changed()
+        return cls
+
+    # -- firing (used by the scheduler) --------------------------------------------------------
+
+    def _fire(
+        self,
+        sid: int,
+        *,
+        occasion: str,
+        reason: str,
+        extra: dict[str, Any] | None = None,
+        expect_next: Any = _ANY,
+        next_run: Any = _ANY,
+        expire: bool = False,
+        force: bool = False,
+    ) -> Job | None:
+        """Create the schedule's job for one occasion, exactly once across processes.
+
+        ``expect_next``: fire only if ``next_run`` is still this (compare-and-set);
+        ``next_run``: the new value; ``expire``: a one-shot trigger is done.
+        """
+        with self.queue._tx() as ch:
+            c = ch.c
+            row = c.execute(
+                "SELECT status, next_run, template, name FROM schedules WHERE id = ?", (sid,)
+            ).fetchone()
+            if row is None or (row[0] != "active" and not force):
+                return None
+            if expect_next is not _ANY and row[1] != expect_next:
+                return None  # another process fired it first
+            key = f"schedule:{sid}:{occasion}"
+            if c.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone():
+                return None
+            tpl = loads(row[2])
+            data = {**tpl["data"], **(extra or {})}
+            spec = self.queue._spec(tpl["task"], data, key=key, **tpl["options"])
+            job_row = self.queue._insert(ch, [spec])[0]
+            sets, params = ["last_run = ?", "run_count = run_count + 1"], [ch.now]
+            if next_run is not _ANY:
+                sets.append("next_run = ?")
+                params.append(next_run)
+            if expire:
+                sets.append("status = 'expired'")
+            c.execute(f"UPDATE schedules SET {', '.join(sets)} WHERE id = ?", (*params, sid))
+            c.execute(
+                "INSERT INTO schedule_runs VALUES (?, ?, ?, ?)",
+                (sid, job_row["id"], reason, ch.now),
+            )
+            ch.event(job_row["id"], "schedule.fired", {"schedule": row[3], "reason": reason})
+            self._bump(ch)
+        return Job(self.queue, job_row)
+
+    def _advance(
+        self, sid: int, expect_next: float | None, next_run: float | None, expire: bool = False
+    ) -> bool:
+        """Move ``next_run`` on without firing (a skipped misfire)."""
+        with self.queue._tx() as ch:
+            cur = ch.c.execute(
+                "UPDATE schedules SET next_run = ?" + (", status = 'expired'" if expire else "")
+                + " WHERE id = ? AND next_run IS ? AND status = 'active'",
+                (next_run, sid, expect_next),
+            )  # fmt: skip
+            self._bump(ch)
+            return cur.rowcount == 1
+
+    def _record_outcomes(self, job_ids: Iterable[int]) -> None:
+        """Refresh fail counts and last results of the schedules that made these jobs.
+        Recomputed from the runs, so several processes doing it agree."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        with self.queue._tx() as ch:
+            sids = [r[0] for r in ch.c.execute(
+                f"SELECT DISTINCT schedule_id FROM schedule_runs WHERE job_id IN ({marks})", ids
+            )]  # fmt: skip
+            for sid in sids:
+                failed = ch.c.execute(
+                    "SELECT COUNT(*) FROM schedule_runs r JOIN jobs j ON j.id = r.job_id "
+                    "WHERE r.schedule_id = ? AND j.status IN ('failed', 'cancelled')",
+                    (sid,),
+                ).fetchone()[0]
+                last = ch.c.execute(
+                    "SELECT j.id, j.status, j.result, j.error FROM schedule_runs r JOIN jobs j "
+                    "ON j.id = r.job_id WHERE r.schedule_id = ? AND j.status IN "
+                    "('completed', 'failed', 'cancelled') ORDER BY j.finished_at DESC, j.id DESC LIMIT 1",
+                    (sid,),
+                ).fetchone()
+                last_result = None
+                if last is not None:
+                    last_result = {
+                        "job": last[0],
+                        "status": last[1],
+                        "result": loads(last[2]),
+                        "error": last[3],
+                    }
+                ch.c.execute(
+                    "UPDATE schedules SET fail_count = ?, last_result = ? WHERE id = ?",
+                    (failed, dumps(last_result), sid),
+                )
+            if sids:
+                self._bump(ch)
+
+    def version(self) -> int:
+        rows = self.store.read("SELECT value FROM settings WHERE key = 'schedules.version'")
+        return int(rows[0][0]) if rows else 0
+
+    @staticmethod
+    def _bump(ch: _Changes) -> None:
+        ch.c.execute(
+            "INSERT INTO settings VALUES ('schedules.version', '1') ON CONFLICT(key) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1"
+        )
