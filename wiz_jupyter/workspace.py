@@ -147,3 +147,9 @@ def workspace() -> Workspace:
     if _default is None:
         _default = Workspace()
     return _default
+
+
+def set_default(ws: Workspace) -> None:
+    """Make ``ws`` what :func:`workspace` returns (the CLI points it at ``--db``)."""
+    global _default
+    _default = ws

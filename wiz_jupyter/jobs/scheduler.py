@@ -71,6 +71,8 @@ class Scheduler:
         self._active: dict[int, Schedule] = {}
         self._seen: tuple[Any, ...] | None = None
         self._schedules_version = -1
+        self._next: float | None = None  # the next due time, as of the last full pass
+        self._polled = False  # any idle or custom trigger (checked on every pass)
         self._cursor = 0
         self._tailed_at: tuple[int, int] | None = None
         self._watchers: dict[int, tuple[asyncio.Task, asyncio.Event, str]] = {}
@@ -159,9 +161,13 @@ class Scheduler:
 
     def tick(self) -> float | None:
         """Fire everything due now; return when the next time trigger is due."""
-        self._reload()
-        self._tail()
+        changed = self._reload()
+        changed = self._tail() or changed
         now = self.clock.now()
+        # Nothing changed and nothing due yet: the answer is the one from last time.
+        # (Idle and custom triggers are checked on every pass.)
+        if not changed and not self._polled and (self._next is None or now < self._next):
+            return self._next
         nxt: float | None = None
         for s in list(self._active.values()):
             try:
@@ -171,6 +177,7 @@ class Scheduler:
                 continue
             if due is not None and (nxt is None or due < nxt):
                 nxt = due
+        self._next = nxt
         return nxt
 
     def _check(self, s: Schedule, now: float) -> float | None:
@@ -269,19 +276,20 @@ class Scheduler:
 
     # -- reloading -----------------------------------------------------------------------------
 
-    def _reload(self, force: bool = False) -> None:
+    def _reload(self, force: bool = False) -> bool:
         # Cheap checks first: any commit at all, then the schedules' own change counter.
         seen = (self.queue.store.version(), tuple(sorted(self.schedules.trigger_classes)))
         if not force and seen == self._seen:
-            return
+            return False
         version = self.schedules.version()
         same_classes = self._seen is not None and seen[1] == self._seen[1]
         self._seen = seen
         if not force and same_classes and version == self._schedules_version:
-            return
+            return False
         self._schedules_version = version
         active = {s.id: s for s in self.schedules.list(status="active")}
         self._active = active
+        self._polled = any(s.kind in ("idle", "custom") for s in active.values())
         self._sync_watchers(active)
         self._sync_custom(active)
         for s in active.values():  # `after` a job that finished while nobody watched
@@ -293,14 +301,15 @@ class Scheduler:
                         job.status, "job.failed"
                     )
                     self._after_job(s, job.id, _outcomes(event, {"reason": reason}))
+        return True
 
     # -- following the event log ---------------------------------------------------------------
 
-    def _tail(self) -> None:
+    def _tail(self) -> bool:
         store = self.queue.store
         version = store.version()
         if version == self._tailed_at:
-            return
+            return False
         self._tailed_at = version
         rows = store.read(
             "SELECT id, job_id, event, payload FROM job_events WHERE id > ? AND event IN "
@@ -310,7 +319,7 @@ class Scheduler:
         top = store.read("SELECT COALESCE(MAX(id), 0) FROM job_events")[0][0]
         self._cursor = max(self._cursor, top)
         if not rows:
-            return
+            return False
         finished = {}
         for _, job_id, event, payload in rows:
             finished[job_id] = _outcomes(event, loads(payload) or {})
@@ -333,6 +342,7 @@ class Scheduler:
                 for job_id, outcomes in finished.items():
                     if made_by.get(job_id) == s.trigger["schedule"]:
                         self._after_job(s, job_id, outcomes)
+        return True
 
     def _after_job(self, s: Schedule, job_id: int, outcomes: set[str]) -> None:
         if not outcomes & set(s.trigger["on"]):

@@ -1,0 +1,226 @@
+"""The ``wiz`` command line: a thin layer over the Python API.
+
+::
+
+    wiz jobs [--status failed] [--task T] [--limit 20] [--json]
+    wiz schedules [--json]
+    wiz worker --tasks my_tasks.py          # a headless runtime: fires schedules, works jobs
+    wiz run-due --tasks my_tasks.py         # fire what is due, work it, exit (for an OS cron)
+    wiz autowake install|remove|status      # a crontab entry that calls run-due
+
+Every subcommand takes ``--db PATH`` (default: the default workspace's
+database, ``$WIZ_HOME/wiz.db`` or ``.wiz/wiz.db``). ``--tasks`` names Python
+files or modules that register handlers on ``wiz.workspace()``, which the
+command points at ``--db`` before importing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import importlib.util
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import WizError
+from .jobs.store import default_path
+from .workspace import Workspace, set_default
+
+AUTOWAKE_TAG = "# wiz-autowake"
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
+
+
+def _open(args: argparse.Namespace, **kwargs: Any) -> Workspace:
+    ws = Workspace(args.db, **kwargs)
+    set_default(ws)
+    for spec in args.tasks or ():
+        _load_tasks(spec)
+    return ws
+
+
+def _load_tasks(spec: str) -> None:
+    """Import a file or module that registers tasks on ``wiz.workspace()``."""
+    path = Path(spec)
+    if path.suffix == ".py" or path.exists():
+        if not path.is_file():
+            raise WizError(f"no tasks file {spec}")
+        name = f"wiz_tasks_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        sys.path.insert(0, str(path.resolve().parent))
+        module_spec.loader.exec_module(module)
+    else:
+        importlib.import_module(spec)
+
+
+# -- subcommands ---------------------------------------------------------------------------------
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    ws = _open(args)
+    jobs = ws.jobs.list(status=args.status, task=args.task, limit=args.limit, newest_first=True)
+    if args.json:
+        print(json.dumps([j.as_dict() for j in jobs], default=str))
+        return 0
+    counts = ", ".join(f"{k} {v}" for k, v in ws.jobs.counts().items() if v)
+    print(f"{ws.path}: {counts or 'no jobs'}")
+    for j in jobs:
+        line = f"{j.id:>6}  {j.status:<9}  {j.task:<20}  {_when(j.created_at)}"
+        if j.error:
+            line += f"  {j.error[:60]}"
+        print(line)
+    return 0
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    ws = _open(args)
+    schedules = ws.schedules.list()
+    if args.json:
+        print(json.dumps([_schedule_dict(s) for s in schedules], default=str))
+        return 0
+    if not schedules:
+        print(f"{ws.path}: no schedules")
+    for s in schedules:
+        print(
+            f"{s.id:>4}  {s.status:<7}  {s.name:<30}  {s.task:<16}  next {_when(s.next_run)}  "
+            f"runs {s.run_count}  failed {s.fail_count}"
+        )
+    return 0
+
+
+def _schedule_dict(s: Any) -> dict[str, Any]:
+    trigger = {k: v for k, v in s.trigger.items() if k != "secret"}  # never print a secret
+    return {
+        "id": s.id, "name": s.name, "task": s.task, "status": s.status, "trigger": trigger,
+        "description": s.description, "next_run": s.next_run, "last_run": s.last_run,
+        "run_count": s.run_count, "fail_count": s.fail_count, "last_result": s.last_result,
+    }  # fmt: skip
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    async def main() -> None:
+        ws = _open(args, concurrency=args.concurrency)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await ws.start()
+        tasks = ", ".join(sorted(ws.jobs.tasks)) or "none"
+        active = len(ws.schedules.list(status="active"))
+        print(f"wiz worker on {ws.path}: tasks {tasks}; {active} active schedules. "
+              "Ctrl-C to stop.", flush=True)  # fmt: skip
+        await stop.wait()
+        print("wiz worker: stopping (running jobs get a grace period)", flush=True)
+        await ws.stop(grace=args.grace)
+        ws.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_run_due(args: argparse.Namespace) -> int:
+    async def main() -> int:
+        ws = _open(args)
+        before = {j.id for j in ws.jobs.list()}
+        ws.scheduler.run_due()
+        await ws.run_until_idle(timeout=args.timeout)
+        new = [j for j in ws.jobs.list() if j.id not in before]
+        failed = [j for j in new if j.status == "failed"]
+        print(f"wiz run-due: {len(new)} jobs fired, {len(failed)} failed")
+        ws.close()
+        return 1 if failed else 0
+
+    return asyncio.run(main())
+
+
+def cmd_autowake(args: argparse.Namespace) -> int:
+    crontab = os.environ.get("WIZ_CRONTAB", "crontab")
+    db = str(Path(args.db).resolve())
+    tag = f"{AUTOWAKE_TAG} {db}"
+    listed = subprocess.run([crontab, "-l"], capture_output=True, text=True)
+    lines = listed.stdout.splitlines() if listed.returncode == 0 else []
+    mine = [line for line in lines if line.endswith(tag)]
+    if args.action == "status":
+        print("\n".join(mine) if mine else f"autowake is off for {db}")
+        return 0
+    keep = [line for line in lines if not line.endswith(tag)]
+    if args.action == "install":
+        command = [sys.executable, "-m", "wiz_jupyter", "run-due", "--db", db]
+        for spec in args.tasks or ():
+            command += ["--tasks", str(Path(spec).resolve()) if Path(spec).exists() else spec]
+        log = Path(db).with_name("autowake.log")
+        cwd = shlex.quote(str(Path.cwd()))
+        keep.append(
+            f"*/{args.every} * * * * cd {cwd} && {shlex.join(command)} >> {shlex.quote(str(log))} "
+            f"2>&1 {tag}"
+        )
+    result = subprocess.run(
+        [crontab, "-"], input="\n".join(keep) + "\n", text=True, capture_output=True
+    )
+    if result.returncode != 0:
+        raise WizError(f"crontab refused the change: {result.stderr.strip()}")
+    print(f"autowake {'installed' if args.action == 'install' else 'removed'} for {db}")
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wiz", description="wiz_jupyter's jobs and schedules.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, fn: Any, help: str, tasks: bool = False) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument(
+            "--db", default=default_path(), help="workspace database (default: %(default)s)"
+        )
+        if tasks:
+            c.add_argument("--tasks", action="append", metavar="FILE_OR_MODULE",
+                           help="Python file or module registering task handlers (repeatable)")  # fmt: skip
+        c.set_defaults(fn=fn)
+        return c
+
+    c = command("jobs", cmd_jobs, "list jobs, newest first")
+    c.add_argument(
+        "--status",
+        choices=["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"],
+    )
+    c.add_argument("--task")
+    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(tasks=None)
+    c = command("schedules", cmd_schedules, "list schedules")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(tasks=None)
+    c = command("worker", cmd_worker, "run a headless worker until SIGINT/SIGTERM", tasks=True)
+    c.add_argument("--concurrency", type=int, default=16)
+    c.add_argument("--grace", type=float, default=10.0, help="seconds running jobs get on stop")
+    c = command("run-due", cmd_run_due, "fire what is due, work it until idle, exit", tasks=True)
+    c.add_argument("--timeout", type=float, default=3600.0)
+    c = command("autowake", cmd_autowake, "a crontab entry that calls `wiz run-due`", tasks=True)
+    c.add_argument("action", choices=["install", "remove", "status"])
+    c.add_argument("--every", type=int, default=5, help="minutes between wake-ups (default 5)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except WizError as e:
+        print(f"wiz: {e}", file=sys.stderr)
+        return 2
