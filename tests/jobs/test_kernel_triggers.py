@@ -29,12 +29,15 @@ def test_kernel_start_and_exit_schedules_fire_in_a_real_kernel(kernel, db_path):
     ws = wiz.Workspace(db_path)
     ws.schedules.add("warm_up", kernel="start")
     ws.schedules.add("save_notes", kernel="exit")
-    run(kc, f"""
+    run(
+        kc,
+        f"""
         import wiz_jupyter as wiz
         ws = wiz.Workspace({str(db_path)!r})
         await ws.start()
         assert ws.scheduler.in_kernel
-    """)
+    """,
+    )
     assert [j.task for j in ws.jobs.list()] == ["warm_up"]
     km.shutdown_kernel(now=False)  # a normal shutdown, as from JupyterLab
     assert [j.task for j in ws.jobs.list()] == ["warm_up", "save_notes"]

@@ -228,9 +228,15 @@ async def test_after_chains_on_completed_failed_and_timeout(cws):
     await cws.start()
     await fired(cws, count=3)
     await cws.run_until_idle(timeout=5)
-    assert sorted(got) == [("on-bad", "failed", None), ("on-ok", "completed", 7), ("on-timeout", "failed", None)]
+    assert sorted(got) == [
+        ("on-bad", "failed", None),
+        ("on-ok", "completed", 7),
+        ("on-timeout", "failed", None),
+    ]
     statuses = {s.template["data"]["tag"]: s.status for s in cws.schedules.list()}
-    assert statuses == dict.fromkeys(["on-ok", "never", "on-bad", "on-timeout", "not-timeout"], "expired")
+    assert statuses == dict.fromkeys(
+        ["on-ok", "never", "on-bad", "on-timeout", "not-timeout"], "expired"
+    )
 
 
 async def test_after_a_job_that_already_finished_fires_at_once(cws):
@@ -289,11 +295,19 @@ async def test_webhook_payload_reaches_the_job_and_signatures_are_checked(cws):
     signed = cws.schedules.add("deploy", webhook="github", secret="s3cret", name="signed")
     body = json.dumps({"ref": "main"})
     jobs = cws.schedules.fire_webhook(
-        "github", {"ref": "main"}, body=body, signature=wiz.sign_webhook("s3cret", body), delivery="d1"
+        "github",
+        {"ref": "main"},
+        body=body,
+        signature=wiz.sign_webhook("s3cret", body),
+        delivery="d1",
     )
     assert [j.data for j in jobs] == [{"payload": {"ref": "main"}}]
     again = cws.schedules.fire_webhook(
-        "github", {"ref": "main"}, body=body, signature=wiz.sign_webhook("s3cret", body), delivery="d1"
+        "github",
+        {"ref": "main"},
+        body=body,
+        signature=wiz.sign_webhook("s3cret", body),
+        delivery="d1",
     )
     assert again == []  # the same delivery fires once
     with pytest.raises(wiz.WebhookRejected, match="bad or missing signature"):
