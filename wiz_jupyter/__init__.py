@@ -31,6 +31,19 @@ from .workspace import Workspace, workspace
 __version__ = "0.1.0.dev0"
 
 
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext wiz_jupyter``: the ``%wiz`` magics, and the runtime on the kernel's loop."""
+    from .notebook.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    from .notebook.magics import unload
+
+    unload(ipython)
+
+
 def current_job() -> JobContext | None:
     """The job whose handler is running in this context (task or thread), else None."""
     return _current_job.get()

@@ -7,7 +7,6 @@ import asyncio
 import contextvars
 import dataclasses
 import datetime as dt
-import html
 import inspect
 import json
 from collections.abc import Callable
@@ -213,11 +212,10 @@ class Job:
         return f"<Job {self.id} {self.task} {self.status}>"
 
     def _repr_html_(self) -> str:
-        e = html.escape
-        return (
-            f"<code>Job {self.id}</code> <b>{e(self.task)}</b> "
-            f"<span class='wiz-status-{e(self.status)}'>{e(self.status)}</span>"
-        )
+        from .display import JobList
+
+        self.refresh()
+        return JobList([self])._repr_html_()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Job) and other.id == self.id and other._queue is self._queue

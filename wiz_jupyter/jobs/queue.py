@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidJob, JobNotFound
+from .display import JobList
 from .events import Event, EventBus
 from .models import (
     ACTIVE,
@@ -488,7 +489,7 @@ class Queue:
         seen = self.store.version()
         with self.store.lock:
             rows = self.store.conn.execute(sql, params).fetchall()
-        return [Job(self, dict(zip(COLUMNS, r)), seen) for r in rows]
+        return JobList(Job(self, dict(zip(COLUMNS, r)), seen) for r in rows)
 
     def counts(self) -> dict[str, int]:
         """``{"waiting": 3, "active": 1, ...}`` with every status, zeros included."""

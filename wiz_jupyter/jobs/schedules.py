@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidSchedule, ScheduleNotFound, WebhookRejected
 from . import triggers
+from .display import ScheduleList
 from .models import Job, dumps, loads
 from .queue import Queue, _Changes
 from .triggers import Trigger
@@ -232,7 +233,9 @@ class Schedules:
         sql, params = "SELECT * FROM schedules", ()
         if status is not None:
             sql, params = sql + " WHERE status = ?", (status,)
-        return [self._from_row(tuple(r)) for r in self.store.read(sql + " ORDER BY id", params)]
+        return ScheduleList(
+            self._from_row(tuple(r)) for r in self.store.read(sql + " ORDER BY id", params)
+        )
 
     def _from_row(self, row: tuple) -> Schedule:
         d = dict(zip(_COLUMNS, row))

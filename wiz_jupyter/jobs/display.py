@@ -1,0 +1,108 @@
+"""Readable reprs for notebooks: lists of jobs and schedules as text and HTML tables.
+
+Every value is escaped; nothing here runs script or loads anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from typing import Any
+
+STATUS_COLOURS = {
+    "waiting": "#6b7280", "delayed": "#a16207", "blocked": "#7c3aed", "active": "#2563eb",
+    "completed": "#15803d", "failed": "#b91c1c", "cancelled": "#6b7280",
+    "paused": "#a16207", "expired": "#6b7280",
+}  # fmt: skip
+
+
+def when(t: float | None) -> str:
+    return "" if t is None else dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = "" if value is None else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def status_badge(status: str) -> str:
+    colour = STATUS_COLOURS.get(status, "#374151")
+    return (
+        f"<span class='wiz-status wiz-status-{html.escape(status)}' style='color:{colour};"
+        f"font-weight:600'>{html.escape(status)}</span>"
+    )
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def html_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], status_col: int | None
+) -> str:
+    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for r in rows:
+        cells = [status_badge(c) if i == status_col else html.escape(c) for i, c in enumerate(r)]
+        body.append(
+            "<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in cells) + "</tr>"
+        )
+    return f"<table class='wiz-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+class JobList(list):
+    """A list of jobs that shows as a table in a notebook."""
+
+    headers = ("id", "status", "task", "agent", "progress", "attempts", "created", "result / error")
+
+    def _rows(self) -> list[list[str]]:
+        rows = []
+        for j in self:
+            r = j._row  # the snapshot the list was built from: no query per cell
+            outcome = r["error"] if r["status"] in ("failed", "cancelled") else r["result"]
+            rows.append([
+                str(r["id"]), r["status"], r["task"], r["agent"] or "", short(r["progress"], 12),
+                f"{r['attempts_made']}/{r['attempts']}", when(r["created_at"]), short(outcome),
+            ])  # fmt: skip
+        return rows
+
+    def __repr__(self) -> str:
+        return text_table(self.headers, self._rows()) if self else "(no jobs)"
+
+    def _repr_html_(self) -> str:
+        return html_table(self.headers, self._rows(), status_col=1) if self else "<i>no jobs</i>"
+
+
+class ScheduleList(list):
+    """A list of schedules that shows as a table in a notebook."""
+
+    headers = ("id", "name", "task", "trigger", "status", "next run", "runs", "failed")
+
+    def _rows(self) -> list[list[str]]:
+        return [
+            [
+                str(s.id),
+                s.name,
+                s.task,
+                s.description,
+                s.status,
+                when(s.next_run),
+                str(s.run_count),
+                str(s.fail_count),
+            ]
+            for s in self
+        ]
+
+    def __repr__(self) -> str:
+        return text_table(self.headers, self._rows()) if self else "(no schedules)"
+
+    def _repr_html_(self) -> str:
+        return (
+            html_table(self.headers, self._rows(), status_col=4) if self else "<i>no schedules</i>"
+        )

@@ -1,0 +1,1 @@
+"""The notebook surface: %wiz magics and widgets. Imported by ``%load_ext wiz_jupyter``."""
