@@ -129,6 +129,15 @@ class Workspace:
         """Work jobs until none of this process's tasks is waiting, delayed or running."""
         await self.runtime.run_until_idle(timeout)
 
+    # -- widgets (imported on first use: loading the package stays light) ---------------------
+
+    def board(self, **options: Any) -> Any:
+        """The live job board widget (``limit=200`` jobs shown, ``interval=0.25`` s
+        between updates)."""
+        from .notebook.board import JobBoard
+
+        return JobBoard(self, **options)
+
     def close(self) -> None:
         """Close the database (stop the runtime first)."""
         self.store.close()

@@ -117,3 +117,9 @@ def test_unload_stops_the_runtime(kernel):
     kernel.ok("%unload_ext wiz_jupyter")
     kernel.ok("import asyncio; await asyncio.sleep(0.2)")
     assert kernel.ok("print(wiz.workspace().runtime.running)").stdout.strip() == "False"
+
+
+def test_board_displays_a_widget(kernel):
+    kernel.ok("%load_ext wiz_jupyter")
+    res = kernel.ok("%wiz board")
+    assert res.plain and "JobBoard" in res.plain[0]

@@ -127,6 +127,8 @@ class WizMagics(Magics):
         c.add_argument("--name")
         command("schedules", self.cmd_schedules, "list schedules")
         command("status", self.cmd_status, "the workspace, its runtime and its counts")
+        c = command("board", self.cmd_board, "the live job board widget")
+        c.add_argument("--limit", type=int, default=200, help="jobs shown (default 200)")
         return p, handlers
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -218,6 +220,9 @@ class WizMagics(Magics):
 
     def cmd_schedules(self, args: argparse.Namespace, cell: str | None) -> Any:
         return self.ws.schedules.list()
+
+    def cmd_board(self, args: argparse.Namespace, cell: str | None) -> Any:
+        return self.ws.board(limit=args.limit)
 
     def cmd_status(self, args: argparse.Namespace, cell: str | None) -> None:
         ws = self.ws

@@ -1,0 +1,125 @@
+"""The live job board: an anywidget whose JavaScript and CSS ship in the package.
+
+The board follows the queue's events, but never sends one message per event:
+changed job ids are gathered and, at most ``1 / interval`` times a second,
+their fresh rows and the exact counts go to the front end as one patch. The
+front end keeps only the newest ``limit`` jobs that match its filter, so a
+queue of 10,000 jobs costs one small message per interval, not 10,000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..jobs.events import Event
+from ..jobs.models import COLUMNS, loads
+from ..workspace import Workspace
+
+STATIC = pathlib.Path(__file__).parent / "static"
+_ROW_COLUMNS = ("id", "task", "agent", "status", "priority", "progress", "attempts", "attempts_made",
+                "error", "created_at", "started_at", "finished_at")  # fmt: skip
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    out = {k: r[k] for k in _ROW_COLUMNS}
+    out["progress"] = loads(r["progress"])
+    return out
+
+
+class JobBoard(anywidget.AnyWidget):
+    """``ws.board()`` or ``%wiz board``: the workspace's jobs, live.
+
+    Filter by status or text, cancel, retry or re-prioritise from the board.
+    """
+
+    _esm = STATIC / "board.js"
+    _css = STATIC / "board.css"
+    counts = traitlets.Dict().tag(sync=True)
+    status_filter = traitlets.Unicode("").tag(sync=True)
+    text_filter = traitlets.Unicode("").tag(sync=True)
+    limit = traitlets.Int(200).tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, ws: Workspace, *, limit: int = 200, interval: float = 0.25, **kwargs: Any):
+        super().__init__(limit=limit, title=str(ws.path), **kwargs)
+        self.ws = ws
+        self.interval = interval
+        self._dirty: set[int] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._off = ws.events.on("job.*", self._on_event)
+        self.on_msg(self._on_front_end)
+        self.observe(
+            lambda _: self.send_snapshot(), names=["status_filter", "text_filter", "limit"]
+        )
+        self.counts = ws.jobs.counts()
+
+    # -- from the queue ------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if event.job_id is None:
+            return
+        self._dirty.add(event.job_id)
+        if self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = self.ws.events.loop
+            if loop is None:
+                return
+            self._timer = loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        """Send the gathered changes now (the timer calls this)."""
+        self._timer = None
+        ids, self._dirty = sorted(self._dirty), set()
+        if not ids:
+            return
+        rows = []
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            rows += self.ws.store.read(
+                f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(part))})", tuple(part)
+            )
+        self.counts = self.ws.jobs.counts()
+        self.send({"type": "patch", "jobs": [_row(dict(zip(COLUMNS, r))) for r in rows]})
+
+    def send_snapshot(self) -> None:
+        """The newest ``limit`` jobs matching the filters, replacing what is shown."""
+        status = self.status_filter or None
+        jobs = self.ws.jobs.list(
+            status=status, newest_first=True, limit=None if self.text_filter else self.limit
+        )
+        if self.text_filter:
+            needle = self.text_filter.lower()
+            jobs = [
+                j for j in jobs if needle in f"{j.task} {j._row['agent'] or ''} {j.id}".lower()
+            ][: self.limit]
+        self.counts = self.ws.jobs.counts()
+        self.send({"type": "snapshot", "jobs": [_row(j._row) for j in jobs]})
+
+    # -- from the front end --------------------------------------------------------------------
+
+    def _on_front_end(self, _widget: Any, msg: dict[str, Any], _buffers: Any) -> None:
+        kind = msg.get("type")
+        try:
+            if kind == "ready":
+                self.send_snapshot()
+            elif kind == "cancel":
+                self.ws.jobs.cancel(int(msg["id"]))
+            elif kind == "retry":
+                self.ws.jobs.retry(int(msg["id"]))
+            elif kind == "priority":
+                self.ws.jobs.set_priority(int(msg["id"]), int(msg["priority"]))
+        except Exception as e:  # shown in the board, never raised into a cell
+            self.send({"type": "error", "message": str(e)})
+
+    def close(self) -> None:
+        self._off()
+        if self._timer is not None:
+            self._timer.cancel()
+        super().close()

@@ -1,0 +1,160 @@
+// wiz_jupyter job board. Plain DOM; every value is set with textContent.
+const STATUSES = ["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"];
+const LIVE = new Set(["waiting", "delayed", "blocked", "active"]);
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+function fmtTime(t) {
+  if (!t) return "";
+  const d = new Date(t * 1000);
+  return d.toLocaleTimeString();
+}
+
+function fmtDuration(job) {
+  if (!job.started_at) return "";
+  const end = job.finished_at || Date.now() / 1000;
+  const s = Math.max(0, end - job.started_at);
+  return s < 1 ? `${Math.round(s * 1000)} ms` : s < 120 ? `${s.toFixed(1)} s` : `${Math.round(s / 60)} min`;
+}
+
+function render({ model, el: root }) {
+  const jobs = new Map();
+  root.classList.add("wiz-board");
+
+  const header = el("div", "wiz-board-header");
+  const title = el("span", "wiz-board-title", "wiz jobs");
+  const counts = el("div", "wiz-board-counts");
+  const search = el("input", "wiz-board-search");
+  search.placeholder = "filter by task, agent or id";
+  search.value = model.get("text_filter");
+  header.append(title, counts, search);
+  const message = el("div", "wiz-board-message");
+  const table = el("table", "wiz-board-table");
+  const thead = el("thead");
+  const hr = el("tr");
+  for (const h of ["id", "status", "task / agent", "progress", "attempts", "started", "time", ""]) hr.append(el("th", null, h));
+  thead.append(hr);
+  const tbody = el("tbody");
+  table.append(thead, tbody);
+  root.append(header, message, table);
+
+  function drawCounts() {
+    counts.replaceChildren();
+    const c = model.get("counts") || {};
+    const current = model.get("status_filter");
+    const all = el("button", "wiz-count" + (current === "" ? " wiz-selected" : ""), "all");
+    all.onclick = () => { model.set("status_filter", ""); model.save_changes(); };
+    counts.append(all);
+    for (const s of STATUSES) {
+      const b = el("button", `wiz-count wiz-${s}` + (current === s ? " wiz-selected" : ""), `${s} ${c[s] || 0}`);
+      b.dataset.status = s;
+      b.onclick = () => { model.set("status_filter", current === s ? "" : s); model.save_changes(); };
+      counts.append(b);
+    }
+  }
+
+  function matches(job) {
+    const s = model.get("status_filter");
+    if (s && job.status !== s) return false;
+    const t = (model.get("text_filter") || "").toLowerCase();
+    if (t && !`${job.task} ${job.agent || ""} ${job.id}`.toLowerCase().includes(t)) return false;
+    return true;
+  }
+
+  function action(label, cls, onclick) {
+    const b = el("button", `wiz-action ${cls}`, label);
+    b.onclick = onclick;
+    return b;
+  }
+
+  function drawRows() {
+    const limit = model.get("limit");
+    const shown = [...jobs.values()].filter(matches).sort((a, b) => b.id - a.id).slice(0, limit);
+    tbody.replaceChildren();
+    for (const job of shown) {
+      const tr = el("tr", `wiz-row wiz-row-${job.status}`);
+      tr.dataset.jobId = job.id;
+      tr.append(el("td", "wiz-id", job.id));
+      const st = el("td");
+      st.append(el("span", `wiz-badge wiz-${job.status}`, job.status));
+      tr.append(st);
+      tr.append(el("td", null, job.agent ? `${job.task} · ${job.agent}` : job.task));
+      const pc = el("td");
+      const p = job.progress;
+      if (typeof p === "number") {
+        const bar = el("div", "wiz-progress");
+        const fill = el("div", "wiz-progress-fill");
+        fill.style.width = `${Math.max(0, Math.min(100, p))}%`;
+        bar.append(fill);
+        bar.title = `${p}%`;
+        pc.append(bar);
+      } else if (p) {
+        pc.textContent = JSON.stringify(p);
+      }
+      tr.append(pc);
+      tr.append(el("td", null, `${job.attempts_made}/${job.attempts}`));
+      tr.append(el("td", null, fmtTime(job.started_at)));
+      tr.append(el("td", null, fmtDuration(job)));
+      const acts = el("td", "wiz-actions");
+      if (LIVE.has(job.status)) {
+        acts.append(action("cancel", "wiz-cancel", () => model.send({ type: "cancel", id: job.id })));
+        if (job.status !== "active") {
+          acts.append(action("▲", "wiz-up", () => model.send({ type: "priority", id: job.id, priority: job.priority + 1 })));
+          acts.append(action("▼", "wiz-down", () => model.send({ type: "priority", id: job.id, priority: job.priority - 1 })));
+        }
+      } else if (job.status === "failed" || job.status === "cancelled") {
+        acts.append(action("retry", "wiz-retry", () => model.send({ type: "retry", id: job.id })));
+      }
+      tr.append(acts);
+      if (job.error && job.status === "failed") tr.title = job.error;
+      tbody.append(tr);
+    }
+    if (!shown.length) {
+      const tr = el("tr");
+      const td = el("td", "wiz-empty", "no jobs");
+      td.colSpan = 8;
+      tr.append(td);
+      tbody.append(tr);
+    }
+  }
+
+  let searchTimer = null;
+  search.oninput = () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => { model.set("text_filter", search.value); model.save_changes(); }, 200);
+  };
+
+  model.on("msg:custom", (msg) => {
+    if (msg.type === "snapshot") {
+      jobs.clear();
+      for (const j of msg.jobs) jobs.set(j.id, j);
+    } else if (msg.type === "patch") {
+      for (const j of msg.jobs) jobs.set(j.id, j);
+      // keep memory bounded: forget the oldest finished jobs beyond a margin
+      const limit = model.get("limit");
+      if (jobs.size > limit * 3) {
+        const old = [...jobs.values()].filter((j) => !LIVE.has(j.status)).sort((a, b) => a.id - b.id);
+        for (const j of old.slice(0, jobs.size - limit * 2)) jobs.delete(j.id);
+      }
+    } else if (msg.type === "error") {
+      message.textContent = msg.message;
+      setTimeout(() => { message.textContent = ""; }, 5000);
+      return;
+    }
+    drawRows();
+  });
+  model.on("change:counts", drawCounts);
+  model.on("change:status_filter", () => { drawCounts(); drawRows(); });
+  drawCounts();
+  drawRows();
+  model.send({ type: "ready" });
+  const ticker = setInterval(() => { if ([...jobs.values()].some((j) => j.status === "active")) drawRows(); }, 1000);
+  return () => clearInterval(ticker);
+}
+
+export default { render };
