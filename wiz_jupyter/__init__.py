@@ -30,6 +30,32 @@ from .workspace import Workspace, workspace
 
 __version__ = "0.1.0.dev0"
 
+# The agents layer is imported when one of its names is first used, so that
+# `import wiz_jupyter` and `%load_ext wiz_jupyter` stay light (PEP 562).
+_LAZY = {
+    "ScriptedModel": "wiz_jupyter.agents.scripted",
+    "ToolCall": "wiz_jupyter.agents.messages",
+    "Reply": "wiz_jupyter.agents.messages",
+    "tool": "wiz_jupyter.agents.tools",
+    "Tool": "wiz_jupyter.agents.tools",
+    "Agent": "wiz_jupyter.agents.personas",
+    "AgentNotFound": "wiz_jupyter.agents.personas",
+    "AgentFailed": "wiz_jupyter.agents.runtime",
+    "Chat": "wiz_jupyter.agents.chat",
+    "Memory": "wiz_jupyter.agents.memory",
+    "LLMError": "wiz_jupyter.errors",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'wiz_jupyter' has no attribute {name!r}")
+
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext wiz_jupyter``: the ``%wiz`` magics, and the runtime on the kernel's loop."""
@@ -49,7 +75,18 @@ def current_job() -> JobContext | None:
     return _current_job.get()
 
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported agents layer
+    "Agent",
+    "AgentFailed",
+    "AgentNotFound",
+    "Chat",
+    "LLMError",
+    "Memory",
+    "Reply",
+    "ScriptedModel",
+    "Tool",
+    "ToolCall",
+    "tool",
     "Event",
     "InvalidJob",
     "InvalidSchedule",

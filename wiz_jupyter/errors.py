@@ -52,3 +52,32 @@ class ScheduleNotFound(WizError, KeyError):
 
 class WebhookRejected(WizError):
     """A webhook call whose signature does not match the schedule's secret."""
+
+
+class LLMError(WizError):
+    """A model call failed. The message names the model and says what to do next.
+
+    ``model`` is the model's name, ``status`` the provider's HTTP status when
+    there was one.
+    """
+
+    def __init__(self, message: str, *, model: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.model = model
+        self.status = status
+
+
+class ModelNotFound(LLMError):
+    """The model name is unknown to litellm, to the provider, or to the offline models."""
+
+
+class LLMAuthError(LLMError):
+    """The provider refused the API key (401/403), or no key is set for it."""
+
+
+class ReplayMiss(LLMError):
+    """Replay mode, and no recorded response matches this request."""
+
+
+class InvalidOutput(LLMError):
+    """A structured reply did not validate against its pydantic model, even after a repair."""

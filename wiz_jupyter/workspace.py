@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -116,6 +117,7 @@ class Workspace:
     async def start(self) -> None:
         """Start working jobs and firing schedules on the running event loop (the
         kernel's, in a notebook)."""
+        self._load_agents()
         await self.runtime.start()
         await self.scheduler.start()
 
@@ -129,6 +131,67 @@ class Workspace:
         """Work jobs until none of this process's tasks is waiting, delayed or running."""
         await self.runtime.run_until_idle(timeout)
 
+    # -- agents (the agents layer loads on first use: importing wiz_jupyter stays light) -------
+
+    @functools.cached_property
+    def llm(self) -> Any:
+        """Model calls for this workspace (litellm is imported on the first call)."""
+        from .agents.llm import LLM
+
+        return LLM(self.store)
+
+    @functools.cached_property
+    def agents(self) -> Any:
+        """The personas of this workspace: ``get``, ``list``, ``remove``, ``memory``."""
+        from .agents.chat import Chats
+        from .agents.personas import Agents
+        from .agents.runtime import AgentRuntime
+        from .agents.schema import MIGRATIONS
+
+        self.store.migrate("agents", MIGRATIONS)
+        registry = Agents(self)
+        registry.handler = AgentRuntime(self)
+        self.__dict__["chats"] = Chats(self)  # chats follow agent jobs from the start
+        return registry
+
+    @functools.cached_property
+    def chats(self) -> Any:
+        """The workspace's conversations (``ws.chat`` opens one)."""
+        self.agents  # noqa: B018 - creates the chats with the agents
+        return self.__dict__["chats"]
+
+    def agent(self, name: str, **persona: Any) -> Any:
+        """Create the agent ``name``, or update the persona fields given; return it.
+
+        Fields: ``role``, ``goal``, ``backstory``, ``instructions`` (else built from
+        the others), ``model`` (a name or a ``wiz.ScriptedModel``; else the
+        workspace's), ``settings`` (``{"temperature": 0}``, ...), ``tools``
+        (functions, or built-in names such as ``"read_file"``), ``max_steps``,
+        ``concurrency``, ``folder`` (where its file tools may read and write;
+        default ``agents/NAME`` beside the database).
+
+        ::
+
+            analyst = ws.agent("analyst", role="data analyst", goal="answer questions about data/",
+                               tools=["read_file", "list_dir", summarise])
+        """
+        if not persona:
+            return self.agents.get(name)
+        return self.agents.define(name, **persona)
+
+    def chat(self, agents: str | list[str], *, title: str | None = None) -> Any:
+        """Open a conversation with one or more agents (``@name`` addresses one)."""
+        return self.chats.open(agents, title=title)
+
+    def _load_agents(self) -> None:
+        """Make the stored agents runnable here (a headless worker runs them too)."""
+        if self.store.read("SELECT 1 FROM sqlite_master WHERE name = 'agents'"):
+            for a in self.agents.list():
+                try:
+                    self.agents.get(a.name)
+                except Exception:  # one broken persona must not stop the others
+                    continue
+
     # -- widgets (imported on first use: loading the package stays light) ---------------------
 
     def board(self, **options: Any) -> Any:
@@ -137,6 +200,12 @@ class Workspace:
         from .notebook.board import JobBoard
 
         return JobBoard(self, **options)
+
+    def chat_panel(self, agents: str | list[str] | None = None, **options: Any) -> Any:
+        """A chat panel widget: a new conversation with these agents (default: all)."""
+        from .notebook.chat_panel import ChatPanel
+
+        return ChatPanel(self, agents, **options)
 
     def close(self) -> None:
         """Close the database (stop the runtime first)."""

@@ -68,6 +68,7 @@ class WizMagics(Magics):
         super().__init__(shell)
         self._ws = ws
         self._lifecycle: asyncio.Task | None = None  # the start (or stop) task, kept alive
+        self.subparsers: dict[str, _Parser] = {}
         self.parser, self.handlers = self._build()
 
     @property
@@ -86,6 +87,7 @@ class WizMagics(Magics):
         def command(name: str, fn: Any, help: str) -> _Parser:
             c = sub.add_parser(name, help=help, description=help)
             handlers[name] = fn
+            self.subparsers[name] = c
             return c
 
         c = command("jobs", self.cmd_jobs, "list jobs, newest first")
@@ -126,9 +128,61 @@ class WizMagics(Magics):
         c.add_argument("--tz", help="time zone for --cron, e.g. Europe/Paris")
         c.add_argument("--name")
         command("schedules", self.cmd_schedules, "list schedules")
+        c = command("agent", self.cmd_agent, "create or update an agent, show one, or list them")
+        c.add_argument("name", nargs="?", help="the agent (none: list the agents)")
+        c.add_argument("--role")
+        c.add_argument("--goal")
+        c.add_argument("--backstory")
+        c.add_argument("--instructions")
+        c.add_argument("--model")
+        c.add_argument(
+            "--tools", help="comma-separated built-in tool names, e.g. read_file,list_dir"
+        )
+        c.add_argument("--max-steps", type=int, dest="max_steps")
+        c = command(
+            "ask",
+            self.cmd_ask,
+            "ask an agent; the answer streams into this cell (%%wiz ask NAME: the cell is the prompt)",
+        )
+        c.add_argument("name")
+        c.add_argument("prompt", nargs="*")
+        c.add_argument("-o", "--output", metavar="VAR", help="store the answer in this variable")
+        c.add_argument("--background", action="store_true", help="return the job at once")
+        c.add_argument("--timeout", type=float, default=None)
+        c = command("assign", self.cmd_assign, "give an agent a job (planned, checked, retried)")
+        c.add_argument("name")
+        c.add_argument("task", nargs="*")
+        c.add_argument("--priority", type=int, default=0)
+        c.add_argument("--delay", type=float, default=0)
+        c.add_argument(
+            "--after",
+            type=int,
+            action="append",
+            metavar="JOB",
+            help="wait for this job (repeatable)",
+        )
+        c.add_argument("--attempts", type=int, default=None)
+        c.add_argument("--timeout", type=float, default=None)
+        c.add_argument(
+            "--validate",
+            action="append",
+            metavar="CRITERION",
+            help="a check the answer must pass (repeatable)",
+        )
+        c.add_argument("--wait", action="store_true", help="wait for the answer")
+        c.add_argument(
+            "-o", "--output", metavar="VAR", help="store the job (or with --wait the answer)"
+        )
+        c = command("chat", self.cmd_chat, "a chat panel with an agent (or all agents)")
+        c.add_argument("names", nargs="*")
+        c = command("model", self.cmd_model, "show the workspace's default model, or set it")
+        c.add_argument("name", nargs="?")
         command("status", self.cmd_status, "the workspace, its runtime and its counts")
         c = command("board", self.cmd_board, "the live job board widget")
         c.add_argument("--limit", type=int, default=200, help="jobs shown (default 200)")
+        for c in self.subparsers.values():
+            # argparse %-formats usage with the prog, and our prog starts with '%'
+            c.usage = c.format_usage()[len("usage: ") :].rstrip().replace("%", "%%")
         return p, handlers
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -141,7 +195,12 @@ class WizMagics(Magics):
             print(f"wiz: {e}", file=sys.stderr)
             return None
         try:
-            args = self.parser.parse_args(argv)
+            if argv and argv[0] in self.subparsers:
+                # intermixed: options may come after the words of a prompt
+                args = self.subparsers[argv[0]].parse_intermixed_args(argv[1:])
+                args.command = argv[0]
+            else:
+                args = self.parser.parse_args(argv)
         except UsageError as e:
             print(str(e), file=sys.stderr)
             return None
@@ -223,6 +282,125 @@ class WizMagics(Magics):
 
     def cmd_board(self, args: argparse.Namespace, cell: str | None) -> Any:
         return self.ws.board(limit=args.limit)
+
+    def cmd_agent(self, args: argparse.Namespace, cell: str | None) -> Any:
+        if args.name is None:
+            agents = self.ws.agents.list()
+            if not agents:
+                print("no agents yet: %wiz agent NAME --role ... --goal ...")
+            for a in agents:
+                print(repr(a))
+            return None
+        fields = {
+            k: getattr(args, k)
+            for k in ("role", "goal", "backstory", "instructions", "model", "max_steps")
+        }
+        if args.tools:
+            fields["tools"] = [t.strip() for t in args.tools.split(",") if t.strip()]
+        if cell and cell.strip():
+            fields["instructions"] = cell.strip()
+        fields = {k: v for k, v in fields.items() if v is not None}
+        return self.ws.agent(args.name, **fields)
+
+    def _prompt(self, words: list[str], cell: str | None) -> str:
+        text = " ".join(words)
+        if cell and cell.strip():
+            body = self.shell.var_expand(cell) if self.shell is not None else cell
+            text = f"{text}\n{body}".strip()
+        if not text:
+            raise WizError(
+                "give a prompt: %wiz ask NAME your question, or %%wiz ask NAME with the cell"
+            )
+        return text
+
+    def cmd_ask(self, args: argparse.Namespace, cell: str | None) -> Any:
+        agent = self.ws.agents.get(args.name)
+        prompt = self._prompt(args.prompt, cell)
+        self._ensure_running()
+        job = agent.submit("ask", prompt)
+        if args.background:
+            self._store(args.output, job)
+            return job
+        answer = self._stream(job, args.timeout)
+        self._store(args.output, answer)
+        return None
+
+    def cmd_assign(self, args: argparse.Namespace, cell: str | None) -> Any:
+        agent = self.ws.agents.get(args.name)
+        task = self._prompt(args.task, cell)
+        self._ensure_running()
+        job = agent.assign(
+            task, validation=args.validate or (), priority=args.priority, delay=args.delay,
+            depends_on=args.after or (), attempts=args.attempts, timeout=args.timeout,
+        )  # fmt: skip
+        if not args.wait:
+            self._store(args.output, job)
+            return job
+        answer = self._stream(job, None)
+        self._store(args.output, answer)
+        return None
+
+    def _ensure_running(self) -> None:
+        if not self.ws.runtime.running:
+            run_sync(self.ws.start())
+
+    def _stream(self, job: Any, timeout: float | None) -> Any:
+        """Wait for ``job``; its words print into this cell as they come (the one bridge
+        runs the loop meanwhile), so a notebook run top to bottom stays in order.
+
+        The printing happens in a task started from this cell, not in the event
+        callback: ipykernel routes output by the context a task was created in,
+        and the runtime's tasks were created by an earlier cell.
+        """
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+
+        def on_delta(event: Any) -> None:
+            if event.job_id == job.id:
+                pieces.put_nowait(event.data["text"])
+
+        async def follow() -> Any:
+            waiter = asyncio.ensure_future(job.wait(timeout=timeout))
+            printed = ""
+            while True:
+                getter = asyncio.ensure_future(pieces.get())
+                await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    printed += getter.result()
+                    print(getter.result(), end="", flush=True)
+                    continue
+                getter.cancel()
+                while not pieces.empty():
+                    piece = pieces.get_nowait()
+                    printed += piece
+                    print(piece, end="", flush=True)
+                answer = waiter.result()  # raises JobFailed for a failed job
+                text = str(answer)
+                print(
+                    text[len(printed) :]
+                    if printed and text.startswith(printed)
+                    else ("\n" if printed else "") + text
+                )
+                return answer
+
+        off = self.ws.events.on("agent.delta", on_delta)
+        try:
+            return run_sync(follow())
+        finally:
+            off()
+
+    def cmd_chat(self, args: argparse.Namespace, cell: str | None) -> Any:
+        names = args.names or None
+        if names:
+            for n in names:
+                self.ws.agents.get(n)
+        elif not self.ws.agents.list():
+            raise WizError("no agents yet: %wiz agent NAME --role ... first")
+        return self.ws.chat_panel(names)
+
+    def cmd_model(self, args: argparse.Namespace, cell: str | None) -> None:
+        if args.name:
+            self.ws.llm.set_default_model(args.name)
+        print(f"default model: {self.ws.llm.resolve()}")
 
     def cmd_status(self, args: argparse.Namespace, cell: str | None) -> None:
         ws = self.ws

@@ -1,0 +1,61 @@
+"""%wiz agent / ask / assign / chat / model in a real kernel, with the offline model."""
+
+from __future__ import annotations
+
+
+def test_agent_ask_streams_into_the_cell_and_stores_the_answer(kernel):
+    kernel.ok("%load_ext wiz_jupyter")
+    made = kernel.ok(
+        "%wiz agent helper --role 'research assistant' --goal 'answer briefly' --tools read_file"
+    )
+    assert "helper" in made.plain[0] and "read_file" in made.plain[0]
+    listed = kernel.ok("%wiz agent")
+    assert "research assistant" in listed.stdout
+    res = kernel.ok("topic = 'tides'\n%wiz ask helper What causes {topic}? -o answer")
+    answer = kernel.ok("print(answer)").stdout.strip()
+    assert answer and "tides" in answer.lower()
+    assert res.stdout.strip() == answer  # streamed into its own cell, once
+    cell = kernel.ok("%%wiz ask helper\nSummarise: the moon pulls the sea.")
+    assert cell.stdout.strip()
+    bg = kernel.ok("%wiz ask helper --background -o job hello")
+    assert "Job" in bg.plain[0]
+    assert (
+        kernel.ok("print(job.status in ('waiting', 'active', 'completed'))").stdout.strip()
+        == "True"
+    )
+
+
+def test_assign_returns_a_job_or_waits(kernel):
+    kernel.ok("%load_ext wiz_jupyter\n%wiz agent planner --role planner")
+    res = kernel.ok("%wiz assign planner --priority 3 --validate 'is short' -o j Plan a picnic")
+    assert "agent:planner" in res.plain[0]
+    done = kernel.ok("%wiz assign planner --wait -o text Plan a walk")
+    assert done.stdout.strip() and kernel.ok("print(len(text) > 0)").stdout.strip() == "True"
+    assert kernel.ok("print(j.priority, j.data['validation'])").stdout.strip() == "3 ['is short']"
+
+
+def test_chat_and_model_subcommands(kernel):
+    kernel.ok("%load_ext wiz_jupyter")
+    assert "no agents yet" in kernel.run("%wiz chat").stderr
+    kernel.ok("%wiz agent helper --role assistant")
+    panel = kernel.ok("%wiz chat helper")
+    assert "ChatPanel" in panel.plain[0]
+    assert "default model: wiz/offline" in kernel.ok("%wiz model").stdout
+    assert "default model: openai/gpt-4o-mini" in kernel.ok("%wiz model openai/gpt-4o-mini").stdout
+
+
+def test_agent_errors_are_one_line(kernel):
+    kernel.ok("%load_ext wiz_jupyter")
+    cases = {
+        "%wiz ask ghost hello": "wiz: no agent 'ghost'",
+        "%wiz ask": "the following arguments are required: name",
+        "%wiz agent helper --tools rm_rf": "wiz: unknown built-in tool 'rm_rf'",
+        "%wiz assign ghost do it": "wiz: no agent 'ghost'",
+        "%wiz chat ghost": "wiz: no agent 'ghost'",
+    }
+    kernel.ok("%wiz agent helper --role assistant")
+    cases["%wiz ask helper"] = "wiz: give a prompt"
+    for line, message in cases.items():
+        res = kernel.run(line)
+        assert res.status == "ok" and message in res.stderr, (line, res.stderr)
+        assert "Traceback" not in res.stderr, line

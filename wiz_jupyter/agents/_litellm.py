@@ -1,0 +1,54 @@
+"""litellm, imported on the first model call and set up for a notebook.
+
+``import litellm`` takes seconds, so ``import wiz_jupyter`` and ``%load_ext``
+never pay it: :func:`load` runs on the first call (from a worker thread, so the
+kernel's loop keeps running meanwhile) and is a dictionary look-up after that.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import ModuleType
+
+from . import keys
+
+#: Set before the import (only where the user has not chosen otherwise):
+_ENV = {
+    # the cost map bundled with litellm, not a download at import
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    # and the same for the other catalogs and tokenizers litellm fetches on its own
+    "LITELLM_OFFLINE_MODE": "true",
+    # no "file a bug" link on stderr when a scripted step raises
+    "LITELLM_DISABLE_BUG_REPORT_LINK": "true",
+}
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+
+
+def loaded() -> ModuleType | None:
+    """litellm if :func:`load` already ran, else None (cheap: no import)."""
+    return _module
+
+
+def load() -> ModuleType:
+    """Import and configure litellm once; returns the module."""
+    global _module
+    if _module is not None:
+        return _module
+    with _lock:
+        if _module is None:
+            for name, value in _ENV.items():
+                os.environ.setdefault(name, value)
+            keys.load_keys_file()
+            import litellm
+
+            # litellm prints hints ("Provider List: ...") to stdout on some errors;
+            # our errors say what to do in one line instead.
+            litellm.suppress_debug_info = True
+            from . import provider
+
+            provider.register()
+            _module = litellm
+    return _module

@@ -1,0 +1,291 @@
+"""Personas: agents stored in the ``agents`` table, and the handle ``ws.agent(name)`` returns."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import WizError
+from ..jobs.models import Job, TaskSpec, dumps, loads
+from .memory import Memory
+from .tools import BUILTIN, Tool, ToolContext, builtin_tools, tool
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
+FIELDS = (
+    "role",
+    "goal",
+    "backstory",
+    "instructions",
+    "model",
+    "settings",
+    "tools",
+    "max_steps",
+    "concurrency",
+    "folder",
+)
+TASK_PREFIX = "agent:"
+
+
+class AgentNotFound(WizError, KeyError):
+    """No agent of that name in this workspace."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "agent not found"
+
+
+class Agent:
+    """An agent of the workspace: ``ws.agent("analyst", role=..., goal=...)``.
+
+    ::
+
+        answer = await analyst.ask("What is in data/?")
+        job = analyst.assign("Summarise data/sales.csv", validation=["mentions the total"])
+        await job.wait()
+    """
+
+    def __init__(self, agents: Agents, row: dict[str, Any]):
+        self._agents = agents
+        self._row = row
+
+    # -- the persona ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._row["name"]
+
+    def __getattr__(self, item: str) -> Any:
+        if item in ("role", "goal", "backstory", "max_steps", "concurrency"):
+            return self._row[item]
+        raise AttributeError(item)
+
+    @property
+    def model(self) -> str | None:
+        return self._row["model"]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return loads(self._row["settings"]) or {}
+
+    @property
+    def tool_names(self) -> list[str]:
+        return loads(self._row["tools"]) or []
+
+    @property
+    def folder(self) -> Path:
+        return Path(self._row["folder"])
+
+    @property
+    def instructions(self) -> str:
+        """The system prompt: the persona's own, or one built from role, goal and backstory."""
+        if self._row["instructions"]:
+            return self._row["instructions"]
+        parts = [f"You are {self.name}" + (f", {self.role}." if self.role else ".")]
+        if self.goal:
+            parts.append(f"Your goal: {self.goal}")
+        if self.backstory:
+            parts.append(self.backstory)
+        parts.append("Use your tools when they help; answer plainly and say when you are unsure.")
+        return "\n".join(parts)
+
+    @property
+    def status(self) -> str:
+        """busy while one of its jobs runs, else idle."""
+        busy = self._agents.ws.store.read(
+            "SELECT 1 FROM jobs WHERE agent = ? AND status = 'active' LIMIT 1", (self.name,)
+        )
+        return "busy" if busy else "idle"
+
+    @property
+    def memory(self) -> Memory:
+        return self._agents.memory(self.name)
+
+    def tools_for(self, ctx: ToolContext) -> list[Tool]:
+        """The tools of one job: built-ins made for it, plus the functions given."""
+        own = self._agents._functions.get(self.name, {})
+        names = self.tool_names
+        missing = [n for n in names if n not in BUILTIN and n not in own]
+        if missing:
+            raise WizError(
+                f"tool(s) {', '.join(missing)} of {self.name} are not defined in this process"
+            )
+        return builtin_tools(ctx, [n for n in names if n in BUILTIN]) + [
+            own[n] for n in names if n in own
+        ]
+
+    # -- work ----------------------------------------------------------------------------------
+
+    def submit(self, kind: str, prompt: str, **options: Any) -> Job:
+        """A job for this agent (``kind``: assign, ask, message or chat)."""
+        data = {"kind": kind, "prompt": prompt}
+        for key in ("validation", "chat_id", "sender"):
+            if options.get(key) is not None:
+                data[key] = options.pop(key)
+            else:
+                options.pop(key, None)
+        return self._agents.ws.jobs.add(
+            f"{TASK_PREFIX}{self.name}", data, agent=self.name, **options
+        )
+
+    def assign(self, task: str, *, validation: Iterable[str] = (), **options: Any) -> Job:
+        """Hand the agent a job: it plans, uses its tools, checks its work against its
+        criteria and ``validation``, and re-plans when the check fails. Returns the Job;
+        ``depends_on``, ``priority``, ``delay``, ``attempts``, ``timeout`` as for jobs."""
+        return self.submit("assign", task, validation=list(validation) or None, **options)
+
+    async def ask(self, prompt: str, *, timeout: float | None = None) -> str:
+        """A chat-style answer (tools allowed, no planning). Runs as a job, so it shows
+        on the board; starts the workspace runtime if it is not running."""
+        ws = self._agents.ws
+        if not ws.runtime.running:
+            await ws.start()
+        job = self.submit("ask", prompt)
+        return await job.wait(timeout=timeout)
+
+    def history(self, limit: int | None = 50) -> list[Job]:
+        """This agent's jobs, newest first."""
+        return self._agents.ws.jobs.list(agent=self.name, limit=limit, newest_first=True)
+
+    def chat(self, **options: Any) -> Any:
+        """A chat panel widget with this agent."""
+        return self._agents.ws.chat_panel(self.name, **options)
+
+    def schedule_template(self) -> dict[str, Any]:
+        """So ``ws.schedules.add(agent, {"prompt": ...}, cron=...)`` schedules agent work."""
+        return {"task": f"{TASK_PREFIX}{self.name}", "agent": self.name}
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.name}: {self.role or 'no role'}; model {self.model or 'default'}; tools {', '.join(self.tool_names) or 'none'}>"
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        return (
+            f"<b>{e(self.name)}</b> <i>{e(self.role or '')}</i> · {e(self.status)}<br>"
+            f"goal: {e(self.goal or '-')}<br>model: <code>{e(self.model or 'default')}</code> · "
+            f"tools: {e(', '.join(self.tool_names) or 'none')}"
+        )
+
+
+class Agents:
+    """``ws.agents``: the workspace's personas."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self._functions: dict[str, dict[str, Tool]] = {}
+        self._models: dict[str, Any] = {}
+        self.handler: Callable[..., Any] | None = None  # set by the agent runtime
+
+    def define(self, name: str, **fields: Any) -> Agent:
+        """Create the agent, or update the fields given (``ws.agent`` calls this)."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise WizError(f"an agent's name is a word like 'analyst', not {name!r}")
+        unknown = set(fields) - set(FIELDS)
+        if unknown:
+            raise WizError(f"unknown agent field(s): {', '.join(sorted(unknown))}")
+        row = self._row(name)
+        now = time.time()
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if value is None:
+                continue
+            if key == "tools":
+                names, functions = [], {}
+                for t in value:
+                    if isinstance(t, str):
+                        if t not in BUILTIN:
+                            raise WizError(
+                                f"unknown built-in tool {t!r}; built-ins: {', '.join(BUILTIN)}"
+                            )
+                        names.append(t)
+                    else:
+                        made = tool(t)
+                        functions[made.name] = made
+                        names.append(made.name)
+                self._functions[name] = functions
+                value = dumps(names)
+            elif key == "settings":
+                value = dumps(value)
+            elif key == "model":
+                if not isinstance(value, str):  # a ScriptedModel: kept alive as long as its agent
+                    self._models[name] = value
+                value = getattr(value, "name", value)
+            elif key == "folder":
+                value = str(Path(value).resolve())
+            elif key in ("max_steps", "concurrency") and (not isinstance(value, int) or value < 1):
+                raise WizError(f"{key} must be a whole number >= 1, not {value!r}")
+            values[key] = value
+        with self.ws.store.write() as c:
+            if row is None:
+                values.setdefault("folder", str(self._default_folder(name)))
+                cols = ["name", *values, "created_at", "updated_at"]
+                c.execute(
+                    f"INSERT INTO agents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    (name, *values.values(), now, now),
+                )
+            elif values:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                c.execute(
+                    f"UPDATE agents SET {sets}, updated_at = ? WHERE name = ?",
+                    (*values.values(), now, name),
+                )
+        agent = self.get(name)
+        agent.folder.mkdir(parents=True, exist_ok=True)
+        return agent
+
+    def _default_folder(self, name: str) -> Path:
+        if self.ws.store.in_memory:
+            import tempfile
+
+            return Path(tempfile.mkdtemp(prefix=f"wiz-{name}-"))
+        return Path(self.ws.path).resolve().parent / "agents" / name
+
+    def _row(self, name: str) -> dict[str, Any] | None:
+        rows = self.ws.store.read("SELECT * FROM agents WHERE name = ?", (name,))
+        return dict(rows[0]) if rows else None
+
+    def get(self, name: str) -> Agent:
+        """The agent called ``name``; raises :class:`AgentNotFound` with the names there are."""
+        row = self._row(name)
+        if row is None:
+            names = ", ".join(a.name for a in self.list()) or "none yet"
+            raise AgentNotFound(
+                f"no agent {name!r} in this workspace (agents: {names}); create it with ws.agent({name!r}, ...)"
+            )
+        agent = Agent(self, row)
+        self._register(agent)
+        return agent
+
+    def list(self) -> list[Agent]:
+        return [
+            Agent(self, dict(r)) for r in self.ws.store.read("SELECT * FROM agents ORDER BY name")
+        ]
+
+    def remove(self, name: str) -> None:
+        self.get(name)
+        with self.ws.store.write() as c:
+            c.execute("DELETE FROM agents WHERE name = ?", (name,))
+        self._functions.pop(name, None)
+        self.ws.jobs.tasks.pop(f"{TASK_PREFIX}{name}", None)
+
+    def memory(self, name: str) -> Memory:
+        return Memory(self.ws.store, name)
+
+    def _register(self, agent: Agent) -> None:
+        """This process can run the agent's jobs: a task handler per agent, so its
+        concurrency is the task's."""
+        task = f"{TASK_PREFIX}{agent.name}"
+        spec = self.ws.jobs.tasks.get(task)
+        if spec is not None and spec.concurrency == agent.concurrency:
+            return
+        assert self.handler is not None
+        self.ws.jobs.tasks[task] = TaskSpec(
+            name=task, fn=self.handler, concurrency=agent.concurrency, executor="loop"
+        )
+        self.ws.runtime.ready()
+
+    def __repr__(self) -> str:
+        return f"<Agents: {', '.join(a.name for a in self.list()) or 'none'}>"

@@ -1,0 +1,182 @@
+"""The ``wiz`` litellm provider: ``wiz/offline`` and scripted models as a real ``CustomLLM``.
+
+Registering them in ``litellm.custom_provider_map`` means every call, offline or
+not, takes litellm's own ``acompletion`` path (its parameter handling, its
+streaming wrapper, its response objects), so what a test exercises offline is
+what runs against a real provider. This module imports litellm: it is loaded by
+``_litellm.load()`` on the first model call, never at ``import wiz_jupyter``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import litellm
+from litellm import CustomLLM
+from litellm.types.utils import GenericStreamingChunk, ModelResponse
+
+from ..errors import ModelNotFound
+from . import offline
+from .messages import ToolCall, chunk_text, text_of
+from .scripted import STEP_MARK, scripted
+
+PROVIDER = "wiz"
+OFFLINE = "wiz/offline"
+
+#: litellm's model info for wiz/offline: free, and it fills JSON schemas, so
+#: ``litellm.supports_response_schema`` sends it ``response_format`` like a real model.
+OFFLINE_INFO = {
+    OFFLINE: {
+        "litellm_provider": PROVIDER,
+        "mode": "chat",
+        "max_tokens": 1_000_000,
+        "max_input_tokens": 1_000_000,
+        "max_output_tokens": 1_000_000,
+        "input_cost_per_token": 0.0,
+        "output_cost_per_token": 0.0,
+        "cache_creation_input_token_cost": 0.0,
+        "cache_read_input_token_cost": 0.0,
+        "supports_function_calling": True,
+        "supports_tool_choice": True,
+        "supports_response_schema": True,
+    }
+}
+
+
+def answer(
+    model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+) -> tuple[str, list[ToolCall]]:
+    """(text, tool calls) of the offline or scripted model ``model`` for one request."""
+    try:
+        return _answer(model, messages, params)
+    except BaseException as e:
+        # litellm wraps whatever a provider raises; the mark lets the LLM layer give
+        # the caller this very exception (a scripted step's, or our LLMError) instead
+        try:
+            setattr(e, STEP_MARK, True)
+        except AttributeError:  # an exception type with __slots__: litellm's wrapper it is
+            pass
+        raise
+
+
+def _answer(
+    model: str, messages: list[dict[str, Any]], params: dict[str, Any]
+) -> tuple[str, list[ToolCall]]:
+    name = model if model.startswith(f"{PROVIDER}/") else f"{PROVIDER}/{model}"
+    tools = params.get("tools")
+    if name == OFFLINE:
+        text, calls = offline.reply(
+            messages, tools, params.get("tool_choice"), params.get("response_format")
+        )
+        return text or "", calls
+    script = scripted(name)
+    if script is None:
+        raise ModelNotFound(
+            f"unknown model {name!r}: the offline models are 'wiz/offline' and the names of "
+            "live ScriptedModel objects",
+            model=name,
+        )
+    text, calls = script.next_reply(
+        {
+            "messages": messages,
+            "tools": tools,
+            "tool_choice": params.get("tool_choice"),
+            "response_format": params.get("response_format"),
+        }
+    )
+    return text or "", calls
+
+
+def _usage(messages: list[dict[str, Any]], text: str, calls: list[ToolCall]) -> dict[str, int]:
+    prompt = offline.tokens(" ".join(text_of(m) for m in messages))
+    completion = offline.tokens(text + "".join(json.dumps(c.args) for c in calls))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+class WizProvider(CustomLLM):
+    """litellm's handler for ``wiz/*`` models (completion, streaming, sync and async)."""
+
+    def _respond(
+        self, model: str, messages: list, model_response: ModelResponse, params: dict
+    ) -> ModelResponse:
+        text, calls = answer(model, messages, params)
+        model_response.choices[0].message = litellm.Message(
+            content=text or None,
+            tool_calls=[c.to_openai(f"call_{i}") for i, c in enumerate(calls)] or None,
+        )
+        model_response.choices[0].finish_reason = "tool_calls" if calls else "stop"
+        model_response.model = f"{PROVIDER}/{model}"
+        model_response.usage = litellm.Usage(**_usage(messages, text, calls))  # type: ignore[attr-defined]
+        return model_response
+
+    def _chunks(self, model: str, messages: list, params: dict) -> Iterator[GenericStreamingChunk]:
+        text, calls = answer(model, messages, params)
+        for piece in chunk_text(text):
+            yield GenericStreamingChunk(
+                text=piece, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None
+            )
+        for i, call in enumerate(calls):
+            yield GenericStreamingChunk(
+                text="",
+                is_finished=False,
+                finish_reason="",
+                usage=None,
+                index=0,
+                tool_use={**call.to_openai(f"call_{i}"), "index": i},  # type: ignore[typeddict-item]
+            )
+        yield GenericStreamingChunk(
+            text="",
+            is_finished=True,
+            finish_reason="tool_calls" if calls else "stop",
+            usage=_usage(messages, text, calls),  # type: ignore[typeddict-item]
+            index=0,
+            tool_use=None,
+        )
+
+    # litellm calls these with keyword arguments only; the ones not named here
+    # (api_key, api_base, logging_obj, ...) mean nothing to an offline model.
+    def completion(  # type: ignore[override]
+        self,
+        *,
+        model: str,
+        messages: list,
+        model_response: ModelResponse,
+        optional_params: dict,
+        **_: Any,
+    ) -> ModelResponse:
+        return self._respond(model, messages, model_response, optional_params)
+
+    async def acompletion(  # type: ignore[override]
+        self,
+        *,
+        model: str,
+        messages: list,
+        model_response: ModelResponse,
+        optional_params: dict,
+        **_: Any,
+    ) -> ModelResponse:
+        return self._respond(model, messages, model_response, optional_params)
+
+    def streaming(  # type: ignore[override]
+        self, *, model: str, messages: list, optional_params: dict, **_: Any
+    ) -> Iterator[GenericStreamingChunk]:
+        yield from self._chunks(model, messages, optional_params)
+
+    async def astreaming(  # type: ignore[override]
+        self, *, model: str, messages: list, optional_params: dict, **_: Any
+    ) -> AsyncIterator[GenericStreamingChunk]:
+        for chunk in self._chunks(model, messages, optional_params):
+            yield chunk
+
+
+def register() -> None:
+    """Add the ``wiz`` provider and wiz/offline's model info to litellm (idempotent)."""
+    if not any(p.get("provider") == PROVIDER for p in litellm.custom_provider_map):
+        litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": WizProvider()})
+        litellm.register_model(OFFLINE_INFO)

@@ -1,0 +1,318 @@
+"""The agent runtime: the handler of every agent job.
+
+A job is worked through the seeds' lifecycle:
+
+1. load the agent's memory (the best matches for the job) and the job's activity;
+2. plan (``assign`` jobs): the model restates the goal, lists steps and writes
+   validation criteria (the caller's ``validation`` are added);
+3. act: model turns with tool calls, each result appended, at most ``max_steps``;
+4. validate: the model checks the answer against the criteria; on failure it
+   re-plans, at most ``MAX_REPLANS`` times, then the job fails;
+5. finish: the answer is the job's result, learnings go to memory.
+
+The activity (plan, messages, tool calls and results, verdicts) is saved after
+every step, so a job interrupted by a crash resumes from its last completed
+step and never repeats a tool call whose result was saved. ``ask``,
+``message`` and ``chat`` jobs skip planning and validation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from ..errors import WizError
+from ..jobs.events import Event
+from ..jobs.models import JobContext, dumps, loads
+from .messages import ToolCall
+from .tools import Tool, ToolContext
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+    from .personas import Agent
+
+MAX_REPLANS = 2
+MEMORY_ITEMS = 5
+CHAT_CONTEXT = 20
+
+
+class Plan(BaseModel):
+    """What the agent means to do."""
+
+    goal: str = Field(description="the goal, restated in one sentence")
+    steps: list[str] = Field(description="the steps, in order")
+    criteria: list[str] = Field(default_factory=list, description="how to tell the result is right")
+
+
+class Verdict(BaseModel):
+    """The agent's check of its own answer."""
+
+    passed: bool = Field(description="true if the answer meets every criterion")
+    reasons: str = Field(default="", description="what is wrong, when it is not right")
+    learnings: list[str] = Field(default_factory=list, description="lessons worth remembering")
+
+
+class AgentFailed(WizError):
+    """An agent could not finish its job (steps exhausted, validation failed)."""
+
+
+@dataclass
+class Activity:
+    """One job's working state, saved after every step (the ``activity`` table)."""
+
+    job_id: int
+    agent: str
+    phase: str = "plan"
+    plan: dict[str, Any] | None = None
+    criteria: list[str] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    replans: int = 0
+    steps: int = 0
+
+    @classmethod
+    def load(cls, ws: Workspace, job_id: int, agent: str) -> Activity:
+        rows = ws.store.read("SELECT * FROM activity WHERE job_id = ?", (job_id,))
+        if not rows:
+            return cls(job_id, agent)
+        r = dict(rows[0])
+        return cls(
+            job_id, agent, r["phase"], loads(r["plan"]), loads(r["criteria"]) or [],
+            loads(r["messages"]) or [], loads(r["tool_calls"]) or [], loads(r["validation"]) or [],
+            r["replans"], r["steps"],
+        )  # fmt: skip
+
+    def save(self, ws: Workspace) -> None:
+        with ws.store.write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO activity VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.job_id, self.agent, self.phase, dumps(self.plan), dumps(self.criteria),
+                 dumps(self.messages), dumps(self.tool_calls), dumps(self.validation),
+                 self.replans, self.steps, time.time()),
+            )  # fmt: skip
+
+
+class AgentRuntime:
+    """Runs agent jobs for one workspace (registered as each agent's task handler)."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+
+    async def __call__(
+        self,
+        kind: str,
+        prompt: str,
+        job: JobContext,
+        validation: list[str] | None = None,
+        chat_id: int | None = None,
+        sender: str | None = None,
+    ) -> str:
+        name = job.task.split(":", 1)[1]
+        agent = self.ws.agents.get(name)
+        ctx = ToolContext(self.ws, agent.name, agent.folder, job.id, chat_id)
+        tools = agent.tools_for(ctx)
+        act = Activity.load(self.ws, job.id, agent.name)
+        if not act.messages:
+            act.messages = self._opening(agent, kind, prompt, chat_id, sender)
+            act.phase = "plan" if kind == "assign" else "act"
+            act.save(self.ws)
+        if kind == "assign":
+            answer = await self._lifecycle(agent, act, tools, prompt, validation or [], job)
+        else:
+            answer = await self._act(agent, act, tools, job)
+            act.phase = "done"
+            act.save(self.ws)
+        if chat_id is not None:
+            self.ws.chats.get(chat_id).post(agent.name, answer, job_id=job.id)
+        return answer
+
+    # -- the lifecycle -------------------------------------------------------------------------
+
+    def _opening(
+        self, agent: Agent, kind: str, prompt: str, chat_id: int | None, sender: str | None
+    ) -> list[dict[str, Any]]:
+        system = agent.instructions
+        remembered = agent.memory.search(prompt, limit=MEMORY_ITEMS)
+        if remembered:
+            system += "\n\nWhat you remember:\n" + "\n".join(
+                f"- {m['content']}" for m in remembered
+            )
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        if chat_id is not None:
+            messages += self.ws.chats.get(chat_id).context(agent.name, CHAT_CONTEXT)
+            if messages[-1].get("content") != prompt:
+                messages.append({"role": "user", "content": prompt})
+        else:
+            text = f"Message from {sender}: {prompt}" if sender else prompt
+            messages.append({"role": "user", "content": text})
+        return messages
+
+    async def _lifecycle(
+        self,
+        agent: Agent,
+        act: Activity,
+        tools: list[Tool],
+        prompt: str,
+        validation: list[str],
+        job: JobContext,
+    ) -> str:
+        llm, opts = self.ws.llm, self._options(agent, job)
+        if act.phase == "plan":
+            job.progress({"phase": "plan"})
+            plan = await llm.structured(
+                [*act.messages, {"role": "user", "content": f"Before you start, plan this job.\nJob: {prompt}"}],
+                Plan, **opts,
+            )  # fmt: skip
+            self._set_plan(act, plan, validation)
+            act.phase = "act"
+            act.save(self.ws)
+        while True:
+            if act.phase == "act":
+                job.progress({"phase": "act", "steps": act.steps})
+                await self._act(agent, act, tools, job)
+                act.phase = "validate"
+                act.save(self.ws)
+            answer = act.messages[-1].get("content") or ""
+            job.progress({"phase": "validate"})
+            criteria = (
+                "\n".join(f"- {c}" for c in act.criteria) or "- the answer does what the job asks"
+            )
+            verdict = await llm.structured(
+                [
+                    {"role": "system", "content": agent.instructions},
+                    {"role": "user", "content": f"Job: {prompt}\n\nAnswer:\n{answer}\n\nCheck the answer against "
+                     f"every criterion:\n{criteria}\nSay whether it passes, what is wrong, and any lessons."},
+                ],
+                Verdict, **opts,
+            )  # fmt: skip
+            act.validation.append(verdict.model_dump())
+            if verdict.passed:
+                for lesson in verdict.learnings:
+                    agent.memory.save(lesson, kind="learning", job_id=act.job_id)
+                act.phase = "done"
+                act.save(self.ws)
+                return answer
+            if act.replans >= MAX_REPLANS:
+                act.save(self.ws)
+                raise AgentFailed(
+                    f"{agent.name}'s answer failed validation {act.replans + 1} times: {verdict.reasons}"
+                )
+            act.replans += 1
+            job.progress({"phase": "replan", "replans": act.replans})
+            feedback = (
+                f"Your answer failed validation: {verdict.reasons}\nMake a new plan and try again."
+            )
+            plan = await llm.structured(
+                [*act.messages, {"role": "user", "content": feedback}], Plan, **opts
+            )
+            self._set_plan(act, plan, validation)
+            act.messages.append(
+                {"role": "user", "content": f"{feedback}\nNew plan: " + "; ".join(plan.steps)}
+            )
+            act.phase = "act"
+            act.save(self.ws)
+
+    def _set_plan(self, act: Activity, plan: Plan, validation: list[str]) -> None:
+        act.plan = plan.model_dump()
+        act.criteria = list(dict.fromkeys([*plan.criteria, *validation]))
+        steps = "\n".join(f"{i}. {s}" for i, s in enumerate(plan.steps, 1))
+        act.messages.append({"role": "assistant", "content": f"Plan: {plan.goal}\n{steps}"})
+        act.messages.append(
+            {"role": "user", "content": "Carry out the plan. Give your final answer when done."}
+        )
+
+    async def _act(self, agent: Agent, act: Activity, tools: list[Tool], job: JobContext) -> str:
+        """Model turns and tool calls until the model answers without calling a tool."""
+        by_name = {t.name: t for t in tools}
+        schemas = [t.schema for t in tools] or None
+        opts = self._options(agent, job)
+        while True:
+            last = act.messages[-1]
+            pending = self._unanswered(act.messages)
+            if pending:  # also the resume point after a crash mid-turn
+                for call in pending:
+                    await self._run_tool(act, by_name, call, job)
+                continue
+            if last["role"] == "assistant" and not last.get("tool_calls"):
+                return last.get("content") or ""
+            if act.steps >= agent.max_steps:
+                raise AgentFailed(
+                    f"{agent.name} used its {agent.max_steps} steps without a final answer"
+                )
+            reply = await self._turn(agent, act, schemas, opts, job)
+            act.steps += 1
+            act.messages.append(reply.message())
+            act.save(self.ws)
+
+    async def _turn(
+        self,
+        agent: Agent,
+        act: Activity,
+        schemas: list[dict[str, Any]] | None,
+        opts: dict[str, Any],
+        job: JobContext,
+    ) -> Any:
+        """One model turn; streamed as ``agent.delta`` events when someone listens (a chat
+        panel, a waiting magic), so the words appear as they are written."""
+        bus = self.ws.events
+        if not bus.listeners("agent.delta"):
+            return await self.ws.llm.chat(act.messages, tools=schemas, **opts)
+        stream = self.ws.llm.stream(act.messages, tools=schemas, **opts)
+        data = job.data
+        async for piece in stream:
+            if piece:
+                bus.emit(
+                    Event(
+                        "agent.delta",
+                        job.id,
+                        {"text": piece, "agent": agent.name, "chat": data.get("chat_id")},
+                    )
+                )
+        assert stream.reply is not None
+        return stream.reply
+
+    @staticmethod
+    def _unanswered(messages: list[dict[str, Any]]) -> list[ToolCall]:
+        for i in range(len(messages) - 1, -1, -1):
+            m = messages[i]
+            if m["role"] == "assistant":
+                if not m.get("tool_calls"):
+                    return []
+                answered = {x.get("tool_call_id") for x in messages[i + 1 :] if x["role"] == "tool"}
+                return [ToolCall.from_openai(c) for c in m["tool_calls"] if c["id"] not in answered]
+        return []
+
+    async def _run_tool(
+        self, act: Activity, by_name: dict[str, Tool], call: ToolCall, job: JobContext
+    ) -> None:
+        t0 = time.perf_counter()
+        t = by_name.get(call.name)
+        if t is None:
+            text, ok = (
+                f"error: there is no tool {call.name!r}; tools: {', '.join(by_name) or 'none'}",
+                False,
+            )
+        elif call.raw is not None:
+            text, ok = f"error: the arguments are not valid JSON: {call.raw[:200]}", False
+        else:
+            text, ok = await t.call(call.args)
+        act.messages.append(call.result_message(text))
+        act.tool_calls.append(
+            {
+                "name": call.name,
+                "args": call.args,
+                "result": text[:2000],
+                "ok": ok,
+                "seconds": round(time.perf_counter() - t0, 4),
+            }
+        )
+        act.save(self.ws)  # saved before the next step: a resumed job never runs it again
+        job.log(f"tool {call.name}: {'ok' if ok else text[:200]}")
+
+    @staticmethod
+    def _options(agent: Agent, job: JobContext) -> dict[str, Any]:
+        return {"model": agent.model, "job_id": job.id, **agent.settings}

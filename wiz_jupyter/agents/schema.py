@@ -1,0 +1,97 @@
+"""The agents layer's tables, as numbered migrations of the ``agents`` component."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from ..jobs.store import Migration
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["agents"].create(
+        {
+            "name": str,
+            "role": str,
+            "goal": str,
+            "backstory": str,
+            "instructions": str,
+            "model": str,
+            "settings": str,  # JSON: temperature, max_tokens, ...
+            "tools": str,  # JSON list of tool names
+            "max_steps": int,
+            "concurrency": int,
+            "folder": str,
+            "status": str,  # idle / busy
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="name",
+        not_null={"name", "created_at"},
+        defaults={
+            "status": "idle",
+            "max_steps": 10,
+            "concurrency": 1,
+            "settings": "{}",
+            "tools": "[]",
+        },
+    )
+    db["agent_memory"].create(
+        {"id": int, "agent": str, "kind": str, "content": str, "job_id": int, "created_at": float},
+        pk="id",
+        not_null={"agent", "kind", "content", "created_at"},
+    )
+    db["agent_memory"].create_index(["agent"])
+    # full-text search over memories, kept in step by triggers
+    db.execute(
+        "CREATE VIRTUAL TABLE agent_memory_fts USING fts5(content, content='agent_memory', "
+        "content_rowid='id', tokenize='porter unicode61')"
+    )
+    db.execute(
+        "CREATE TRIGGER agent_memory_ai AFTER INSERT ON agent_memory BEGIN "
+        "INSERT INTO agent_memory_fts(rowid, content) VALUES (new.id, new.content); END"
+    )
+    db.execute(
+        "CREATE TRIGGER agent_memory_ad AFTER DELETE ON agent_memory BEGIN "
+        "INSERT INTO agent_memory_fts(agent_memory_fts, rowid, content) "
+        "VALUES ('delete', old.id, old.content); END"
+    )
+    db["activity"].create(
+        {
+            "job_id": int,
+            "agent": str,
+            "phase": str,  # plan / act / validate / done
+            "plan": str,  # JSON
+            "criteria": str,  # JSON list
+            "messages": str,  # JSON list of chat messages
+            "tool_calls": str,  # JSON list: name, args, result, error, seconds
+            "validation": str,  # JSON list of verdicts
+            "replans": int,
+            "steps": int,
+            "updated_at": float,
+        },
+        pk="job_id",
+        not_null={"job_id", "agent", "updated_at"},
+        defaults={"replans": 0, "steps": 0},
+    )
+    db["chats"].create(
+        {"id": int, "title": str, "agents": str, "created_at": float},
+        pk="id",
+        not_null={"created_at"},
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "chat_id": int,
+            "role": str,  # user / agent / error
+            "author": str,
+            "content": str,
+            "job_id": int,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"chat_id", "role", "content", "created_at"},
+    )
+    db["messages"].create_index(["chat_id", "id"])
+
+
+MIGRATIONS: list[Migration] = [(1, "agents, agent_memory (+fts), activity, chats, messages", _v1)]

@@ -1,0 +1,305 @@
+"""Tools: Python functions an agent may call.
+
+Any function, sync or async, becomes a :class:`Tool`: its JSON schema comes
+from the signature, type hints and docstring (through pydantic), its
+arguments are validated before the call, it runs with a timeout (sync ones in
+a thread), and whatever it raises goes back to the model as an error text
+instead of failing the job.
+
+Built-in tools are made per job from a :class:`ToolContext` (the agent, its
+folder, the workspace, the running job); name them in ``tools=[...]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import io
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from ..errors import WizError
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
+MAX_RESULT_CHARS = 20_000
+
+
+class ToolError(WizError):
+    """A tool refused its input; the message goes back to the model."""
+
+
+def _doc_parts(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """The docstring's summary and its ``Args:`` descriptions (Google or ``name: text`` style)."""
+    doc = inspect.getdoc(fn) or ""
+    summary = doc.split("\n\n")[0].strip()
+    params: dict[str, str] = {}
+    m = re.search(r"^(Args|Arguments|Parameters):\s*$(.*?)(^\S|\Z)", doc, re.M | re.S)
+    if m:
+        for line in m.group(2).splitlines():
+            pm = re.match(r"\s+(\w+)(?:\s*\([^)]*\))?:\s*(.+)", line)
+            if pm:
+                params[pm.group(1)] = pm.group(2).strip()
+    return summary, params
+
+
+@dataclass
+class Tool:
+    """A function the model can call. Make one with :func:`tool` (or pass the function)."""
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    args_model: type[pydantic.BaseModel]
+    timeout: float = 60.0
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI ``tools`` entry."""
+        params = self.args_model.model_json_schema()
+        params.pop("title", None)
+        for p in params.get("properties", {}).values():
+            p.pop("title", None)
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
+
+    async def call(self, args: dict[str, Any]) -> tuple[str, bool]:
+        """Run with ``args``; return (text for the model, ok). Never raises for the tool's
+        own failures: bad arguments, an exception or a timeout come back as text."""
+        try:
+            parsed = self.args_model.model_validate(args or {})
+        except pydantic.ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(map(str, x['loc'])) or 'args'}: {x['msg']}" for x in e.errors()
+            )
+            return f"error: bad arguments for {self.name}: {problems}", False
+        kwargs = {k: getattr(parsed, k) for k in self.args_model.model_fields}
+        try:
+            if inspect.iscoroutinefunction(self.fn):
+                out = await asyncio.wait_for(self.fn(**kwargs), self.timeout)
+            else:
+                out = await asyncio.wait_for(asyncio.to_thread(self.fn, **kwargs), self.timeout)
+        except asyncio.TimeoutError:
+            return f"error: {self.name} timed out after {self.timeout:g} s", False
+        except Exception as e:
+            return f"error: {type(e).__name__}: {e}", False
+        text = out if isinstance(out, str) else json.dumps(out, default=str)
+        if len(text) > MAX_RESULT_CHARS:
+            text = (
+                text[:MAX_RESULT_CHARS]
+                + f"\n[... {len(text) - MAX_RESULT_CHARS} more characters cut]"
+            )
+        return text, True
+
+
+def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
+         timeout: float = 60.0) -> Any:  # fmt: skip
+    """Make a tool of a function (also a decorator)::
+
+    @wiz.tool(timeout=10)
+    def add(a: int, b: int) -> int:
+        \"\"\"Add two numbers.
+
+        Args:
+            a: the first number
+            b: the second number
+        \"\"\"
+        return a + b
+    """
+    if fn is None:
+        return lambda f: tool(f, name=name, description=description, timeout=timeout)
+    if isinstance(fn, Tool):
+        return fn
+    summary, param_docs = _doc_parts(fn)
+    fields: dict[str, Any] = {}
+    hints = _hints(fn)
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        annotation = hints.get(p.name, Any)
+        default = ... if p.default is p.empty else p.default
+        fields[p.name] = (annotation, pydantic.Field(default, description=param_docs.get(p.name)))
+    tool_name = name or fn.__name__
+    model = pydantic.create_model(f"{tool_name}_args", **fields)
+    return Tool(tool_name, description or summary or tool_name, fn, model, timeout)
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        import typing
+
+        return typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: fall back to untyped
+        return {}
+
+
+# -- built-in tools ------------------------------------------------------------------------------
+
+
+@dataclass
+class ToolContext:
+    """What built-in tools may touch while an agent works a job."""
+
+    ws: Workspace
+    agent: str
+    folder: Path
+    job_id: int | None
+    chat_id: int | None = None
+
+
+def _inside(folder: Path, path: str) -> Path:
+    """``path`` resolved inside ``folder``; refuses absolute paths, ``..`` escapes and
+    symlinks that lead outside."""
+    if not isinstance(path, str) or not path.strip():
+        raise ToolError("give a path relative to your folder")
+    if Path(path).is_absolute() or path.startswith("~"):
+        raise ToolError(f"{path!r} is absolute; use a path relative to your folder")
+    root = folder.resolve()
+    target = (root / path).resolve()
+    if target != root and root not in target.parents:
+        raise ToolError(f"{path!r} is outside your folder")
+    return target
+
+
+def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
+    """The built-in tools named in ``names`` (others are ignored here)."""
+    ws, folder = ctx.ws, ctx.folder
+
+    def read_file(path: str) -> str:
+        """Read a text file from your folder.
+
+        Args:
+            path: the file's path, relative to your folder
+        """
+        target = _inside(folder, path)
+        if not target.is_file():
+            raise ToolError(f"no file {path!r} in your folder")
+        return target.read_text(errors="replace")
+
+    def write_file(path: str, content: str) -> str:
+        """Write a text file in your folder (replacing it if it exists).
+
+        Args:
+            path: the file's path, relative to your folder
+            content: the text to write
+        """
+        target = _inside(folder, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        return f"wrote {len(content)} characters to {path}"
+
+    def list_dir(path: str = ".") -> list[str]:
+        """List a folder inside your folder (sub-folders end with '/').
+
+        Args:
+            path: the folder, relative to your folder
+        """
+        target = _inside(folder, path)
+        if not target.is_dir():
+            raise ToolError(f"no folder {path!r} in your folder")
+        return sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir())
+
+    def memory_save(content: str, kind: str = "fact") -> str:
+        """Remember something for later jobs.
+
+        Args:
+            content: what to remember
+            kind: fact, learning or goal
+        """
+        ws.agents.memory(ctx.agent).save(content, kind=kind, job_id=ctx.job_id)
+        return "saved"
+
+    def memory_search(query: str, limit: int = 5) -> list[str]:
+        """Search your long-term memory (best matches first).
+
+        Args:
+            query: words to look for
+            limit: how many memories at most
+        """
+        return [m["content"] for m in ws.agents.memory(ctx.agent).search(query, limit=limit)]
+
+    async def send_message(agent: str, message: str) -> str:
+        """Ask another agent something and get its answer.
+
+        Args:
+            agent: the other agent's name
+            message: what to ask or tell it
+        """
+        if agent == ctx.agent:
+            raise ToolError("you cannot message yourself")
+        other = ws.agents.get(agent)
+        job = other.submit("message", message, sender=ctx.agent)
+        return str(await job.wait())
+
+    def create_subjob(prompt: str, agent: str | None = None, priority: int = 0) -> str:
+        """Create a sub-job (a child of the current job) for yourself or another agent.
+        The current job completes only after its sub-jobs.
+
+        Args:
+            prompt: what the sub-job must do
+            agent: who does it (default: you)
+            priority: higher runs sooner
+        """
+        if ctx.job_id is None:
+            raise ToolError("sub-jobs need a running job")
+        target = ws.agents.get(agent or ctx.agent)
+        job = target.submit("assign", prompt, parent=ctx.job_id, priority=priority)
+        return f"created job {job.id} for {target.name}"
+
+    def set_priority(job_id: int, priority: int) -> str:
+        """Change the priority of your own job or of one of its sub-jobs.
+
+        Args:
+            job_id: the job
+            priority: the new priority (higher runs sooner)
+        """
+        job = ws.jobs.get(job_id)
+        if job.id != ctx.job_id and job.parent_id != ctx.job_id:
+            raise ToolError(f"job {job_id} is neither yours nor one of your sub-jobs")
+        ws.jobs.set_priority(job_id, priority)
+        return f"job {job_id} now has priority {priority}"
+
+    def post_to_chat(message: str) -> str:
+        """Post a message to the chat this job answers.
+
+        Args:
+            message: the text to post
+        """
+        if ctx.chat_id is None:
+            raise ToolError("this job does not belong to a chat")
+        ws.chats.get(ctx.chat_id).post(ctx.agent, message, job_id=ctx.job_id)
+        return "posted"
+
+    def run_python(code: str) -> str:
+        """Run Python code and return what it prints (enabled for this agent on purpose).
+
+        Args:
+            code: the Python source to run
+        """
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "<agent>", "exec"), {"__name__": "__agent__"})
+        return out.getvalue()
+
+    made = {f.__name__: f for f in (read_file, write_file, list_dir, memory_save, memory_search,
+                                    send_message, create_subjob, set_priority, post_to_chat, run_python)}  # fmt: skip
+    return [tool(made[n]) for n in names if n in made]
+
+
+BUILTIN = ("read_file", "write_file", "list_dir", "memory_save", "memory_search", "send_message",
+           "create_subjob", "set_priority", "post_to_chat", "run_python")  # fmt: skip
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,10 @@
+"""Helpers for testing code that uses wiz_jupyter: a loopback OpenAI-compatible server.
+
+Imported only by tests and benchmarks (it loads aiohttp, which litellm brings).
+"""
+
+from __future__ import annotations
+
+from .openai_server import OpenAIServer, Reply, Request
+
+__all__ = ["OpenAIServer", "Reply", "Request"]
