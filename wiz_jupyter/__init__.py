@@ -44,6 +44,12 @@ _LAZY = {
     "Chat": "wiz_jupyter.agents.chat",
     "Memory": "wiz_jupyter.agents.memory",
     "LLMError": "wiz_jupyter.errors",
+    "LLMAuthError": "wiz_jupyter.errors",
+    "ModelNotFound": "wiz_jupyter.errors",
+    "ReplayMiss": "wiz_jupyter.errors",
+    "InvalidOutput": "wiz_jupyter.errors",
+    "LLM": "wiz_jupyter.agents.llm",
+    "Usage": "wiz_jupyter.agents.llm_store",
 }
 
 
@@ -80,8 +86,14 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "AgentFailed",
     "AgentNotFound",
     "Chat",
+    "InvalidOutput",
+    "LLM",
+    "LLMAuthError",
     "LLMError",
     "Memory",
+    "ModelNotFound",
+    "ReplayMiss",
+    "Usage",
     "Reply",
     "ScriptedModel",
     "Tool",
