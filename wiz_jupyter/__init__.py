@@ -50,6 +50,9 @@ _LAZY = {
     "InvalidOutput": "wiz_jupyter.errors",
     "LLM": "wiz_jupyter.agents.llm",
     "Usage": "wiz_jupyter.agents.llm_store",
+    "CF": "wiz_jupyter.agents.chains",
+    "IS": "wiz_jupyter.agents.chains",
+    "chain": "wiz_jupyter.agents.chains",
 }
 
 
@@ -82,6 +85,9 @@ def current_job() -> JobContext | None:
 
 
 __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported agents layer
+    "CF",
+    "IS",
+    "chain",
     "Agent",
     "AgentFailed",
     "AgentNotFound",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WizError
 from ..jobs.models import Job, TaskSpec, dumps, loads
+from .chains import ChainOps
 from .memory import Memory
 from .tools import BUILTIN, Tool, ToolContext, builtin_tools, tool
 
@@ -38,7 +39,7 @@ class AgentNotFound(WizError, KeyError):
         return str(self.args[0]) if self.args else "agent not found"
 
 
-class Agent:
+class Agent(ChainOps):
     """An agent of the workspace: ``ws.agent("analyst", role=..., goal=...)``.
 
     ::
