@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from collections.abc import Callable, Iterable
@@ -128,9 +129,11 @@ class Agent(ChainOps):
                 data[key] = options.pop(key)
             else:
                 options.pop(key, None)
-        return self._agents.ws.jobs.add(
+        job = self._agents.ws.jobs.add(
             f"{TASK_PREFIX}{self.name}", data, agent=self.name, **options
         )
+        self._agents.ensure_running()
+        return job
 
     def assign(self, task: str, *, validation: Iterable[str] = (), **options: Any) -> Job:
         """Hand the agent a job: it plans, uses its tools, checks its work against its
@@ -178,6 +181,7 @@ class Agents:
         self.ws = ws
         self._functions: dict[str, dict[str, Tool]] = {}
         self._models: dict[str, Any] = {}
+        self._starting: asyncio.Task | None = None
         self.handler: Callable[..., Any] | None = None  # set by the agent runtime
 
     def define(self, name: str, **fields: Any) -> Agent:
@@ -271,6 +275,18 @@ class Agents:
             c.execute("DELETE FROM agents WHERE name = ?", (name,))
         self._functions.pop(name, None)
         self.ws.jobs.tasks.pop(f"{TASK_PREFIX}{name}", None)
+
+    def ensure_running(self) -> None:
+        """Agent work should not wait for an explicit ``await ws.start()``: start the
+        runtime on the running loop (a notebook's) if it is not running."""
+        ws = self.ws
+        if ws.runtime.running or (self._starting is not None and not self._starting.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: scripts call `await ws.start()` or `ws.run_until_idle()`
+        self._starting = loop.create_task(ws.start())
 
     def memory(self, name: str) -> Memory:
         return Memory(self.ws.store, name)

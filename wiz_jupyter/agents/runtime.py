@@ -164,7 +164,8 @@ class AgentRuntime:
         if act.phase == "plan":
             job.progress({"phase": "plan"})
             plan = await llm.structured(
-                [*act.messages, {"role": "user", "content": f"Before you start, plan this job.\nJob: {prompt}"}],
+                [*act.messages, {"role": "user", "content": f"Job: {prompt}\nBefore you start, plan it: the goal, "
+                                 "the steps, and criteria to check the result by."}],
                 Plan, **opts,
             )  # fmt: skip
             self._set_plan(act, plan, validation)
