@@ -4,13 +4,42 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.wiz-deps
 STAMP  := $(VENV)/.wiz-installed
+# The JupyterLab extension: TypeScript in labextension/, built (prebuilt, federated) into
+# wiz_jupyter/labextension/ with the machine's node (>= 20.19) and npm, from the committed
+# package-lock.json (`npm ci`).
+LABEXT     := wiz_jupyter/labextension/package.json
+NPM_STAMP  := labextension/node_modules/.wiz-npm-ci
+LAB_SOURCES := labextension/package.json labextension/tsconfig.json \
+               $(wildcard labextension/src/*.ts labextension/style/*)
 
-.PHONY: lab test lint bench lock clean
+.PHONY: lab test lint bench lock clean labextension
 
-$(STAMP): requirements.lock pyproject.toml
+# 1. the venv with exactly the locked packages
+$(DEPS): requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	touch $(DEPS)
+
+# 2. the lab extension (its builder, jupyter-builder, comes with jupyterlab in the venv)
+$(NPM_STAMP): labextension/package-lock.json
+	@command -v npm >/dev/null || { echo "the JupyterLab extension needs node >= 20.19 and npm"; exit 1; }
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+$(LABEXT): $(NPM_STAMP) $(LAB_SOURCES) | $(DEPS)
+	cd labextension && node_modules/.bin/tsc -p .
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter-builder build labextension
+	touch $(LABEXT)
+
+labextension: $(LABEXT)
+
+# 3. wiz_jupyter itself, editable. Its wheel's shared data puts the built lab extension in
+# .venv/share/jupyter/labextensions/wiz-jupyter and switches the server extension on in
+# .venv/etc/jupyter/jupyter_server_config.d/, as a released wheel does; so this step runs
+# again after each rebuild of the extension.
+$(STAMP): $(DEPS) $(LABEXT) pyproject.toml jupyter-config/jupyter_server_config.d/wiz_jupyter.json
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -30,9 +59,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/queue.py
 
 # Regenerate the hash-pinned lock after changing dependencies in pyproject.toml.
-lock: $(STAMP)
+lock: $(DEPS)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --universal \
 	  --python-version 3.10 --index-url https://pypi.org/simple -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache labextension/node_modules labextension/lib \
+	  labextension/tsconfig.tsbuildinfo wiz_jupyter/labextension

@@ -76,7 +76,9 @@ class Node(ChainOps):
     def label(self) -> str:
         raise NotImplementedError
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         """Run on ``value``; return the result and the jobs it ended with (for ``depends_on``)."""
         raise NotImplementedError
 
@@ -121,9 +123,13 @@ class AgentNode(Node):
     def _agents(self) -> list[Any]:
         return [self.agent]
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         prompt = value if isinstance(value, str) else json.dumps(value, default=str)
-        job = self.agent.submit("ask", prompt, key=run.key(path), depends_on=after, on_dep_failure="ignore")
+        job = self.agent.submit(
+            "ask", prompt, key=run.key(path), depends_on=after, on_dep_failure="ignore"
+        )
         return await run.wait(job, path, self.label()), [job.id]
 
 
@@ -134,7 +140,9 @@ class FnNode(Node):
     def label(self) -> str:
         return getattr(self.fn, "__name__", "function")
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         fid = run.register(self.fn)
         job = run.ws.jobs.add("wiz.chain.call", {"fn": fid, "value": value}, key=run.key(path),
                               depends_on=after, on_dep_failure="ignore")  # fmt: skip
@@ -152,13 +160,17 @@ class CF(Node):
 
     def __sub__(self, fields: Any) -> CF:
         if not isinstance(fields, (str, tuple, list)):
-            raise WizError(f"CF(...) - takes a field name, a tuple of them, '*' or 'items[n]', not {fields!r}")
+            raise WizError(
+                f"CF(...) - takes a field name, a tuple of them, '*' or 'items[n]', not {fields!r}"
+            )
         names = [fields] if isinstance(fields, str) else list(fields)
         known = set(self.schema.model_fields)
         for n in names:
             m = _FAN.match(n)
             if n != "*" and (m.group(1) if m else n) not in known:
-                raise WizError(f"{self.schema.__name__} has no field {n!r}; fields: {', '.join(known)}")
+                raise WizError(
+                    f"{self.schema.__name__} has no field {n!r}; fields: {', '.join(known)}"
+                )
         return CF(self.schema, fields, self.model)
 
     @property
@@ -169,7 +181,9 @@ class CF(Node):
         sel = "" if self.select == "*" else f" - {self.select!r}"
         return f"CF({self.schema.__name__}){sel}"
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         sid = run.register(self.schema)
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         select = self.select if isinstance(self.select, str) else list(self.select)
@@ -194,7 +208,9 @@ class IS(Node):
     def label(self) -> str:
         return f"IS({self.key!r}, {self.value!r})"
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         return value, after  # on its own, a condition passes its input on
 
 
@@ -235,7 +251,9 @@ class Cond(Node):
             ends.append(c)
         return ends
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         chosen = self.cond.test(value)
         run.note(path, self.cond.label(), "yes" if chosen else "no")
         if chosen:
@@ -257,9 +275,13 @@ class FanOut(Node):
     def _agents(self) -> list[Any]:
         return self.node._agents()
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         items = value if isinstance(value, list) else [value]
-        outs = await asyncio.gather(*(self.node._run(run, item, f"{path}[{i}]", after) for i, item in enumerate(items)))
+        outs = await asyncio.gather(
+            *(self.node._run(run, item, f"{path}[{i}]", after) for i, item in enumerate(items))
+        )
         return [o[0] for o in outs], [j for o in outs for j in o[1]]
 
 
@@ -286,7 +308,10 @@ class Seq(Node):
         return cls(items)
 
     def label(self) -> str:
-        return " >> ".join(i.label() if not isinstance(i, (Par, Fallback)) else f"({i.label()})" for i in self.items)
+        return " >> ".join(
+            i.label() if not isinstance(i, (Par, Fallback)) else f"({i.label()})"
+            for i in self.items
+        )
 
     def _agents(self) -> list[Any]:
         return [a for i in self.items for a in i._agents()]
@@ -296,7 +321,9 @@ class Seq(Node):
             parents = i._draw(g, parents)
         return parents
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         for n, item in enumerate(self.items):
             value, after = await item._run(run, value, f"{path}.{n}", after)
         return value, after
@@ -308,7 +335,9 @@ class Par(Node):
 
     @classmethod
     def of(cls, a: Node, b: Node) -> Par:
-        return cls([*(a.items if isinstance(a, Par) else [a]), *(b.items if isinstance(b, Par) else [b])])
+        return cls(
+            [*(a.items if isinstance(a, Par) else [a]), *(b.items if isinstance(b, Par) else [b])]
+        )
 
     def label(self) -> str:
         return " + ".join(i.label() for i in self.items)
@@ -319,8 +348,12 @@ class Par(Node):
     def _draw(self, g: Graph, parents: list[str]) -> list[str]:
         return [e for i in self.items for e in i._draw(g, parents)]
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
-        outs = await asyncio.gather(*(i._run(run, value, f"{path}+{n}", after) for n, i in enumerate(self.items)))
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
+        outs = await asyncio.gather(
+            *(i._run(run, value, f"{path}+{n}", after) for n, i in enumerate(self.items))
+        )
         return [o[0] for o in outs], [j for o in outs for j in o[1]]
 
 
@@ -334,7 +367,9 @@ class Fallback(Node):
         return f"{self.first.label()} | {second}"
 
     def _agents(self) -> list[Any]:
-        return self.first._agents() + ([] if isinstance(self.second, str) else self.second._agents())
+        return self.first._agents() + (
+            [] if isinstance(self.second, str) else self.second._agents()
+        )
 
     def _draw(self, g: Graph, parents: list[str]) -> list[str]:
         ends = self.first._draw(g, parents)
@@ -347,7 +382,9 @@ class Fallback(Node):
             g.label_last(parents[0] if parents else alt[0], "on failure")
         return ends + alt
 
-    async def _run(self, run: _Run, value: Any, path: str, after: list[int]) -> tuple[Any, list[int]]:
+    async def _run(
+        self, run: _Run, value: Any, path: str, after: list[int]
+    ) -> tuple[Any, list[int]]:
         try:
             return await self.first._run(run, value, path + "|0", after)
         except JobFailed as e:
@@ -395,7 +432,10 @@ class Graph:
 
     def __str__(self) -> str:
         names = {nid: label for nid, label, _ in self.nodes}
-        out = [f"{names[a]} --{f'[{label}]--' if label else ''}> {names[b]}" for a, b, label in self.edges]
+        out = [
+            f"{names[a]} --{f'[{label}]--' if label else ''}> {names[b]}"
+            for a, b, label in self.edges
+        ]
         return "\n".join(out) if out else "\n".join(names.values())
 
     def _repr_markdown_(self) -> str:
@@ -439,20 +479,36 @@ class _Run:
         registry = _registry(self.ws)
         name = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
         if "<lambda>" in name or "<locals>" in name:  # not unique by name: add what sets it apart
-            extra = repr(getattr(obj, "__defaults__", None)) + repr(getattr(getattr(obj, "__code__", None), "co_firstlineno", ""))
+            extra = repr(getattr(obj, "__defaults__", None)) + repr(
+                getattr(getattr(obj, "__code__", None), "co_firstlineno", "")
+            )
             name += ":" + hashlib.sha1(extra.encode()).hexdigest()[:8]
         registry[name] = obj
         return name
 
     async def wait(self, job: Any, path: str, label: str) -> Any:
         self.jobs[path] = job.id
-        self.ws.events.emit(Event("chain.node", job.id, {"run": self.id, "node": label, "path": path, "status": job.status}))
+        self.ws.events.emit(
+            Event(
+                "chain.node",
+                job.id,
+                {"run": self.id, "node": label, "path": path, "status": job.status},
+            )
+        )
         result = await job.wait()
-        self.ws.events.emit(Event("chain.node", job.id, {"run": self.id, "node": label, "path": path, "status": "completed"}))
+        self.ws.events.emit(
+            Event(
+                "chain.node",
+                job.id,
+                {"run": self.id, "node": label, "path": path, "status": "completed"},
+            )
+        )
         return result
 
     def note(self, path: str, label: str, what: str) -> None:
-        self.ws.events.emit(Event("chain.node", None, {"run": self.id, "node": label, "path": path, "status": what}))
+        self.ws.events.emit(
+            Event("chain.node", None, {"run": self.id, "node": label, "path": path, "status": what})
+        )
 
 
 # -- the chain tasks ------------------------------------------------------------------------------

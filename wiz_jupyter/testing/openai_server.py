@@ -71,7 +71,7 @@ class OpenAIServer:
 
     def __init__(self, host: str = "127.0.0.1", *, delay: float = 0.0):
         self.host = host
-        self.delay = delay
+        self.delay = self._default_delay = delay
         self.api_key: str | None = None  # when set, other bearer tokens get a 401
         self.requests: list[Request] = []
         self.in_flight = 0  # requests being answered now
@@ -132,7 +132,7 @@ class OpenAIServer:
             self._replies.clear()
             self.requests.clear()
             self.max_in_flight = self.in_flight
-        self.delay = 0.0
+        self.delay = self._default_delay
         self.api_key = None
 
     @property

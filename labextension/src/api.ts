@@ -1,0 +1,194 @@
+// The REST API of the wiz_jupyter server extension (wiz_jupyter/server/handlers.py).
+// Requests go through ServerConnection, so they carry the server's token and XSRF cookie.
+
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export const STATUSES = [
+  'waiting',
+  'delayed',
+  'blocked',
+  'active',
+  'completed',
+  'failed',
+  'cancelled'
+] as const;
+export const LIVE = new Set(['waiting', 'delayed', 'blocked', 'active']);
+
+export type Counts = Record<string, number>;
+
+export interface ISummary {
+  db: string;
+  exists: boolean;
+  counts: Counts;
+  paused: boolean;
+  token: string;
+}
+
+export interface IChanges extends ISummary {
+  changed: boolean;
+}
+
+export interface IAgent {
+  name: string;
+  role?: string | null;
+  goal?: string | null;
+  model?: string | null;
+  status?: string | null;
+  tools?: unknown;
+  jobs: Counts;
+}
+
+export interface IJobRow {
+  id: number;
+  task: string;
+  agent: string | null;
+  status: string;
+  priority: number;
+  progress: unknown;
+  attempts: number;
+  attempts_made: number;
+  error: string | null;
+  fail_reason: string | null;
+  parent_id: number | null;
+  run_at: number | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+export interface IJobPage {
+  jobs: IJobRow[];
+  limit: number;
+  offset: number;
+  more: boolean;
+}
+
+export interface IJobEvent {
+  event: string;
+  data: Record<string, unknown>;
+  at: number;
+}
+
+export interface IActivity {
+  agent?: string;
+  phase?: string | null;
+  plan?: unknown;
+  criteria?: unknown;
+  tool_calls?: unknown;
+  validation?: unknown;
+  steps?: number | null;
+  replans?: number | null;
+}
+
+export interface IJobDetail {
+  job: IJobRow & { data: unknown; result: unknown; timeout: number | null; key: string | null };
+  events: IJobEvent[];
+  activity: IActivity | null;
+}
+
+export interface ISchedule {
+  id: number;
+  name: string;
+  kind: string;
+  description: string;
+  task: string;
+  status: string;
+  trigger: Record<string, unknown>;
+  next_run: number | null;
+  last_run: number | null;
+  run_count: number;
+  fail_count: number;
+}
+
+export interface IJobFilter {
+  status: string;
+  task: string;
+  agent: string;
+  limit: number;
+}
+
+/** An error answer of the API, with its message. */
+export class APIError extends Error {
+  constructor(
+    message: string,
+    readonly status: number
+  ) {
+    super(message);
+  }
+}
+
+export class WizAPI {
+  readonly settings = ServerConnection.makeSettings();
+
+  /** The URL that fires a webhook schedule called `name`. */
+  hookUrl(name: string): string {
+    return URLExt.join(this.settings.baseUrl, 'wiz/hooks', encodeURIComponent(name));
+  }
+
+  async request<T>(path: string, init: RequestInit = {}): Promise<T> {
+    const url = URLExt.join(this.settings.baseUrl, 'wiz/api', path);
+    const response = await ServerConnection.makeRequest(url, init, this.settings);
+    const text = await response.text();
+    let body: any = null;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      const message = (body && typeof body.message === 'string' && body.message) || response.statusText;
+      throw new APIError(message, response.status);
+    }
+    return body as T;
+  }
+
+  changes(since: string | null, timeout: number, signal?: AbortSignal): Promise<IChanges> {
+    const q = new URLSearchParams({ timeout: String(timeout) });
+    if (since) {
+      q.set('since', since);
+    }
+    return this.request<IChanges>(`changes?${q}`, { signal });
+  }
+
+  async agents(): Promise<IAgent[]> {
+    return (await this.request<{ agents: IAgent[] }>('agents')).agents;
+  }
+
+  jobs(filter: IJobFilter): Promise<IJobPage> {
+    const q = new URLSearchParams({ limit: String(filter.limit) });
+    if (filter.status) {
+      q.set('status', filter.status);
+    }
+    if (filter.task) {
+      q.set('task', filter.task);
+    }
+    if (filter.agent) {
+      q.set('agent', filter.agent);
+    }
+    return this.request<IJobPage>(`jobs?${q}`);
+  }
+
+  job(id: number): Promise<IJobDetail> {
+    return this.request<IJobDetail>(`jobs/${id}`);
+  }
+
+  jobAction(id: number, action: 'cancel' | 'retry'): Promise<unknown> {
+    return this.request(`jobs/${id}/${action}`, { method: 'POST' });
+  }
+
+  setPriority(id: number, priority: number): Promise<unknown> {
+    return this.request(`jobs/${id}/priority`, {
+      method: 'POST',
+      body: JSON.stringify({ priority })
+    });
+  }
+
+  async schedules(): Promise<ISchedule[]> {
+    return (await this.request<{ schedules: ISchedule[] }>('schedules')).schedules;
+  }
+
+  scheduleAction(id: number, action: 'pause' | 'resume'): Promise<unknown> {
+    return this.request(`schedules/${id}/${action}`, { method: 'POST' });
+  }
+}

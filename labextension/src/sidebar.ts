@@ -1,0 +1,542 @@
+// The Wiz sidebar: agents, a live job board with a job's detail, and schedules.
+//
+// Live without hammering the server: one long-poll (`GET /wiz/api/changes`) at a time,
+// answered when the workspace database changes; then the shown lists are fetched again,
+// at most every REFRESH_GAP ms. Polling runs only while the sidebar is visible.
+
+import type { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import {
+  APIError,
+  IAgent,
+  IActivity,
+  IChanges,
+  IJobDetail,
+  IJobFilter,
+  IJobRow,
+  ISchedule,
+  LIVE,
+  STATUSES,
+  WizAPI
+} from './api';
+import { append, badge, button, fmtDuration, fmtJSON, fmtTime, h, progressBar, shortPath } from './dom';
+
+const POLL_TIMEOUT = 25;
+const REFRESH_GAP = 300;
+const PAGE = 50;
+
+export interface ISidebarOptions {
+  api: WizAPI;
+  /** Insert a `%wiz chat NAME` cell for this agent in the current notebook. */
+  onChat: (agent: string) => void;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms));
+}
+
+export class WizSidebar extends Widget {
+  private readonly api: WizAPI;
+  private readonly onChat: (agent: string) => void;
+
+  private token: string | null = null;
+  private polling = false;
+  private abort: AbortController | null = null;
+  private lastRefresh = 0;
+  private filter: IJobFilter = { status: '', task: '', agent: '', limit: PAGE };
+  private selected: number | null = null;
+  private counts: Record<string, number> = {};
+  private agents: IAgent[] = [];
+
+  // the parts of the panel that are redrawn
+  private readonly dbLabel = h('span', { className: 'wiz-db' });
+  private readonly conn = h('span', { className: 'wiz-conn', dataset: { state: 'connecting' } }, 'connecting');
+  private readonly message = h('div', { className: 'wiz-message', role: 'status' });
+  private readonly agentsTitle = h('span', {}, 'Agents');
+  private readonly agentList = h('ul', { className: 'wiz-list wiz-agents' });
+  private readonly chips = h('div', { className: 'wiz-chips' });
+  private readonly agentSelect = h('select', { className: 'wiz-filter-agent', title: 'Filter by agent' });
+  private readonly jobList = h('ul', { className: 'wiz-list wiz-jobs' });
+  private readonly moreButton: HTMLButtonElement;
+  private readonly detail = h('div', { className: 'wiz-detail', hidden: true });
+  private readonly schedulesTitle = h('span', {}, 'Schedules');
+  private readonly scheduleList = h('ul', { className: 'wiz-list wiz-schedules' });
+  private messageTimer: number | undefined;
+
+  constructor(options: ISidebarOptions) {
+    super();
+    this.api = options.api;
+    this.onChat = options.onChat;
+    this.addClass('wiz-sidebar');
+
+    const taskInput = h('input', {
+      className: 'wiz-filter-task',
+      type: 'search',
+      placeholder: 'task',
+      title: 'Filter by task name (exact)'
+    });
+    let typing: number | undefined;
+    taskInput.addEventListener('input', () => {
+      window.clearTimeout(typing);
+      typing = window.setTimeout(() => this.setFilter({ task: taskInput.value.trim() }), 300);
+    });
+    this.agentSelect.addEventListener('change', () => this.setFilter({ agent: this.agentSelect.value }));
+    this.moreButton = button('more', 'wiz-more', () => this.setFilter({ limit: this.filter.limit + PAGE }), 'Show more jobs');
+
+    const section = (name: string, title: Node, ...body: Node[]): HTMLDetailsElement => {
+      const d = h('details', { className: 'wiz-section', open: true, dataset: { section: name } }, h('summary', {}, title), ...body);
+      return d;
+    };
+    append(
+      this.node,
+      h('div', { className: 'wiz-header' }, h('span', { className: 'wiz-title' }, 'Wiz'), this.conn),
+      this.dbLabel,
+      this.message,
+      section('agents', this.agentsTitle, this.agentList),
+      section(
+        'jobs',
+        h('span', {}, 'Jobs'),
+        this.chips,
+        h('div', { className: 'wiz-filters' }, taskInput, this.agentSelect),
+        this.jobList,
+        this.moreButton,
+        this.detail
+      ),
+      section('schedules', this.schedulesTitle, this.scheduleList)
+    );
+    this.drawChips();
+    this.drawAgentSelect();
+  }
+
+  // -- lifecycle: poll only while visible ------------------------------------------------
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    void this.poll();
+  }
+
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    if (this.isVisible) {
+      void this.poll();
+    }
+  }
+
+  protected onBeforeHide(msg: Message): void {
+    super.onBeforeHide(msg);
+    this.stop();
+  }
+
+  protected onBeforeDetach(msg: Message): void {
+    this.stop();
+    super.onBeforeDetach(msg);
+  }
+
+  dispose(): void {
+    this.stop();
+    super.dispose();
+  }
+
+  private stop(): void {
+    this.abort?.abort();
+    this.abort = null;
+  }
+
+  private async poll(): Promise<void> {
+    if (this.polling) {
+      return;
+    }
+    this.polling = true;
+    this.abort = new AbortController();
+    const signal = this.abort.signal;
+    let backoff = 1000;
+    // a fresh start always fetches everything: the token is forgotten
+    this.token = null;
+    try {
+      while (!signal.aborted && !this.isDisposed) {
+        let changes: IChanges;
+        try {
+          changes = await this.api.changes(this.token, POLL_TIMEOUT, signal);
+        } catch (e) {
+          if (signal.aborted) {
+            break;
+          }
+          this.setConn('offline', `cannot reach the Wiz API: ${(e as Error).message}; retrying`);
+          await sleep(backoff);
+          backoff = Math.min(backoff * 2, 15000);
+          continue;
+        }
+        backoff = 1000;
+        this.setConn(changes.paused ? 'paused' : 'live');
+        this.dbLabel.textContent = shortPath(changes.db) + (changes.exists ? '' : ' (not created yet)');
+        this.dbLabel.title = changes.db;
+        this.counts = changes.counts;
+        this.drawChips();
+        if (changes.changed) {
+          this.token = changes.token;
+          const wait = this.lastRefresh + REFRESH_GAP - Date.now();
+          if (wait > 0) {
+            await sleep(wait);
+          }
+          this.lastRefresh = Date.now();
+          await this.refresh();
+        }
+      }
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /** Fetch everything shown again. */
+  async refresh(): Promise<void> {
+    await Promise.all([this.loadAgents(), this.loadJobs(), this.loadSchedules(), this.loadDetail()]);
+  }
+
+  // -- agents -----------------------------------------------------------------------------
+
+  private async loadAgents(): Promise<void> {
+    try {
+      this.agents = await this.api.agents();
+    } catch (e) {
+      return this.showError(e);
+    }
+    this.agentsTitle.textContent = `Agents (${this.agents.length})`;
+    const items = this.agents.map(a => {
+      const busy = (a.jobs.active || 0) + (a.jobs.waiting || 0);
+      return h(
+        'li',
+        { className: 'wiz-agent', dataset: { agent: a.name }, title: a.goal || '' },
+        h(
+          'div',
+          { className: 'wiz-row-main' },
+          h('span', { className: 'wiz-name' }, a.name),
+          badge(a.status || 'idle'),
+          busy ? h('span', { className: 'wiz-muted' }, `${a.jobs.active || 0} active, ${a.jobs.waiting || 0} waiting`) : null,
+          h(
+            'span',
+            { className: 'wiz-actions' },
+            button('chat', 'wiz-chat', () => this.onChat(a.name), `Insert a %wiz chat ${a.name} cell in the notebook`),
+            button('jobs', 'wiz-agent-jobs', () => this.setFilter({ agent: a.name }), `Show ${a.name}'s jobs`)
+          )
+        ),
+        a.role ? h('div', { className: 'wiz-muted' }, a.role) : null,
+        a.model ? h('div', { className: 'wiz-muted' }, `model: ${a.model}`) : null
+      );
+    });
+    this.agentList.replaceChildren(...(items.length ? items : [h('li', { className: 'wiz-empty' }, 'no agents yet')]));
+    this.drawAgentSelect();
+  }
+
+  private drawAgentSelect(): void {
+    const names = new Set(this.agents.map(a => a.name));
+    if (this.filter.agent) {
+      names.add(this.filter.agent);
+    }
+    const options = [h('option', { value: '' }, 'any agent')];
+    for (const n of [...names].sort()) {
+      options.push(h('option', { value: n }, n));
+    }
+    this.agentSelect.replaceChildren(...options);
+    this.agentSelect.value = this.filter.agent;
+  }
+
+  // -- jobs -------------------------------------------------------------------------------
+
+  private setFilter(change: Partial<IJobFilter>): void {
+    if (!('limit' in change)) {
+      change.limit = PAGE;
+    }
+    this.filter = { ...this.filter, ...change };
+    this.drawChips();
+    this.drawAgentSelect();
+    void this.loadJobs();
+  }
+
+  private drawChips(): void {
+    const chip = (label: string, status: string, n?: number): HTMLButtonElement => {
+      const selected = this.filter.status === status;
+      const b = button(
+        n === undefined ? label : `${label} ${n}`,
+        `wiz-chip wiz-s-${status || 'all'}${selected ? ' wiz-selected' : ''}`,
+        () => this.setFilter({ status: selected ? '' : status })
+      );
+      b.dataset.status = status || 'all';
+      b.setAttribute('aria-pressed', String(selected));
+      return b;
+    };
+    const total = Object.values(this.counts).reduce((a, b) => a + b, 0);
+    this.chips.replaceChildren(chip('all', '', total), ...STATUSES.map(s => chip(s, s, this.counts[s] || 0)));
+  }
+
+  private async loadJobs(): Promise<void> {
+    const filter = this.filter;
+    let page;
+    try {
+      page = await this.api.jobs(filter);
+    } catch (e) {
+      return this.showError(e);
+    }
+    if (filter !== this.filter) {
+      return; // a newer filter's answer is on its way
+    }
+    const items = page.jobs.map(j => this.jobItem(j));
+    this.jobList.replaceChildren(...(items.length ? items : [h('li', { className: 'wiz-empty' }, 'no jobs')]));
+    this.moreButton.hidden = !page.more;
+  }
+
+  private jobItem(j: IJobRow): HTMLLIElement {
+    const actions = h('span', { className: 'wiz-actions' });
+    if (LIVE.has(j.status)) {
+      actions.append(button('cancel', 'wiz-cancel', () => this.act(this.api.jobAction(j.id, 'cancel')), `Cancel job ${j.id}`));
+      if (j.status !== 'active') {
+        actions.append(
+          button('▲', 'wiz-up', () => this.act(this.api.setPriority(j.id, j.priority + 1)), `Raise priority (now ${j.priority})`),
+          button('▼', 'wiz-down', () => this.act(this.api.setPriority(j.id, j.priority - 1)), `Lower priority (now ${j.priority})`)
+        );
+      }
+    } else if (j.status === 'failed' || j.status === 'cancelled') {
+      actions.append(button('retry', 'wiz-retry', () => this.act(this.api.jobAction(j.id, 'retry')), `Retry job ${j.id}`));
+    }
+    const li = h(
+      'li',
+      {
+        className: `wiz-job${j.id === this.selected ? ' wiz-selected' : ''}`,
+        dataset: { jobId: String(j.id), status: j.status },
+        tabIndex: 0,
+        title: j.error || ''
+      },
+      h(
+        'div',
+        { className: 'wiz-row-main' },
+        h('span', { className: 'wiz-id' }, `#${j.id}`),
+        h('span', { className: 'wiz-name' }, j.task),
+        j.agent ? h('span', { className: 'wiz-muted' }, `· ${j.agent}`) : null,
+        badge(j.status),
+        actions
+      ),
+      h(
+        'div',
+        { className: 'wiz-row-sub' },
+        progressBar(j.progress),
+        h('span', { className: 'wiz-muted' }, j.started_at ? `${fmtTime(j.started_at)} · ${fmtDuration(j.started_at, j.finished_at)}` : `added ${fmtTime(j.created_at)}`),
+        j.priority ? h('span', { className: 'wiz-muted' }, `priority ${j.priority}`) : null,
+        j.status === 'failed' && j.error ? h('span', { className: 'wiz-error-text' }, j.error) : null
+      )
+    );
+    const open = (): void => {
+      this.select(j.id === this.selected ? null : j.id);
+    };
+    li.addEventListener('click', open);
+    li.addEventListener('keydown', ev => {
+      if (ev.key === 'Enter') {
+        open();
+      }
+    });
+    return li;
+  }
+
+  private select(id: number | null): void {
+    this.selected = id;
+    for (const li of this.jobList.querySelectorAll<HTMLElement>('.wiz-job')) {
+      li.classList.toggle('wiz-selected', li.dataset.jobId === String(id));
+    }
+    void this.loadDetail();
+  }
+
+  private async act(action: Promise<unknown>): Promise<void> {
+    try {
+      await action;
+    } catch (e) {
+      this.showError(e);
+    }
+    // the long-poll brings the change too; fetching now makes the click feel immediate
+    await Promise.all([this.loadJobs(), this.loadDetail(), this.loadSchedules()]);
+  }
+
+  // -- a job's detail ---------------------------------------------------------------------
+
+  private async loadDetail(): Promise<void> {
+    const id = this.selected;
+    if (id === null) {
+      this.detail.hidden = true;
+      this.detail.replaceChildren();
+      return;
+    }
+    let d: IJobDetail;
+    try {
+      d = await this.api.job(id);
+    } catch (e) {
+      if (e instanceof APIError && e.status === 404) {
+        this.selected = null;
+        this.detail.hidden = true;
+        return;
+      }
+      return this.showError(e);
+    }
+    if (id !== this.selected) {
+      return;
+    }
+    this.detail.hidden = false;
+    this.detail.dataset.jobId = String(id);
+    this.detail.replaceChildren(...this.detailParts(d));
+  }
+
+  private detailParts(d: IJobDetail): Node[] {
+    const j = d.job;
+    const fields: [string, string][] = [
+      ['status', j.fail_reason ? `${j.status} (${j.fail_reason})` : j.status],
+      ['agent', j.agent || ''],
+      ['priority', String(j.priority)],
+      ['attempts', `${j.attempts_made} / ${j.attempts}`],
+      ['added', fmtTime(j.created_at)],
+      ['started', fmtTime(j.started_at)],
+      ['finished', fmtTime(j.finished_at)],
+      ['took', j.started_at ? fmtDuration(j.started_at, j.finished_at) : ''],
+      ['parent', j.parent_id ? `#${j.parent_id}` : '']
+    ];
+    const table = h('dl', { className: 'wiz-fields' });
+    for (const [k, v] of fields) {
+      if (v) {
+        table.append(h('dt', {}, k), h('dd', {}, v));
+      }
+    }
+    const parts: Node[] = [
+      h(
+        'div',
+        { className: 'wiz-detail-head' },
+        h('span', { className: 'wiz-title' }, `Job #${j.id} · ${j.task}`),
+        button('×', 'wiz-close', () => this.select(null), 'Close the detail')
+      ),
+      table
+    ];
+    if (j.error) {
+      parts.push(h('pre', { className: 'wiz-pre wiz-error-text' }, j.error));
+    }
+    parts.push(h('div', { className: 'wiz-subtitle' }, 'data'), h('pre', { className: 'wiz-pre' }, fmtJSON(j.data)));
+    if (j.result !== null && j.result !== undefined) {
+      parts.push(h('div', { className: 'wiz-subtitle' }, 'result'), h('pre', { className: 'wiz-pre wiz-result' }, fmtJSON(j.result)));
+    }
+    if (d.activity) {
+      parts.push(...this.activityParts(d.activity));
+    }
+    const timeline = h('ol', { className: 'wiz-timeline' });
+    for (const e of d.events) {
+      const payload = Object.keys(e.data || {}).length ? fmtJSON(e.data, 300, 0) : '';
+      timeline.append(
+        h(
+          'li',
+          { dataset: { event: e.event } },
+          h('span', { className: 'wiz-time' }, fmtTime(e.at)),
+          h('span', { className: 'wiz-event' }, e.event),
+          payload ? h('span', { className: 'wiz-muted wiz-payload' }, payload) : null
+        )
+      );
+    }
+    parts.push(h('div', { className: 'wiz-subtitle' }, `events (${d.events.length})`), timeline);
+    return parts;
+  }
+
+  private activityParts(a: IActivity): Node[] {
+    const parts: Node[] = [
+      h('div', { className: 'wiz-subtitle' }, `agent ${a.agent || ''}${a.phase ? ` · ${a.phase}` : ''}${a.steps ? ` · ${a.steps} steps` : ''}`)
+    ];
+    const plan = a.plan as any;
+    const steps: unknown[] = Array.isArray(plan) ? plan : plan && Array.isArray(plan.steps) ? plan.steps : [];
+    if (plan && typeof plan === 'object' && typeof plan.goal === 'string') {
+      parts.push(h('div', { className: 'wiz-plan-goal' }, plan.goal));
+    }
+    if (steps.length) {
+      parts.push(h('ol', { className: 'wiz-plan' }, ...steps.map(s => h('li', {}, typeof s === 'string' ? s : fmtJSON(s, 300)))));
+    } else if (plan) {
+      parts.push(h('pre', { className: 'wiz-pre wiz-plan' }, fmtJSON(plan)));
+    }
+    if (Array.isArray(a.criteria) && a.criteria.length) {
+      parts.push(
+        h('div', { className: 'wiz-subtitle' }, 'validation criteria'),
+        h('ul', { className: 'wiz-criteria' }, ...a.criteria.map(c => h('li', {}, typeof c === 'string' ? c : fmtJSON(c, 300))))
+      );
+    }
+    const calls = Array.isArray(a.tool_calls) ? (a.tool_calls as any[]) : [];
+    if (calls.length) {
+      const list = h('ol', { className: 'wiz-tools' });
+      for (const c of calls) {
+        const name = c && typeof c === 'object' ? String(c.name ?? c.tool ?? 'tool') : String(c);
+        const args = c && typeof c === 'object' && c.args !== undefined ? fmtJSON(c.args, 300, 0) : '';
+        const outcome = c && typeof c === 'object' ? (c.error ? `error: ${fmtJSON(c.error, 300)}` : c.result !== undefined ? fmtJSON(c.result, 300) : '') : '';
+        list.append(
+          h(
+            'li',
+            { className: c && c.error ? 'wiz-tool wiz-tool-error' : 'wiz-tool' },
+            h('span', { className: 'wiz-name' }, name),
+            args ? h('code', { className: 'wiz-args' }, args) : null,
+            outcome ? h('div', { className: 'wiz-muted wiz-outcome' }, `→ ${outcome}`) : null
+          )
+        );
+      }
+      parts.push(h('div', { className: 'wiz-subtitle' }, `tool calls (${calls.length})`), list);
+    }
+    if (a.validation !== null && a.validation !== undefined && !(Array.isArray(a.validation) && !a.validation.length)) {
+      parts.push(h('div', { className: 'wiz-subtitle' }, 'validation'), h('pre', { className: 'wiz-pre' }, fmtJSON(a.validation)));
+    }
+    return parts;
+  }
+
+  // -- schedules --------------------------------------------------------------------------
+
+  private async loadSchedules(): Promise<void> {
+    let schedules: ISchedule[];
+    try {
+      schedules = await this.api.schedules();
+    } catch (e) {
+      return this.showError(e);
+    }
+    this.schedulesTitle.textContent = `Schedules (${schedules.length})`;
+    const items = schedules.map(s => {
+      const toggle =
+        s.status === 'active'
+          ? button('pause', 'wiz-pause', () => this.act(this.api.scheduleAction(s.id, 'pause')), `Pause ${s.name}`)
+          : s.status === 'paused'
+            ? button('resume', 'wiz-resume', () => this.act(this.api.scheduleAction(s.id, 'resume')), `Resume ${s.name}`)
+            : null;
+      const hook = s.kind === 'webhook' ? this.api.hookUrl(String(s.trigger.name ?? '')) : '';
+      return h(
+        'li',
+        { className: 'wiz-schedule', dataset: { scheduleId: String(s.id), status: s.status } },
+        h('div', { className: 'wiz-row-main' }, h('span', { className: 'wiz-name' }, s.name), badge(s.status), h('span', { className: 'wiz-actions' }, toggle)),
+        h(
+          'div',
+          { className: 'wiz-row-sub wiz-muted' },
+          `${s.task} · ${s.description} · runs ${s.run_count}${s.fail_count ? `, failed ${s.fail_count}` : ''}${s.next_run && s.status === 'active' ? ` · next ${fmtTime(s.next_run)}` : ''}`
+        ),
+        hook ? h('div', { className: 'wiz-row-sub' }, h('code', { className: 'wiz-hook', title: 'POST here to fire it' }, hook)) : null
+      );
+    });
+    this.scheduleList.replaceChildren(...(items.length ? items : [h('li', { className: 'wiz-empty' }, 'no schedules')]));
+  }
+
+  // -- status line ------------------------------------------------------------------------
+
+  private setConn(state: 'live' | 'paused' | 'offline', message?: string): void {
+    this.conn.dataset.state = state;
+    this.conn.textContent = state === 'paused' ? 'live · queue paused' : state;
+    if (message) {
+      this.showMessage(message);
+    } else if (state !== 'offline' && this.message.dataset.kind === 'offline') {
+      this.showMessage('');
+    }
+  }
+
+  private showError(e: unknown): void {
+    this.showMessage(e instanceof Error ? e.message : String(e), 'error');
+  }
+
+  private showMessage(text: string, kind = 'offline'): void {
+    window.clearTimeout(this.messageTimer);
+    this.message.textContent = text;
+    this.message.dataset.kind = kind;
+    if (text && kind === 'error') {
+      this.messageTimer = window.setTimeout(() => this.showMessage(''), 8000);
+    }
+  }
+}

@@ -1,0 +1,134 @@
+"""The chat panel and the job board in a real JupyterLab, driven in headless Chromium.
+
+A reply streams into the ChatPanel; a model reply with <script> or <img onerror>
+shows as text and runs nothing; the JobBoard shows jobs change status live and
+its cancel button cancels a running job. Screenshots of both widgets are saved.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.browser.test_sidebar import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, run_cell
+from tests.server.jupyter import start_jupyter
+
+CELLS = [
+    """\
+%load_ext wiz_jupyter
+import asyncio
+import wiz_jupyter as wiz
+
+ws = wiz.workspace()
+story = "Hello **there**, friend. " + " ".join(f"word{i}" for i in range(60))
+evil = '<script>window.__pwned = 1</script> <img src=x onerror="window.__pwned = 2"> still text'
+model = wiz.ScriptedModel([story, evil])
+ws.agent("helper", role="assistant", model=model)""",
+    "%wiz chat helper",
+    """\
+@ws.task
+async def quick(n: int) -> int:
+    await asyncio.sleep(1.5)
+    return n
+
+@ws.task
+async def slow() -> None:
+    await asyncio.sleep(600)
+
+q = ws.jobs.add("quick", {"n": 7})
+s = ws.jobs.add("slow")
+ws.board()""",
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("widgets")
+    root = tmp / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "widgets.ipynb")
+    labconfig = tmp / "jupyter-config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    server = start_jupyter(
+        tmp, app="jupyterlab", wiz_home=tmp / "home", args=("--LabApp.expose_app_in_browser=True",)
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(240)
+def test_chat_streams_escapes_html_and_the_board_cancels(lab):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(f"{lab.url}lab/tree/widgets.ipynb?token={lab.token}")
+        page.wait_for_function(
+            """() => {
+                const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+                const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+                return k && k.connectionStatus === 'connected' && k.status === 'idle';
+            }""",
+            timeout=60_000,
+        )
+        run_cell(page, 0)
+        run_cell(page, 1)
+        panel = page.locator(".wiz-chat-panel")
+        expect(panel).to_be_visible(timeout=30_000)
+
+        # a reply streams in: partial text first, then the whole message, markdown rendered
+        box = panel.locator("textarea.wiz-chat-input")
+        box.fill("Tell me a story")
+        box.press("Enter")
+        expect(panel.locator(".wiz-msg-user")).to_have_count(1)
+        reply = panel.locator(".wiz-msg-agent .wiz-msg-body").first
+        expect(reply).to_contain_text("word59", timeout=30_000)
+        expect(reply.locator("strong")).to_have_text("there")
+        expect(panel.locator(".wiz-chat-busy")).to_have_text("")
+
+        # a reply with markup shows as text and runs nothing
+        box.fill("Now something dangerous")
+        box.press("Enter")
+        evil = panel.locator(".wiz-msg-agent .wiz-msg-body").nth(1)
+        expect(evil).to_contain_text("<script>window.__pwned = 1</script>", timeout=30_000)
+        expect(evil).to_contain_text("onerror")
+        assert evil.locator("script, img").count() == 0
+        assert page.evaluate("() => window.__pwned") is None
+        SCREENSHOTS.mkdir(exist_ok=True)
+        panel.screenshot(path=str(SCREENSHOTS / "chat.png"))
+
+        # the board: quick goes waiting/active -> completed live; cancel the slow one
+        run_cell(page, 2)
+        board = page.locator(".wiz-board")
+        expect(board).to_be_visible(timeout=30_000)
+        quick = board.locator("tr.wiz-row[data-job-id='3']")
+        slow = board.locator("tr.wiz-row[data-job-id='4']")
+        expect(quick).to_have_class("wiz-row wiz-row-active", timeout=15_000)
+        expect(quick).to_have_class("wiz-row wiz-row-completed", timeout=15_000)
+        expect(slow).to_have_class("wiz-row wiz-row-active", timeout=15_000)
+        slow.locator("button.wiz-cancel").click()
+        expect(slow).to_have_class("wiz-row wiz-row-cancelled", timeout=15_000)
+        expect(board.locator("button.wiz-count[data-status='cancelled']")).to_have_text(
+            "cancelled 1"
+        )
+        board.screenshot(path=str(SCREENSHOTS / "board.png"))
+        browser.close()
+    ws = lab.workspace()
+    try:
+        assert ws.jobs.get(4).status == "cancelled"
+        assert ws.jobs.get(3).result == 7
+    finally:
+        ws.close()

@@ -1,0 +1,231 @@
+"""The REST API under ``/wiz/api/``: agents, jobs, schedules, counts, changes, actions.
+
+Every handler is a jupyter_server ``APIHandler`` behind ``@web.authenticated``
+and ``@authorized`` (resource ``"wiz"``): a request needs the server's token
+or login cookie, and a cookie-authenticated POST needs the XSRF token, like
+the rest of Jupyter's API. Errors are JSON ``{"message": ...}``: 400 for bad
+arguments, 403 without credentials, 404 for an unknown job or schedule, 409
+for an action the job's state does not allow, 503 when the database cannot
+be opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..errors import InvalidJob, InvalidSchedule, JobNotFound, ScheduleNotFound, StoreError
+from ..jobs.models import STATUSES
+from .backend import Backend, to_json
+from .changes import ChangeFeed
+
+#: the longest a client may ask ``/changes`` to wait, in seconds
+MAX_WAIT = 60.0
+MAX_LIMIT = 500
+
+
+class WizHandler(APIHandler):
+    """Base: JSON replies, the backend's threads, errors mapped to status codes."""
+
+    auth_resource = "wiz"
+
+    def initialize(self, backend: Backend, feed: ChangeFeed) -> None:
+        self.backend = backend
+        self.feed = feed
+
+    def reply(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(to_json(value))
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the backend's threads; wiz errors become HTTP errors."""
+        try:
+            return await self.backend.run(fn, *args)
+        except (JobNotFound, ScheduleNotFound) as e:
+            raise web.HTTPError(404, str(e)) from None
+        except (InvalidJob, InvalidSchedule) as e:
+            raise web.HTTPError(409, str(e)) from None
+        except StoreError as e:
+            raise web.HTTPError(503, str(e)) from None
+
+    def int_argument(self, name: str, default: int, lo: int, hi: int) -> int:
+        raw = self.get_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise web.HTTPError(400, f"{name} must be an integer, not {raw!r}") from None
+        if not lo <= value <= hi:
+            raise web.HTTPError(400, f"{name} must be between {lo} and {hi}, not {value}")
+        return value
+
+    def json_body(self) -> dict[str, Any]:
+        if not self.request.body:
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except ValueError:
+            raise web.HTTPError(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the request body must be a JSON object")
+        return body
+
+
+class CountsHandler(WizHandler):
+    """``GET /wiz/api/counts``: jobs by status, queue paused, the change token, the db path."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.backend.summary))
+
+
+class ChangesHandler(WizHandler):
+    """``GET /wiz/api/changes?since=TOKEN&timeout=25``: answers as soon as the database
+    changes (``changed: true``, the new token and the fresh counts), or after
+    ``timeout`` seconds with ``changed: false``. Without ``since`` it answers at once.
+
+    Waiting here is not user activity: an open sidebar must not keep an idle
+    server from being culled.
+    """
+
+    _track_activity = False
+
+    def initialize(self, backend: Backend, feed: ChangeFeed) -> None:
+        super().initialize(backend, feed)
+        self._closed = asyncio.Event()
+
+    def on_connection_close(self) -> None:
+        self._closed.set()
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        since = self.get_argument("since", None)
+        raw = self.get_argument("timeout", "25")
+        try:
+            timeout = min(max(float(raw), 0.0), MAX_WAIT)
+        except ValueError:
+            raise web.HTTPError(400, f"timeout must be a number of seconds, not {raw!r}") from None
+        try:
+            await self.feed.wait(since, timeout, self._closed)
+        except StoreError as e:
+            raise web.HTTPError(503, str(e)) from None
+        if self._closed.is_set():
+            return
+        summary = await self.call(self.backend.summary)
+        self.reply({"changed": summary["token"] != since, **summary})
+
+
+class AgentsHandler(WizHandler):
+    """``GET /wiz/api/agents``: the personas and their job counts ([] before the agents
+    layer has made its table)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply({"agents": await self.call(self.backend.agents)})
+
+
+class JobsHandler(WizHandler):
+    """``GET /wiz/api/jobs?status=a,b&task=&agent=&limit=50&offset=0``: newest first."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        statuses = [s for arg in self.get_arguments("status") for s in arg.split(",") if s]
+        unknown = sorted(set(statuses) - set(STATUSES))
+        if unknown:
+            raise web.HTTPError(
+                400, f"unknown status {', '.join(unknown)}; choose from {', '.join(STATUSES)}"
+            )
+        task = self.get_argument("task", None) or None
+        agent = self.get_argument("agent", None) or None
+        limit = self.int_argument("limit", 50, 1, MAX_LIMIT)
+        offset = self.int_argument("offset", 0, 0, 2**62)
+        page = await self.call(self.backend.jobs, statuses or None, task, agent, limit, offset)
+        self.reply(page)
+
+
+class JobHandler(WizHandler):
+    """``GET /wiz/api/jobs/ID``: the job, its events and the agent's activity (or null)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        self.reply(await self.call(self.backend.job, int(job_id)))
+
+
+class JobActionHandler(WizHandler):
+    """``POST /wiz/api/jobs/ID/cancel``, ``.../retry``, ``.../priority`` (``{"priority": 5}``)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str, action: str) -> None:
+        jid = int(job_id)
+        if action == "cancel":
+            out = await self.call(self.backend.cancel, jid)
+        elif action == "retry":
+            out = await self.call(self.backend.retry, jid)
+        else:
+            priority = self.json_body().get("priority")
+            if not isinstance(priority, int) or isinstance(priority, bool):
+                raise web.HTTPError(400, f"priority must be an integer, not {priority!r}")
+            out = await self.call(self.backend.set_priority, jid, priority)
+        self.feed.poke()
+        self.reply(out)
+
+
+class SchedulesHandler(WizHandler):
+    """``GET /wiz/api/schedules``: every schedule; webhook secrets are never sent."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply({"schedules": await self.call(self.backend.schedules)})
+
+
+class ScheduleHandler(WizHandler):
+    """``GET /wiz/api/schedules/ID``: one schedule and its latest runs."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, schedule_id: str) -> None:
+        self.reply(await self.call(self.backend.schedule, int(schedule_id)))
+
+
+class ScheduleActionHandler(WizHandler):
+    """``POST /wiz/api/schedules/ID/pause`` and ``.../resume``."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, schedule_id: str, action: str) -> None:
+        fn = self.backend.pause_schedule if action == "pause" else self.backend.resume_schedule
+        out = await self.call(fn, int(schedule_id))
+        self.feed.poke()
+        self.reply({"schedule": out})
+
+
+def api_handlers(backend: Backend, feed: ChangeFeed) -> list[tuple[str, type, dict[str, Any]]]:
+    """The API's routes, relative to the server's base URL."""
+    kw = {"backend": backend, "feed": feed}
+    return [
+        (r"/wiz/api/counts", CountsHandler, kw),
+        (r"/wiz/api/changes", ChangesHandler, kw),
+        (r"/wiz/api/agents", AgentsHandler, kw),
+        (r"/wiz/api/jobs", JobsHandler, kw),
+        (r"/wiz/api/jobs/(\d{1,18})", JobHandler, kw),
+        (r"/wiz/api/jobs/(\d{1,18})/(cancel|retry|priority)", JobActionHandler, kw),
+        (r"/wiz/api/schedules", SchedulesHandler, kw),
+        (r"/wiz/api/schedules/(\d{1,18})", ScheduleHandler, kw),
+        (r"/wiz/api/schedules/(\d{1,18})/(pause|resume)", ScheduleActionHandler, kw),
+    ]
