@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import wiz_jupyter as wiz
 from wiz_jupyter.agents import LLM
 from wiz_jupyter.jobs.store import Store
 from wiz_jupyter.testing import OpenAIServer
@@ -55,6 +56,16 @@ def server(_openai_server):
     _openai_server.reset()
     yield _openai_server
     _openai_server.reset()
+
+
+@pytest.fixture
+async def ws(db_path, monkeypatch):
+    """A workspace with no model chosen (the offline default unless an agent says)."""
+    monkeypatch.delenv("WIZ_MODEL", raising=False)
+    w = wiz.Workspace(db_path, lease=2.0, poll_interval=0.05)
+    yield w
+    await w.stop(grace=1)
+    w.close()
 
 
 @pytest.fixture

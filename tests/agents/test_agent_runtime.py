@@ -23,15 +23,6 @@ def verdict(passed, reasons="", learnings=()):
     return json.dumps({"passed": passed, "reasons": reasons, "learnings": list(learnings)})
 
 
-@pytest.fixture
-async def ws(db_path, monkeypatch):
-    monkeypatch.delenv("WIZ_MODEL", raising=False)
-    w = wiz.Workspace(db_path, lease=2.0, poll_interval=0.05)
-    yield w
-    await w.stop(grace=1)
-    w.close()
-
-
 async def test_full_lifecycle_plan_two_tools_failed_validation_then_replan(ws):
     seen = []
 

@@ -26,15 +26,6 @@ class Items(BaseModel):
     items: list[str]
 
 
-@pytest.fixture
-async def ws(db_path, monkeypatch):
-    monkeypatch.delenv("WIZ_MODEL", raising=False)
-    w = wiz.Workspace(db_path, poll_interval=0.05)
-    yield w
-    await w.stop(grace=1)
-    w.close()
-
-
 def agent(ws, name, *replies):
     model = ScriptedModel(list(replies))
     return ws.agent(name, model=model), model

@@ -11,15 +11,6 @@ from wiz_jupyter.agents import ScriptedModel, ToolCall
 pytestmark = LITELLM_NOISE
 
 
-@pytest.fixture
-async def ws(db_path, monkeypatch):
-    monkeypatch.delenv("WIZ_MODEL", raising=False)
-    w = wiz.Workspace(db_path, poll_interval=0.05)
-    yield w
-    await w.stop(grace=1)
-    w.close()
-
-
 def test_ws_agent_creates_then_updates_and_the_persona_is_stored(ws, db_path):
     a = ws.agent("analyst", role="data analyst", goal="answer questions", backstory="Ex-statistician.",
                  settings={"temperature": 0}, tools=["read_file"], max_steps=5)  # fmt: skip

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.server.jupyter import start_jupyter
+from tests.server.jupyter import Jupyter, start_jupyter
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -23,6 +23,30 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+
+
+def start_lab(tmp: Path, name: str, cells: list[str]) -> Jupyter:
+    """A real JupyterLab rooted at ``tmp/root`` with one notebook of ``cells``, and its own
+    WIZ_HOME; the news toast is switched off so nothing covers the page."""
+    root = tmp / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / name)
+    labconfig = tmp / "jupyter-config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    return start_jupyter(
+        tmp, app="jupyterlab", wiz_home=tmp / "home", args=("--LabApp.expose_app_in_browser=True",)
+    )
+
 
 CELLS = [
     """\
@@ -49,26 +73,7 @@ first.id, second.id""",
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lab")
-    root = tmp / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "demo.ipynb")
-    # no news toast over the page
-    labconfig = tmp / "jupyter-config" / "labconfig"
-    labconfig.mkdir(parents=True)
-    (labconfig / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
-    )
-    server = start_jupyter(
-        tmp, app="jupyterlab", wiz_home=tmp / "home", args=("--LabApp.expose_app_in_browser=True",)
-    )
+    server = start_lab(tmp_path_factory.mktemp("lab"), "demo.ipynb", CELLS)
     yield server
     server.stop()
 

@@ -7,14 +7,10 @@ its cancel button cancels a running job. Screenshots of both widgets are saved.
 
 from __future__ import annotations
 
-import json
-
-import nbformat
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.browser.test_sidebar import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, run_cell
-from tests.server.jupyter import start_jupyter
+from tests.browser.test_sidebar import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, run_cell, start_lab
 
 CELLS = [
     """\
@@ -46,25 +42,7 @@ ws.board()""",
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("widgets")
-    root = tmp / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "widgets.ipynb")
-    labconfig = tmp / "jupyter-config" / "labconfig"
-    labconfig.mkdir(parents=True)
-    (labconfig / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
-    )
-    server = start_jupyter(
-        tmp, app="jupyterlab", wiz_home=tmp / "home", args=("--LabApp.expose_app_in_browser=True",)
-    )
+    server = start_lab(tmp_path_factory.mktemp("widgets"), "widgets.ipynb", CELLS)
     yield server
     server.stop()
 
