@@ -142,3 +142,14 @@ async def test_progress_events_per_node(ws):
     await (a >> b).run("x")
     assert ("a", "completed") in seen and ("b", "completed") in seen
     assert seen.index(("a", "completed")) < seen.index(("b", "completed"))
+
+
+async def test_running_a_failed_chain_again_retries_only_the_failed_node(ws):
+    first, first_model = agent(ws, "first", "step one done")
+    flaky, flaky_model = agent(ws, "flaky", RuntimeError("down"), "step two done")
+    pipeline = first >> flaky
+    with pytest.raises(wiz.JobFailed, match="down"):
+        await pipeline.run("go")
+    assert await pipeline.run("go") == "step two done"
+    assert len(first_model.requests) == 1 and len(flaky_model.requests) == 2
+    assert [j.status for j in ws.jobs.list()] == ["completed", "completed"]

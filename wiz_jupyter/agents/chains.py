@@ -17,7 +17,8 @@ Each node runs as a job on the workspace queue (an agent's job, or a
 ``wiz.chain.*`` task), so it is durable and shows on the board; the job after
 another names it in ``depends_on``. A run is identified by the chain and its
 input (or ``run=``): running it again reuses every node job that already
-completed, so a run interrupted by a crash resumes where it stopped.
+completed and retries the ones that failed, so a run interrupted by a crash or
+an error resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -450,6 +452,7 @@ class _Run:
         self.chain = chain
         self.id = run_id
         self.jobs: dict[str, int] = {}
+        self.started = time.time()
 
     @classmethod
     async def start(cls, chain: Node, value: Any, ws: Workspace | None, run: str | None) -> Any:
@@ -488,6 +491,10 @@ class _Run:
 
     async def wait(self, job: Any, path: str, label: str) -> Any:
         self.jobs[path] = job.id
+        if job.status in ("failed", "cancelled") and job.created_at < self.started:
+            # a node that failed in an earlier try of this run: running the chain again
+            # retries it (the completed nodes before it are reused)
+            job = self.ws.jobs.retry(job)
         self.ws.events.emit(
             Event(
                 "chain.node",
