@@ -237,3 +237,11 @@ async def test_an_agent_over_a_real_http_server(ws, server, monkeypatch, tmp_pat
         "tool_call_id": second[-2]["tool_calls"][0]["id"],
         "content": "42",
     }
+
+
+async def test_the_offline_model_carries_out_an_assigned_job(ws):
+    helper = ws.agent("helper", role="assistant")  # no model: the built-in wiz/offline
+    job = helper.assign("uppercase: hello queue")
+    assert await job.wait(timeout=30) == "HELLO QUEUE"
+    act = ws.store.read("SELECT phase, plan FROM activity WHERE job_id = ?", (job.id,))[0]
+    assert act["phase"] == "done" and "uppercase: hello queue" in act["plan"]

@@ -322,9 +322,15 @@ _ARITHMETIC = re.compile(
 )
 
 
+#: the agent runtime's act-phase wording (agents/runtime.py ACT_PROMPT): the job follows it
+_ACT_PREFIX = "Carry out your plan and give your final answer. The job: "
+
+
 def answer(text: str) -> str:
     """A text reply to the user's message ``text`` (rule 4 of the module doc)."""
     text = text.strip()
+    if text.startswith(_ACT_PREFIX):  # an agent carrying out its plan: answer the job itself
+        text = text[len(_ACT_PREFIX) :].strip()
     if not text:
         return "There is no question to answer."
     for pattern, transform in _INSTRUCTIONS:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .personas import Agent
 
 MAX_REPLANS = 2
+#: how the act phase restates the job (the offline model recognises it and answers the job)
+ACT_PROMPT = "Carry out your plan and give your final answer. The job: "
 MEMORY_ITEMS = 5
 CHAT_CONTEXT = 20
 
@@ -168,7 +170,7 @@ class AgentRuntime:
                                  "the steps, and criteria to check the result by."}],
                 Plan, **opts,
             )  # fmt: skip
-            self._set_plan(act, plan, validation)
+            self._set_plan(act, plan, validation, prompt)
             act.phase = "act"
             act.save(self.ws)
         while True:
@@ -210,21 +212,19 @@ class AgentRuntime:
             plan = await llm.structured(
                 [*act.messages, {"role": "user", "content": feedback}], Plan, **opts
             )
-            self._set_plan(act, plan, validation)
+            self._set_plan(act, plan, validation, prompt)
             act.messages.append(
                 {"role": "user", "content": f"{feedback}\nNew plan: " + "; ".join(plan.steps)}
             )
             act.phase = "act"
             act.save(self.ws)
 
-    def _set_plan(self, act: Activity, plan: Plan, validation: list[str]) -> None:
+    def _set_plan(self, act: Activity, plan: Plan, validation: list[str], prompt: str) -> None:
         act.plan = plan.model_dump()
         act.criteria = list(dict.fromkeys([*plan.criteria, *validation]))
         steps = "\n".join(f"{i}. {s}" for i, s in enumerate(plan.steps, 1))
         act.messages.append({"role": "assistant", "content": f"Plan: {plan.goal}\n{steps}"})
-        act.messages.append(
-            {"role": "user", "content": "Carry out the plan. Give your final answer when done."}
-        )
+        act.messages.append({"role": "user", "content": f"{ACT_PROMPT}{prompt}"})
 
     async def _act(self, agent: Agent, act: Activity, tools: list[Tool], job: JobContext) -> str:
         """Model turns and tool calls until the model answers without calling a tool."""
