@@ -3,24 +3,24 @@
 Registering them in ``litellm.custom_provider_map`` means every call, offline or
 not, takes litellm's own ``acompletion`` path (its parameter handling, its
 streaming wrapper, its response objects), so what a test exercises offline is
-what runs against a real provider. This module imports litellm: it is loaded by
-``_litellm.load()`` on the first model call, never at ``import wiz_jupyter``.
+what runs against a real provider. litellm is imported inside :func:`register`,
+which ``_litellm.load()`` calls on the first model call: importing this module
+(or ``wiz_jupyter``) never imports litellm.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
-
-import litellm
-from litellm import CustomLLM
-from litellm.types.utils import GenericStreamingChunk, ModelResponse
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFound
 from . import offline
 from .messages import ToolCall, chunk_text, text_of
 from .scripted import STEP_MARK, scripted
+
+if TYPE_CHECKING:
+    from litellm.types.utils import GenericStreamingChunk, ModelResponse
 
 PROVIDER = "wiz"
 OFFLINE = "wiz/offline"
@@ -99,84 +99,103 @@ def _usage(messages: list[dict[str, Any]], text: str, calls: list[ToolCall]) -> 
     }
 
 
-class WizProvider(CustomLLM):
-    """litellm's handler for ``wiz/*`` models (completion, streaming, sync and async)."""
+def _provider_class() -> type:
+    """The ``CustomLLM`` subclass; defined on first use because its base is litellm's."""
+    import litellm
+    from litellm import CustomLLM
+    from litellm.types.utils import GenericStreamingChunk
 
-    def _respond(
-        self, model: str, messages: list, model_response: ModelResponse, params: dict
-    ) -> ModelResponse:
-        text, calls = answer(model, messages, params)
-        model_response.choices[0].message = litellm.Message(
-            content=text or None,
-            tool_calls=[c.to_openai(f"call_{i}") for i, c in enumerate(calls)] or None,
-        )
-        model_response.choices[0].finish_reason = "tool_calls" if calls else "stop"
-        model_response.model = f"{PROVIDER}/{model}"
-        model_response.usage = litellm.Usage(**_usage(messages, text, calls))  # type: ignore[attr-defined]
-        return model_response
+    class WizProvider(CustomLLM):
+        """litellm's handler for ``wiz/*`` models (completion, streaming, sync and async)."""
 
-    def _chunks(self, model: str, messages: list, params: dict) -> Iterator[GenericStreamingChunk]:
-        text, calls = answer(model, messages, params)
-        for piece in chunk_text(text):
-            yield GenericStreamingChunk(
-                text=piece, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None
+        def _respond(
+            self, model: str, messages: list, model_response: ModelResponse, params: dict
+        ) -> ModelResponse:
+            text, calls = answer(model, messages, params)
+            model_response.choices[0].message = litellm.Message(
+                content=text or None,
+                tool_calls=[c.to_openai(f"call_{i}") for i, c in enumerate(calls)] or None,
             )
-        for i, call in enumerate(calls):
+            model_response.choices[0].finish_reason = "tool_calls" if calls else "stop"
+            model_response.model = f"{PROVIDER}/{model}"
+            model_response.usage = litellm.Usage(**_usage(messages, text, calls))  # type: ignore[attr-defined]
+            return model_response
+
+        def _chunks(
+            self, model: str, messages: list, params: dict
+        ) -> Iterator[GenericStreamingChunk]:
+            text, calls = answer(model, messages, params)
+            for piece in chunk_text(text):
+                yield GenericStreamingChunk(
+                    text=piece,
+                    is_finished=False,
+                    finish_reason="",
+                    usage=None,
+                    index=0,
+                    tool_use=None,
+                )
+            for i, call in enumerate(calls):
+                yield GenericStreamingChunk(
+                    text="",
+                    is_finished=False,
+                    finish_reason="",
+                    usage=None,
+                    index=0,
+                    tool_use={**call.to_openai(f"call_{i}"), "index": i},  # type: ignore[typeddict-item]
+                )
             yield GenericStreamingChunk(
                 text="",
-                is_finished=False,
-                finish_reason="",
-                usage=None,
+                is_finished=True,
+                finish_reason="tool_calls" if calls else "stop",
+                usage=_usage(messages, text, calls),  # type: ignore[typeddict-item]
                 index=0,
-                tool_use={**call.to_openai(f"call_{i}"), "index": i},  # type: ignore[typeddict-item]
+                tool_use=None,
             )
-        yield GenericStreamingChunk(
-            text="",
-            is_finished=True,
-            finish_reason="tool_calls" if calls else "stop",
-            usage=_usage(messages, text, calls),  # type: ignore[typeddict-item]
-            index=0,
-            tool_use=None,
-        )
 
-    # litellm calls these with keyword arguments only; the ones not named here
-    # (api_key, api_base, logging_obj, ...) mean nothing to an offline model.
-    def completion(  # type: ignore[override]
-        self,
-        *,
-        model: str,
-        messages: list,
-        model_response: ModelResponse,
-        optional_params: dict,
-        **_: Any,
-    ) -> ModelResponse:
-        return self._respond(model, messages, model_response, optional_params)
+        # litellm calls these with keyword arguments only; the ones not named here
+        # (api_key, api_base, logging_obj, ...) mean nothing to an offline model.
+        def completion(  # type: ignore[override]
+            self,
+            *,
+            model: str,
+            messages: list,
+            model_response: ModelResponse,
+            optional_params: dict,
+            **_: Any,
+        ) -> ModelResponse:
+            return self._respond(model, messages, model_response, optional_params)
 
-    async def acompletion(  # type: ignore[override]
-        self,
-        *,
-        model: str,
-        messages: list,
-        model_response: ModelResponse,
-        optional_params: dict,
-        **_: Any,
-    ) -> ModelResponse:
-        return self._respond(model, messages, model_response, optional_params)
+        async def acompletion(  # type: ignore[override]
+            self,
+            *,
+            model: str,
+            messages: list,
+            model_response: ModelResponse,
+            optional_params: dict,
+            **_: Any,
+        ) -> ModelResponse:
+            return self._respond(model, messages, model_response, optional_params)
 
-    def streaming(  # type: ignore[override]
-        self, *, model: str, messages: list, optional_params: dict, **_: Any
-    ) -> Iterator[GenericStreamingChunk]:
-        yield from self._chunks(model, messages, optional_params)
+        def streaming(  # type: ignore[override]
+            self, *, model: str, messages: list, optional_params: dict, **_: Any
+        ) -> Iterator[GenericStreamingChunk]:
+            yield from self._chunks(model, messages, optional_params)
 
-    async def astreaming(  # type: ignore[override]
-        self, *, model: str, messages: list, optional_params: dict, **_: Any
-    ) -> AsyncIterator[GenericStreamingChunk]:
-        for chunk in self._chunks(model, messages, optional_params):
-            yield chunk
+        async def astreaming(  # type: ignore[override]
+            self, *, model: str, messages: list, optional_params: dict, **_: Any
+        ) -> AsyncIterator[GenericStreamingChunk]:
+            for chunk in self._chunks(model, messages, optional_params):
+                yield chunk
+
+    return WizProvider
 
 
 def register() -> None:
     """Add the ``wiz`` provider and wiz/offline's model info to litellm (idempotent)."""
+    import litellm
+
     if not any(p.get("provider") == PROVIDER for p in litellm.custom_provider_map):
-        litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": WizProvider()})
+        litellm.custom_provider_map.append(
+            {"provider": PROVIDER, "custom_handler": _provider_class()()}
+        )
         litellm.register_model(OFFLINE_INFO)
