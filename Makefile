@@ -60,7 +60,7 @@ bench: $(STAMP)
 
 # Regenerate the hash-pinned lock after changing dependencies in pyproject.toml.
 lock: $(DEPS)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --universal \
+	$(BIN)/uv pip compile pyproject.toml --all-extras --generate-hashes --universal \
 	  --python-version 3.10 --index-url https://pypi.org/simple -o requirements.lock
 
 clean:
