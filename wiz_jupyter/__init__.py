@@ -16,6 +16,7 @@ from .errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    NotebookFailed,
     ScheduleNotFound,
     StoreError,
     WebhookRejected,
@@ -24,6 +25,7 @@ from .errors import (
 from .jobs.events import Event
 from .jobs.models import Job, JobContext
 from .jobs.models import current_job as _current_job
+from .jobs.notebooks import Notebook
 from .jobs.schedules import Schedule
 from .jobs.triggers import ManualClock, Trigger, sign_webhook, verify_webhook
 from .workspace import Workspace, workspace
@@ -114,6 +116,8 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "JobFailed",
     "JobNotFound",
     "ManualClock",
+    "Notebook",
+    "NotebookFailed",
     "Schedule",
     "ScheduleNotFound",
     "StoreError",

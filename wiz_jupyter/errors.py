@@ -81,3 +81,13 @@ class ReplayMiss(LLMError):
 
 class InvalidOutput(LLMError):
     """A structured reply did not validate against its pydantic model, even after a repair."""
+
+
+class NotebookFailed(WizError):
+    """A notebook job's cell raised. The message names the cell and the error; ``output``
+    is the executed copy (kept, with the error in it)."""
+
+    def __init__(self, message: str, *, cell: int | None = None, output: str | None = None):
+        self.cell = cell
+        self.output = output
+        super().__init__(message)

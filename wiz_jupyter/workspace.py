@@ -9,6 +9,8 @@ from typing import Any, TypeVar, overload
 
 from .jobs.events import EventBus
 from .jobs.models import TaskSpec
+from .jobs.notebooks import BUILTIN_TASKS, Notebook, NotebookRunner
+from .jobs.notebooks import TASK as NOTEBOOK_TASK
 from .jobs.queue import Queue, normalise_backoff
 from .jobs.runtime import Runtime
 from .jobs.scheduler import Scheduler
@@ -58,6 +60,11 @@ class Workspace:
         )
         self.schedules = Schedules(self.jobs, clock)
         self.scheduler = Scheduler(self.schedules, owner=self.runtime.owner)
+        self.runs_dir = _runs_dir(self.path)
+        # the built-in notebook task, in every workspace: a headless worker runs notebooks too
+        self.jobs.tasks[NOTEBOOK_TASK] = TaskSpec(
+            name=NOTEBOOK_TASK, fn=NotebookRunner(lambda: self.runs_dir)
+        )
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -111,6 +118,18 @@ class Workspace:
         self.jobs.tasks[name] = TaskSpec(name=name, fn=fn, **options)
         self.runtime.ready()  # jobs already waiting for this task can run now
         return fn
+
+    def notebook(
+        self,
+        path: str | os.PathLike[str],
+        parameters: dict[str, Any] | None = None,
+        *,
+        kernel: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> Notebook:
+        """A notebook to schedule or chain: ``ws.schedules.add(ws.notebook("r.ipynb",
+        {"region": "eu"}, kernel="python3"), cron="0 6 * * *")`` (see ``ws.jobs.add_notebook``)."""
+        return Notebook(path, parameters, kernel=kernel, cwd=cwd)
 
     # -- the runtime ---------------------------------------------------------------------------
 
@@ -213,7 +232,17 @@ class Workspace:
 
     def __repr__(self) -> str:
         state = "running" if self.runtime.running else "stopped"
-        return f"<wiz Workspace {self.path} ({state}, {len(self.jobs.tasks)} tasks)>"
+        mine = [t for t in self.jobs.tasks if t not in BUILTIN_TASKS]
+        return f"<wiz Workspace {self.path} ({state}, {len(mine)} tasks)>"
+
+
+def _runs_dir(db_path: str) -> str:
+    """Executed notebook copies live beside the database (a temporary folder for ``:memory:``)."""
+    if db_path == ":memory:" or db_path.startswith("file::memory:"):
+        import tempfile
+
+        return os.path.join(tempfile.gettempdir(), f"wiz-runs-{os.getpid()}")
+    return os.path.join(os.path.dirname(os.path.abspath(db_path)), "runs")
 
 
 _default: Workspace | None = None

@@ -239,6 +239,34 @@ class Queue:
         with self._tx() as ch:
             return Job(self, self._insert(ch, [spec])[0])
 
+    def add_notebook(
+        self,
+        path: Any,
+        parameters: dict[str, Any] | None = None,
+        *,
+        kernel: str | None = None,
+        cwd: Any = None,
+        **options: Any,
+    ) -> Job:
+        """Run a notebook as a job: a copy executes in a fresh kernel, with ``parameters``
+        injected after its cell tagged ``parameters`` (papermill's convention).
+
+        ``kernel`` (default: the notebook's own) and ``cwd`` (default: its folder);
+        every option of :meth:`add` applies (``timeout``, ``attempts``,
+        ``depends_on``, ``priority``, ...). The job's result holds the executed
+        copy's path (``result["notebook"]``, under ``ws.runs_dir``); a failing
+        cell fails the job with that cell and its error.
+
+        ::
+
+            job = ws.jobs.add_notebook("clean.ipynb", {"day": "2026-11-24"}, timeout=600)
+            report = ws.jobs.add_notebook("report.ipynb", depends_on=[job])
+        """
+        from .notebooks import TASK, Notebook
+
+        nb = Notebook(path, parameters, kernel=kernel, cwd=cwd)
+        return self.add(TASK, nb.job_data(), **options)
+
     def add_bulk(self, items: Iterable[Any]) -> list[Job]:
         """Add many jobs in one transaction; return them in order.
 

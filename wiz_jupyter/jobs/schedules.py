@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ..errors import InvalidSchedule, ScheduleNotFound, WebhookRejected
 from . import triggers
 from .display import ScheduleList
 from .models import Job, dumps, loads
+from .notebooks import Notebook
 from .queue import Queue, _Changes
 from .triggers import Trigger
 
@@ -196,14 +198,18 @@ class Schedules:
             raise InvalidSchedule(
                 f"unknown option(s) {', '.join(sorted(unknown))} for schedules.add"
             )
+        if isinstance(target, (str, os.PathLike)) and str(target).endswith(".ipynb"):
+            target = Notebook(target)  # a notebook: the schedule's data are its parameters
         if hasattr(target, "schedule_template"):
             base = dict(target.schedule_template())
             task = base.pop("task")
             options = {**base, **options}
+            if hasattr(target, "schedule_data"):
+                data = target.schedule_data(data)
         elif isinstance(target, str) and target:
             task = target
         else:
-            raise InvalidSchedule(f"schedule a task name or an agent, not {target!r}")
+            raise InvalidSchedule(f"schedule a task name, an agent or a notebook, not {target!r}")
         self.queue._spec(task, data, **options)  # the same checks as jobs.add, now
         return {"task": task, "data": data or {}, "options": options}
 

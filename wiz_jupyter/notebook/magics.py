@@ -23,6 +23,7 @@ from typing import Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..errors import WizError
+from ..jobs.notebooks import BUILTIN_TASKS, parse_value
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
 
@@ -114,9 +115,25 @@ class WizMagics(Magics):
         c.add_argument("priority", type=int)
         command("pause", self.cmd_pause, "stop starting jobs (running ones finish)")
         command("resume", self.cmd_resume, "start jobs again")
-        c = command("schedule", self.cmd_schedule, "add a schedule for a task")
-        c.add_argument("task")
-        c.add_argument("data", nargs="?", default=None, help="the job's data as JSON")
+        c = command("run", self.cmd_run, "run a notebook as a job (a copy, in a fresh kernel)")
+        c.add_argument("notebook", help="the .ipynb file (never modified)")
+        self._notebook_options(c)
+        c.add_argument("--timeout", type=float, default=None, help="seconds for the whole run")
+        c.add_argument("--attempts", type=int, default=None)
+        c.add_argument(
+            "--after", type=int, action="append", metavar="JOB", help="wait for this job"
+        )
+        c.add_argument("--background", action="store_true", help="return the job at once")
+        c.add_argument(
+            "-o", "--output", metavar="VAR", help="store the result (with --background the job)"
+        )
+        c = command("schedule", self.cmd_schedule, "add a schedule for a task or a notebook")
+        c.add_argument("task", nargs="?", help="a task name (or --notebook)")
+        c.add_argument(
+            "data", nargs="?", default=None, help="the job's data (a notebook's parameters) as JSON"
+        )
+        c.add_argument("--notebook", metavar="NOTEBOOK", help="schedule runs of this notebook")
+        self._notebook_options(c)
         when = c.add_mutually_exclusive_group(required=True)
         when.add_argument("--cron", help="a cron expression, e.g. '0 9 * * 1-5'")
         when.add_argument("--every", type=float, help="seconds between runs")
@@ -264,6 +281,41 @@ class WizMagics(Magics):
         self.ws.jobs.resume()
         print("queue resumed")
 
+    @staticmethod
+    def _notebook_options(c: _Parser) -> None:
+        c.add_argument(
+            "-p", "--parameter", nargs=2, action="append", default=[], dest="parameters",
+            metavar=("NAME", "VALUE"),
+            help="a notebook parameter (repeatable); VALUE is a Python literal or plain text",
+        )  # fmt: skip
+        c.add_argument("--kernel", help="the kernel to run in (default: the notebook's own)")
+        c.add_argument("--cwd", help="the folder to run in (default: the notebook's)")
+
+    @staticmethod
+    def _parameters(pairs: list[list[str]]) -> dict[str, Any]:
+        out = {}
+        for name, value in pairs:
+            if not name.isidentifier():
+                raise WizError(f"-p needs a parameter name, not {name!r}")
+            out[name] = parse_value(value)
+        return out
+
+    def cmd_run(self, args: argparse.Namespace, cell: str | None) -> Any:
+        job = self.ws.jobs.add_notebook(
+            args.notebook, self._parameters(args.parameters), kernel=args.kernel, cwd=args.cwd,
+            timeout=args.timeout, attempts=args.attempts, depends_on=args.after or (),
+        )  # fmt: skip
+        self._ensure_running()
+        if args.background:
+            self._store(args.output, job)
+            return job
+        result = run_sync(job.wait())  # a failed cell raises JobFailed: one line, below
+        print(
+            f"job {job.id}: {result['cells']} cells in {result['duration']:.1f} s -> {result['notebook']}"
+        )
+        self._store(args.output, result)
+        return None
+
     def cmd_schedule(self, args: argparse.Namespace, cell: str | None) -> Any:
         try:
             data = json.loads(args.data) if args.data else None
@@ -272,8 +324,24 @@ class WizMagics(Magics):
         after: Any = None
         if args.after is not None:
             after = int(args.after) if args.after.isdigit() else args.after
+        target: Any = args.task
+        if args.notebook:
+            if args.task is not None and args.data is None:  # `--notebook NB '{"a": 1}'`
+                try:
+                    data = json.loads(args.task)
+                except json.JSONDecodeError:
+                    raise WizError("give a task or --notebook, not both") from None
+            elif args.task is not None:
+                raise WizError("give a task or --notebook, not both")
+            params = {**(data or {}), **self._parameters(args.parameters)}
+            target = self.ws.notebook(args.notebook, kernel=args.kernel, cwd=args.cwd)
+            data = params
+        elif args.task is None:
+            raise WizError("schedule what? give a task name, or --notebook NOTEBOOK")
+        elif args.parameters or args.kernel or args.cwd:
+            raise WizError("-p, --kernel and --cwd go with --notebook")
         return self.ws.schedules.add(
-            args.task, data, name=args.name, cron=args.cron, tz=args.tz, every=args.every,
+            target, data, name=args.name, cron=args.cron, tz=args.tz, every=args.every,
             at=args.at, after=after, on=args.on,
         )  # fmt: skip
 
@@ -408,7 +476,8 @@ class WizMagics(Magics):
         state = "running" if ws.runtime.running else "stopped"
         paused = " (queue paused)" if ws.jobs.paused else ""
         print(f"workspace {ws.path}")
-        print(f"runtime {state}{paused}; tasks: {', '.join(sorted(ws.jobs.tasks)) or 'none'}")
+        mine = sorted(t for t in ws.jobs.tasks if t not in BUILTIN_TASKS)  # not `notebook`
+        print(f"runtime {state}{paused}; tasks: {', '.join(mine) or 'none'}")
         print(f"jobs: {counts}")
         print(f"schedules: {len(ws.schedules.list(status='active'))} active")
 

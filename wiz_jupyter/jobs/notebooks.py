@@ -1,0 +1,300 @@
+"""Notebooks as jobs: ``ws.jobs.add_notebook(path, parameters={...})``.
+
+A notebook job executes a *copy* of the notebook in a fresh kernel (the named
+kernel, else the notebook's own), with the parameters injected after the cell
+tagged ``parameters`` (at the top when no cell has the tag), exactly as
+papermill does: existing papermill notebooks run unchanged, and the copy
+carries papermill's metadata. The source file is only ever read.
+
+The copy is kept under the workspace (``ws.runs_dir``, beside the database) as
+``<stem>-<job id>.ipynb``, with the job id, parameters and timings in its
+``wiz`` metadata and per-cell timings in ``papermill`` metadata. Progress is
+code cells done out of code cells in all; the failing cell and its error are
+the job's error; cancel and timeout shut the kernel down.
+
+Why papermill prepares and nbclient executes: papermill does the parameter
+injection and the metadata (``load_notebook_node``, ``parameterize_notebook``,
+``prepare_notebook_metadata``), but its engine runs nbclient synchronously,
+inside nbclient's ``setup_kernel`` context, which installs SIGINT and SIGTERM
+handlers on the running event loop and never removes them. In a kernel those
+would take over "interrupt kernel"; in the headless worker, the graceful
+shutdown. So the runner drives nbclient's async API cell by cell on the
+runtime's loop, which also gives progress per cell, and cancel and timeout
+that stop the kernel at once.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import datetime as dt
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidJob, NotebookFailed
+
+TASK = "notebook"
+BUILTIN_TASKS = frozenset({TASK})  # registered by the workspace itself, not listed as the user's
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p name value`` value: a Python literal (``3``, ``2.5``, ``True``, ``None``,
+    ``[1, 2]``, ``'text'``) when it parses as one, else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+class Notebook:
+    """A notebook to run as a job, for ``ws.schedules.add`` and chains.
+
+    ``parameters`` are injected after the cell tagged ``parameters``; ``kernel``
+    names the kernel (default: the notebook's own); ``cwd`` is where it runs
+    (default: the notebook's folder). ::
+
+        ws.schedules.add(wiz.Notebook("report.ipynb", {"region": "eu"}), cron="0 6 * * *")
+
+    A schedule's ``data`` adds to the parameters, and so does what its trigger
+    brings (``payload`` of a webhook, ``changes`` of a watch, ``upstream`` of an
+    ``after``): give the notebook a parameter of that name to use it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        parameters: dict[str, Any] | None = None,
+        *,
+        kernel: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ):
+        p = Path(path).expanduser()
+        if p.suffix != ".ipynb":
+            raise InvalidJob(f"a notebook job needs an .ipynb file, not {str(path)!r}")
+        if not p.is_file():
+            raise InvalidJob(f"notebook not found: {p}")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidJob(f"parameters must be a dict, not {type(parameters).__name__}")
+        self.path = str(p.resolve())
+        self.parameters = dict(parameters or {})
+        self.kernel = kernel
+        self.cwd = str(Path(cwd).expanduser().resolve()) if cwd is not None else None
+
+    def job_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "parameters": self.parameters}
+        if self.kernel:
+            data["kernel"] = self.kernel
+        if self.cwd:
+            data["cwd"] = self.cwd
+        return data
+
+    def schedule_template(self) -> dict[str, Any]:
+        return {"task": TASK}
+
+    def schedule_data(self, data: dict[str, Any] | None) -> dict[str, Any]:
+        out = self.job_data()
+        out["parameters"] = {**self.parameters, **(data or {})}
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Notebook {self.path} parameters={self.parameters!r}>"
+
+
+def output_path(runs_dir: str | os.PathLike[str], job_id: int, source: str) -> Path:
+    """Where the executed copy of job ``job_id``'s notebook is kept."""
+    return Path(runs_dir) / f"{Path(source).stem}-{job_id}.ipynb"
+
+
+def _libraries() -> tuple[Any, Any, Any, Any]:
+    # imported on the first notebook job only, in a thread (nbformat's schema checks
+    # take a while to import): loading wiz_jupyter stays light, the loop stays free
+    import nbclient
+    import nbformat
+    import papermill.execute
+    import papermill.iorw
+    import papermill.parameterize
+
+    return nbformat, nbclient, papermill.iorw, papermill
+
+
+_libs: tuple[Any, Any, Any, Any] | None = None
+
+
+async def _load() -> tuple[Any, Any, Any, Any]:
+    global _libs
+    if _libs is None:
+        _libs = await asyncio.to_thread(_libraries)
+    return _libs
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+class NotebookRunner:
+    """The handler of the built-in ``notebook`` task (registered in every workspace,
+    so a headless ``wiz worker`` runs notebook jobs too)."""
+
+    def __init__(self, runs_dir: Any):
+        self._runs_dir = runs_dir  # a callable, so ws.runs_dir can change after start
+
+    @property
+    def runs_dir(self) -> Path:
+        d = Path(self._runs_dir() if callable(self._runs_dir) else self._runs_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    async def __call__(
+        self,
+        path: str,
+        parameters: dict[str, Any] | None = None,
+        kernel: str | None = None,
+        cwd: str | None = None,
+        job: Any = None,
+        **trigger_data: Any,
+    ) -> dict[str, Any]:
+        nbformat, nbclient, iorw, papermill = await _load()
+        source = Path(path)
+        params = {**(parameters or {}), **trigger_data}
+        job_id = job.id if job is not None else 0
+        out = output_path(self.runs_dir, job_id, str(source))
+
+        try:
+            nb = iorw.load_notebook_node(str(source))  # reads the source; never writes it
+        except FileNotFoundError:
+            raise NotebookFailed(f"notebook not found (moved or deleted?): {source}") from None
+        if params:
+            nb = papermill.parameterize.parameterize_notebook(nb, params, kernel_name=kernel)
+        nb = papermill.execute.prepare_notebook_metadata(nb, str(source), str(out))
+        nb = papermill.execute.remove_error_markers(nb)
+        kernel_name = kernel or papermill.engines.papermill_engines.nb_kernel_name(None, nb, None)
+        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        started = time.time()
+        meta: dict[str, Any] = {
+            "job_id": job_id,
+            "attempt": job.attempt if job is not None else 1,
+            "source": str(source),
+            "parameters": params,
+            "kernel": kernel_name,
+            "started_at": _now(),
+            "status": "running",
+        }
+        nb.metadata["wiz"] = meta
+        meta = nb.metadata["wiz"]  # the notebook holds a converted copy: update that one
+        client = nbclient.NotebookClient(
+            nb,
+            kernel_name=kernel_name,
+            timeout=None,  # the job's timeout bounds the whole run
+            record_timing=True,
+            resources={"metadata": {"path": cwd or str(source.parent)}},
+        )
+        if job is not None:
+            job.log(f"running a copy of {source.name} in kernel {kernel_name}: {out}")
+            job.progress({"done": 0, "of": len(code)})
+        status, failed, at = "failed", None, None
+        try:
+            client.km = client.create_kernel_manager()
+            await client.async_start_new_kernel()
+            await client.async_start_new_kernel_client()
+            reply = await client.async_wait_for_reply(client.kc.kernel_info())
+            if reply and "language_info" in reply.get("content", {}):
+                nb.metadata["language_info"] = reply["content"]["language_info"]
+            saved = time.monotonic()
+            for done, index in enumerate(code, 1):
+                at, cell = index, nb.cells[index]
+                cell.metadata.setdefault("papermill", {})
+                pm = cell.metadata["papermill"]
+                pm.update(start_time=_now(), status="running", exception=False)
+                t0 = time.monotonic()
+                run = asyncio.ensure_future(
+                    client.async_execute_cell(
+                        cell, index, execution_count=client.code_cells_executed + 1
+                    )
+                )
+                run.add_done_callback(_retrieve)
+                try:
+                    # shielded: nbclient turns a cancel into DeadKernelError, which would
+                    # make a cancel or timeout look like a crash; ours must stay a cancel
+                    await asyncio.shield(run)
+                except asyncio.CancelledError:
+                    run.cancel()
+                    raise
+                except nbclient.exceptions.CellExecutionError as e:
+                    pm.update(status="failed", exception=True, end_time=_now())
+                    pm["duration"] = time.monotonic() - t0
+                    failed = (done, index, cell, e)
+                    break
+                pm.update(status="completed", end_time=_now(), duration=time.monotonic() - t0)
+                if job is not None:
+                    job.progress({"done": done, "of": len(code)})
+                if time.monotonic() - saved > 1.0:  # keep the copy current on long runs
+                    nbformat.write(nb, str(out))
+                    saved = time.monotonic()
+            if failed is None:
+                status = "completed"
+        except asyncio.CancelledError:
+            status = "stopped"  # cancelled or timed out: the job's status says which
+            raise
+        except Exception as e:
+            where = f"cell {at + 1}" if at is not None else f"kernel {kernel_name!r} start"
+            meta["error"] = {"cell": at, "ename": type(e).__name__, "evalue": str(e)}
+            raise NotebookFailed(
+                f"{source.name} {where}: {type(e).__name__}: {e}; executed copy: {out}",
+                cell=at,
+                output=str(out),
+            ) from None
+        finally:
+            meta.update(status=status, finished_at=_now(), duration=time.time() - started)
+            if failed is not None:
+                meta["error"] = {"cell": failed[1], "ename": failed[3].ename,
+                                 "evalue": failed[3].evalue}  # fmt: skip
+            nbformat.write(nb, str(out))  # before the kernel stops: the copy is there when it has
+            await asyncio.shield(_stop_kernel(client))
+
+        if failed is not None:
+            _, index, cell, e = failed
+            first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+            if len(first) > 60:
+                first = first[:57] + "..."
+            if job is not None:
+                job.log(_ANSI.sub("", e.traceback or "").strip()[-4000:])
+            raise NotebookFailed(
+                f"{source.name} cell {index + 1} ({first!r}) raised {e.ename}: {e.evalue}; "
+                f"executed copy: {out}",
+                cell=index,
+                output=str(out),
+            )
+        return {
+            "notebook": str(out),
+            "source": str(source),
+            "parameters": params,
+            "cells": len(code),
+            "duration": round(time.time() - started, 3),
+        }
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # a cell abandoned on cancel: its DeadKernelError is expected
+
+
+async def _stop_kernel(client: Any) -> None:
+    """Shut the notebook's kernel down now; no kernel process outlives its job."""
+    kc, km = client.kc, client.km
+    if kc is not None:
+        try:
+            kc.stop_channels()
+        except Exception:
+            pass
+    if km is not None:
+        try:
+            if await km.is_alive():
+                await km.shutdown_kernel(now=True)
+            else:
+                await km.cleanup_resources()
+        except Exception:
+            pass
