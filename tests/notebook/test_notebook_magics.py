@@ -9,7 +9,11 @@ import nbformat
 
 def make_nb(path, *cells):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     for source, tags in cells:
         cell = nbformat.v4.new_code_cell(source)
         cell.metadata["tags"] = tags
@@ -37,7 +41,9 @@ def test_run_in_the_background_and_a_failing_notebook(kernel, tmp_path):
     make_nb(tmp_path / "bad.ipynb", ("raise KeyError('gone')", []))
     kernel.ok("%load_ext wiz_jupyter")
     res = kernel.ok("%wiz run bad.ipynb", timeout=120)
-    assert res.stdout == "" and res.stderr.startswith("wiz: job 1 failed: NotebookFailed: bad.ipynb")
+    assert res.stdout == "" and res.stderr.startswith(
+        "wiz: job 1 failed: NotebookFailed: bad.ipynb"
+    )
     assert "KeyError: 'gone'" in res.stderr and "Traceback" not in res.stderr
     res = kernel.ok("%wiz run bad.ipynb --background -o job\nprint(job.task)")
     assert res.stdout.strip() == "notebook"
