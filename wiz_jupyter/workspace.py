@@ -60,7 +60,7 @@ class Workspace:
         )
         self.schedules = Schedules(self.jobs, clock)
         self.scheduler = Scheduler(self.schedules, owner=self.runtime.owner)
-        self.runs_dir = _runs_dir(self.path)
+        self.runs_dir = _runs_dir(self.path)  #: executed notebooks (settable)
         # the built-in notebook task, in every workspace: a headless worker runs notebooks too
         self.jobs.tasks[NOTEBOOK_TASK] = TaskSpec(
             name=NOTEBOOK_TASK, fn=NotebookRunner(lambda: self.runs_dir)
@@ -237,12 +237,18 @@ class Workspace:
 
 
 def _runs_dir(db_path: str) -> str:
-    """Executed notebook copies live beside the database (a temporary folder for ``:memory:``)."""
+    """Where executed notebook copies are kept: ``runs/`` beside the database, but when the
+    database is in a hidden folder (the default ``.wiz/``), ``wiz-runs/`` beside that
+    folder, because JupyterLab does not open files in hidden folders. A temporary folder
+    for ``:memory:``."""
     if db_path == ":memory:" or db_path.startswith("file::memory:"):
         import tempfile
 
         return os.path.join(tempfile.gettempdir(), f"wiz-runs-{os.getpid()}")
-    return os.path.join(os.path.dirname(os.path.abspath(db_path)), "runs")
+    folder = os.path.dirname(os.path.abspath(db_path))
+    if os.path.basename(folder).startswith("."):
+        return os.path.join(os.path.dirname(folder), "wiz-runs")
+    return os.path.join(folder, "runs")
 
 
 _default: Workspace | None = None

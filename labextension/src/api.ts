@@ -85,6 +85,8 @@ export interface IJobDetail {
   job: IJobRow & { data: unknown; result: unknown; timeout: number | null; key: string | null };
   events: IJobEvent[];
   activity: IActivity | null;
+  /** A notebook job's executed copy; `rel` (to the server's root) when JupyterLab can open it. */
+  notebook: { path: string; rel: string | null } | null;
 }
 
 export interface ISchedule {

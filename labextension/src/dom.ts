@@ -92,6 +92,14 @@ export function progressBar(p: unknown): Node | null {
     fill.style.width = `${Math.max(0, Math.min(100, p))}%`;
     return h('div', { className: 'wiz-progress', title: `${p}%` }, fill);
   }
+  // {done, of}: steps of a whole, such as a notebook job's cells
+  const steps = p as { done?: unknown; of?: unknown } | null;
+  if (steps && typeof steps.done === 'number' && typeof steps.of === 'number' && steps.of > 0) {
+    const fill = h('div', { className: 'wiz-progress-fill' });
+    fill.style.width = `${Math.max(0, Math.min(100, (100 * steps.done) / steps.of))}%`;
+    const label = `${steps.done}/${steps.of}`;
+    return h('div', { className: 'wiz-progress', title: label }, fill);
+  }
   if (p && typeof p === 'object') {
     return h('span', { className: 'wiz-progress-text' }, fmtJSON(p, 80));
   }

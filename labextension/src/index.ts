@@ -68,7 +68,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const api = new WizAPI();
     const sidebar = new WizSidebar({
       api,
-      onChat: agent => void app.commands.execute(CommandIDs.chat, { agent })
+      onChat: agent => void app.commands.execute(CommandIDs.chat, { agent }),
+      onOpen: path => void app.commands.execute('docmanager:open', { path })
     });
     sidebar.id = SIDEBAR_ID;
     sidebar.title.icon = wizIcon;

@@ -30,6 +30,8 @@ export interface ISidebarOptions {
   api: WizAPI;
   /** Insert a `%wiz chat NAME` cell for this agent in the current notebook. */
   onChat: (agent: string) => void;
+  /** Open a file (a notebook job's executed copy) by its path under the server's root. */
+  onOpen?: (path: string) => void;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -39,6 +41,7 @@ function sleep(ms: number): Promise<void> {
 export class WizSidebar extends Widget {
   private readonly api: WizAPI;
   private readonly onChat: (agent: string) => void;
+  private readonly onOpen: ((path: string) => void) | undefined;
 
   private token: string | null = null;
   private polling = false;
@@ -68,6 +71,7 @@ export class WizSidebar extends Widget {
     super();
     this.api = options.api;
     this.onChat = options.onChat;
+    this.onOpen = options.onOpen;
     this.addClass('wiz-sidebar');
 
     const taskInput = h('input', {
@@ -412,6 +416,15 @@ export class WizSidebar extends Widget {
     ];
     if (j.error) {
       parts.push(h('pre', { className: 'wiz-pre wiz-error-text' }, j.error));
+    }
+    const nb = d.notebook;
+    if (nb) {
+      const rel = nb.rel;
+      const open =
+        rel && this.onOpen
+          ? button('Open executed notebook', 'wiz-open-notebook', () => this.onOpen?.(rel), nb.path)
+          : h('code', { className: 'wiz-notebook-path', title: 'outside the server root: open it from there' }, nb.path);
+      parts.push(h('div', { className: 'wiz-subtitle' }, 'executed notebook'), open);
     }
     parts.push(h('div', { className: 'wiz-subtitle' }, 'data'), h('pre', { className: 'wiz-pre' }, fmtJSON(j.data)));
     if (j.result !== null && j.result !== undefined) {

@@ -25,9 +25,10 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
-def start_lab(tmp: Path, name: str, cells: list[str]) -> Jupyter:
+def start_lab(tmp: Path, name: str, cells: list[str], *, own_home: bool = True) -> Jupyter:
     """A real JupyterLab rooted at ``tmp/root`` with one notebook of ``cells``, and its own
-    WIZ_HOME; the news toast is switched off so nothing covers the page."""
+    WIZ_HOME (``own_home=False``: the default ``root/.wiz/wiz.db``); the news toast is
+    switched off so nothing covers the page."""
     root = tmp / "root"
     root.mkdir()
     nb = nbformat.v4.new_notebook()
@@ -44,7 +45,10 @@ def start_lab(tmp: Path, name: str, cells: list[str]) -> Jupyter:
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
     return start_jupyter(
-        tmp, app="jupyterlab", wiz_home=tmp / "home", args=("--LabApp.expose_app_in_browser=True",)
+        tmp,
+        app="jupyterlab",
+        wiz_home=tmp / "home" if own_home else None,
+        args=("--LabApp.expose_app_in_browser=True",),
     )
 
 

@@ -68,6 +68,7 @@ def test_job_detail_has_events(api, ws):
     assert [e["event"] for e in d["events"]] == ["job.added", "job.priority", "job.log"]
     assert d["events"][2]["data"] == {"line": "reading data.csv"}
     assert d["activity"] is None  # no agents layer tables in this database
+    assert d["notebook"] is None  # not a notebook job
 
     r = api.get("wiz/api/jobs/999999")
     assert r.status_code == 404 and "999999" in r.json()["message"]

@@ -10,6 +10,7 @@ queue of 10,000 jobs costs one small message per interval, not 10,000.
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 from typing import Any
 
@@ -18,6 +19,8 @@ import traitlets
 
 from ..jobs.events import Event
 from ..jobs.models import COLUMNS, loads
+from ..jobs.notebooks import TASK as NOTEBOOK_TASK
+from ..jobs.notebooks import output_path
 from ..workspace import Workspace
 
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -25,9 +28,18 @@ _ROW_COLUMNS = ("id", "task", "agent", "status", "priority", "progress", "attemp
                 "error", "created_at", "started_at", "finished_at")  # fmt: skip
 
 
-def _row(r: dict[str, Any]) -> dict[str, Any]:
+def _row(r: dict[str, Any], runs_dir: str) -> dict[str, Any]:
     out = {k: r[k] for k in _ROW_COLUMNS}
     out["progress"] = loads(r["progress"])
+    if r["task"] == NOTEBOOK_TASK:  # a notebook job: its name, and its executed copy to open
+        source = (loads(r["data"]) or {}).get("path", "")
+        out["notebook_source"] = os.path.basename(source)
+        if r["started_at"]:
+            copy = str(output_path(runs_dir, r["id"], source))
+            out["notebook"] = copy
+            home = os.path.expanduser("~")
+            if copy.startswith(home + os.sep):  # JupyterLab may give its root as ~/...
+                out["notebook_home"] = "~" + copy[len(home) :]
     return out
 
 
@@ -86,7 +98,9 @@ class JobBoard(anywidget.AnyWidget):
                 f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(part))})", tuple(part)
             )
         self.counts = self.ws.jobs.counts()
-        self.send({"type": "patch", "jobs": [_row(dict(zip(COLUMNS, r))) for r in rows]})
+        self.send(
+            {"type": "patch", "jobs": [_row(dict(zip(COLUMNS, r)), self.ws.runs_dir) for r in rows]}
+        )
 
     def send_snapshot(self) -> None:
         """The newest ``limit`` jobs matching the filters, replacing what is shown."""
@@ -100,7 +114,7 @@ class JobBoard(anywidget.AnyWidget):
                 j for j in jobs if needle in f"{j.task} {j._row['agent'] or ''} {j.id}".lower()
             ][: self.limit]
         self.counts = self.ws.jobs.counts()
-        self.send({"type": "snapshot", "jobs": [_row(j._row) for j in jobs]})
+        self.send({"type": "snapshot", "jobs": [_row(j._row, self.ws.runs_dir) for j in jobs]})
 
     # -- from the front end --------------------------------------------------------------------
 

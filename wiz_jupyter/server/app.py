@@ -74,7 +74,7 @@ class WizServer(ExtensionApp):
         return os.path.expanduser(root)
 
     def initialize_settings(self) -> None:
-        self.backend = Backend(self.resolved_db_path())
+        self.backend = Backend(self.resolved_db_path(), root_dir=self._root_dir())
         self.feed = ChangeFeed(self.backend, interval=self.poll_interval)
         self.log.info("wiz_jupyter: serving the workspace %s", self.backend.path)
 

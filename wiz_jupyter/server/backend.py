@@ -20,10 +20,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import JobNotFound, ScheduleNotFound
 from ..jobs.models import STATUSES, loads
+from ..jobs.notebooks import TASK as NOTEBOOK_TASK
+from ..jobs.notebooks import output_path
 from ..workspace import Workspace
 
 T = TypeVar("T")
@@ -46,8 +49,9 @@ class Backend:
     appears, reads answer empty and :meth:`token` says ``"absent"``.
     """
 
-    def __init__(self, path: str, *, threads: int = 4):
+    def __init__(self, path: str, *, threads: int = 4, root_dir: str | None = None):
         self.path = path
+        self.root_dir = root_dir  # the server's root: executed notebooks open relative to it
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wiz-server")
         self._ws: Workspace | None = None
         self._open_lock = threading.Lock()
@@ -162,7 +166,23 @@ class Backend:
             "job": detail,
             "events": ws.jobs.events_of(job_id),
             "activity": self.activity(job_id),
+            "notebook": self.executed_notebook(ws, detail),
         }
+
+    def executed_notebook(self, ws: Workspace, job: dict[str, Any]) -> dict[str, Any] | None:
+        """A notebook job's executed copy: ``path``, and ``rel`` (to the server's root,
+        for JupyterLab to open) when it lies under the root and exists."""
+        if job["task"] != NOTEBOOK_TASK or not job.get("started_at"):
+            return None
+        data = job.get("data") or {}
+        copy = output_path(ws.runs_dir, job["id"], str(data.get("path", "")))
+        rel = None
+        if self.root_dir and copy.is_file():
+            try:
+                rel = copy.resolve().relative_to(Path(self.root_dir).resolve()).as_posix()
+            except ValueError:
+                rel = None
+        return {"path": str(copy), "rel": rel}
 
     def activity(self, job_id: int) -> dict[str, Any] | None:
         if not self.has_table("activity"):

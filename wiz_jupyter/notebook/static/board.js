@@ -22,6 +22,27 @@ function fmtDuration(job) {
   return s < 1 ? `${Math.round(s * 1000)} ms` : s < 120 ? `${s.toFixed(1)} s` : `${Math.round(s / 60)} min`;
 }
 
+// Where JupyterLab would open a file: its page config gives the base URL and the
+// server's root folder. Outside JupyterLab (Notebook 7 shares it; VS Code has none),
+// null: the board then shows the path as text.
+function labHref(job) {
+  let config;
+  try {
+    config = JSON.parse(document.getElementById("jupyter-config-data").textContent);
+  } catch {
+    return null;
+  }
+  const root = (config.serverRoot || "").replace(/\/+$/, "");
+  const base = config.baseUrl || "/";
+  for (const path of [job.notebook, job.notebook_home]) {
+    if (root && path && path.startsWith(root + "/")) {
+      const rel = path.slice(root.length + 1).split("/").map(encodeURIComponent).join("/");
+      return `${base}lab/tree/${rel}`;
+    }
+  }
+  return null;
+}
+
 function render({ model, el: root }) {
   const jobs = new Map();
   root.classList.add("wiz-board");
@@ -83,16 +104,22 @@ function render({ model, el: root }) {
       const st = el("td");
       st.append(el("span", `wiz-badge wiz-${job.status}`, job.status));
       tr.append(st);
-      tr.append(el("td", null, job.agent ? `${job.task} · ${job.agent}` : job.task));
+      const label = job.agent ? `${job.task} · ${job.agent}`
+        : job.notebook_source ? `${job.task} · ${job.notebook_source}` : job.task;
+      tr.append(el("td", null, label));
       const pc = el("td");
       const p = job.progress;
-      if (typeof p === "number") {
+      // a number is a percentage; {done, of} (a notebook's cells) a fraction
+      const steps = p && typeof p === "object" && typeof p.done === "number" && p.of > 0;
+      if (typeof p === "number" || steps) {
+        const pct = steps ? (100 * p.done) / p.of : p;
         const bar = el("div", "wiz-progress");
         const fill = el("div", "wiz-progress-fill");
-        fill.style.width = `${Math.max(0, Math.min(100, p))}%`;
+        fill.style.width = `${Math.max(0, Math.min(100, pct))}%`;
         bar.append(fill);
-        bar.title = `${p}%`;
+        bar.title = steps ? `${p.done}/${p.of}` : `${p}%`;
         pc.append(bar);
+        if (steps) pc.append(el("span", "wiz-progress-steps", `${p.done}/${p.of}`));
       } else if (p) {
         pc.textContent = JSON.stringify(p);
       }
@@ -109,6 +136,19 @@ function render({ model, el: root }) {
         }
       } else if (job.status === "failed" || job.status === "cancelled") {
         acts.append(action("retry", "wiz-retry", () => model.send({ type: "retry", id: job.id })));
+      }
+      if (job.notebook) {
+        const href = labHref(job);
+        if (href) {
+          const a = el("a", "wiz-action wiz-open", "open");
+          a.href = href;
+          a.target = "_blank";
+          a.rel = "noopener";
+          a.title = job.notebook;
+          acts.append(a);
+        } else {
+          acts.append(el("span", "wiz-notebook-path", job.notebook));
+        }
       }
       tr.append(acts);
       if (job.error && job.status === "failed") tr.title = job.error;
