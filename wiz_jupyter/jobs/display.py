@@ -27,6 +27,13 @@ def short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def progress_text(p: Any) -> str:
+    """``{"done": 3, "of": 10}`` as ``3/10``; anything else as it is, shortened."""
+    if isinstance(p, dict) and isinstance(p.get("done"), int) and isinstance(p.get("of"), int):
+        return f"{p['done']}/{p['of']}"
+    return short(p, 12)
+
+
 def status_badge(status: str) -> str:
     colour = STATUS_COLOURS.get(status, "#374151")
     return (
@@ -67,7 +74,7 @@ class JobList(list):
             r = j._row  # the snapshot the list was built from: no query per cell
             outcome = r["error"] if r["status"] in ("failed", "cancelled") else r["result"]
             rows.append([
-                str(r["id"]), r["status"], r["task"], r["agent"] or "", short(r["progress"], 12),
+                str(r["id"]), r["status"], r["task"], r["agent"] or "", progress_text(r["progress"]),
                 f"{r['attempts_made']}/{r['attempts']}", when(r["created_at"]), short(outcome),
             ])  # fmt: skip
         return rows

@@ -32,6 +32,7 @@ import os
 import re
 import time
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 from ..errors import InvalidJob, NotebookFailed
@@ -198,7 +199,10 @@ class NotebookRunner:
         status, failed, at = "failed", None, None
         try:
             client.km = client.create_kernel_manager()
-            await client.async_start_new_kernel()
+            # the kernel's own stderr (start-up warnings, a crash's last words) goes to a log
+            # beside the copy, not into the output of the cell that started the job
+            with open(out.with_suffix(".log"), "wb") as kernel_log:  # noqa: ASYNC230 - instant
+                await client.async_start_new_kernel(stdout=DEVNULL, stderr=kernel_log)
             await client.async_start_new_kernel_client()
             reply = await client.async_wait_for_reply(client.kc.kernel_info())
             if reply and "language_info" in reply.get("content", {}):

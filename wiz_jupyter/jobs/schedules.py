@@ -21,6 +21,7 @@ from ..errors import InvalidSchedule, ScheduleNotFound, WebhookRejected
 from . import triggers
 from .display import ScheduleList
 from .models import Job, dumps, loads
+from .notebooks import TASK as NOTEBOOK_TASK
 from .notebooks import Notebook
 from .queue import Queue, _Changes
 from .triggers import Trigger
@@ -169,7 +170,10 @@ class Schedules:
         )  # fmt: skip
         if spec["kind"] == "custom":
             self.trigger_classes.setdefault(spec["name"], type(trigger))
-        name = name or f"{template['task']} {triggers.describe(spec)}"
+        label = template["task"]
+        if label == NOTEBOOK_TASK:  # "report.ipynb cron ..." says more than "notebook cron ..."
+            label = os.path.basename(template["data"]["path"])
+        name = name or f"{label} {triggers.describe(spec)}"
         now = self.clock.now()
         nxt = triggers.first_run(spec, now)
         with self.queue._tx() as ch:
