@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .errors import (
     InvalidJob,
+    InvalidPersona,
     InvalidSchedule,
     JobCancelled,
     JobFailed,
@@ -107,6 +108,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "tool",
     "Event",
     "InvalidJob",
+    "InvalidPersona",
     "InvalidSchedule",
     "Job",
     "JobCancelled",

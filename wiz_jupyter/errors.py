@@ -81,3 +81,7 @@ class ReplayMiss(LLMError):
 
 class InvalidOutput(LLMError):
     """A structured reply did not validate against its pydantic model, even after a repair."""
+
+
+class InvalidPersona(WizError, ValueError):
+    """A persona file that cannot be used; the message names the file and the field."""
