@@ -26,7 +26,8 @@ from .jobs.events import Event
 from .jobs.models import Job, JobContext
 from .jobs.models import current_job as _current_job
 from .jobs.schedules import Schedule
-from .jobs.triggers import ManualClock, Trigger, sign_webhook, verify_webhook
+from .jobs.system import Boot, NetworkAvailable, Shutdown, SystemIdle
+from .jobs.triggers import Fire, ManualClock, Trigger, sign_webhook, verify_webhook
 from .workspace import Workspace, workspace
 
 __version__ = "0.1.0.dev0"
@@ -106,7 +107,9 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "Tool",
     "ToolCall",
     "tool",
+    "Boot",
     "Event",
+    "Fire",
     "InvalidJob",
     "InvalidPersona",
     "InvalidSchedule",
@@ -116,9 +119,12 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "JobFailed",
     "JobNotFound",
     "ManualClock",
+    "NetworkAvailable",
     "Schedule",
     "ScheduleNotFound",
+    "Shutdown",
     "StoreError",
+    "SystemIdle",
     "Trigger",
     "WebhookRejected",
     "WizError",

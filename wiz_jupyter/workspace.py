@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -120,12 +123,59 @@ class Workspace:
         self._load_agents()
         await self.runtime.start()
         await self.scheduler.start()
+        if self.scheduler.in_kernel:
+            self._hook_kernel_shutdown()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop gracefully: schedules stop firing; running jobs get ``grace`` seconds,
-        then go back to the queue."""
+        then go back to the queue. ``shutdown`` schedules fire first, and the jobs
+        they make (of tasks this process runs) get their trigger's grace to finish."""
+        fired = self.scheduler.fire_shutdown() if self.scheduler.running else []
         await self.scheduler.stop()
+        mine = [(j, g) for j, g in fired if j.task in self.jobs.tasks]
+        if mine and self.runtime.running:
+            started = time.monotonic()
+            waits = [asyncio.ensure_future(j.wait()) for j, _ in mine]
+            await asyncio.wait(waits, timeout=max(g for _, g in mine))
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            grace = max(0.0, grace - (time.monotonic() - started))
         await self.runtime.stop(grace)
+
+    def _hook_kernel_shutdown(self) -> None:
+        """Stop gracefully (firing ``shutdown`` schedules) when the kernel is asked to
+        shut down, before it exits. ipykernel handles the request on its control
+        thread; the runtime lives on the shell's loop."""
+        if getattr(self, "_kernel_hooked", False):
+            return
+        from IPython import get_ipython
+
+        kernel = getattr(get_ipython(), "kernel", None)
+        if kernel is None:
+            return
+        self._kernel_hooked = True
+        loop = asyncio.get_running_loop()
+        original = kernel.do_shutdown
+
+        async def do_shutdown(restart: bool) -> Any:
+            if self.runtime.running:
+                try:
+                    here = asyncio.get_running_loop()
+                except RuntimeError:
+                    here = None
+                try:
+                    if here is loop:
+                        await self.stop()
+                    else:
+                        done = asyncio.run_coroutine_threadsafe(self.stop(), loop)
+                        await asyncio.wait_for(asyncio.wrap_future(done), timeout=30)
+                except Exception:  # never keep a kernel from shutting down
+                    pass
+            out = original(restart)
+            return await out if inspect.isawaitable(out) else out
+
+        kernel.do_shutdown = do_shutdown
 
     async def run_until_idle(self, timeout: float | None = None) -> None:
         """Work jobs until none of this process's tasks is waiting, delayed or running."""
