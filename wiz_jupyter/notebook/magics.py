@@ -122,6 +122,10 @@ class WizMagics(Magics):
         when.add_argument("--every", type=float, help="seconds between runs")
         when.add_argument("--at", help="an ISO date-time, once")
         when.add_argument("--after", help="a job id, or a schedule name")
+        when.add_argument(
+            "--trigger",
+            help="a named trigger: boot, system_idle, shutdown, network_available (or a registered one)",
+        )
         c.add_argument(
             "--on", default="completed", choices=["completed", "failed", "timeout", "finished"]
         )
@@ -283,7 +287,7 @@ class WizMagics(Magics):
             after = int(args.after) if args.after.isdigit() else args.after
         return self.ws.schedules.add(
             args.task, data, name=args.name, cron=args.cron, tz=args.tz, every=args.every,
-            at=args.at, after=after, on=args.on,
+            at=args.at, after=after, on=args.on, trigger=args.trigger,
         )  # fmt: skip
 
     def cmd_schedules(self, args: argparse.Namespace, cell: str | None) -> Any:
