@@ -118,6 +118,41 @@ def test_boot_fires_once_when_two_processes_see_the_same_boot(db_path, tmp_path)
     ws.close()
 
 
+async def test_boot_seen_by_a_headless_worker_and_a_kernel_fires_once(db_path, tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    boot = tmp_path / "boot_id"
+    boot.write_text("old-boot")
+    ws = wiz.Workspace(db_path)
+    s = ws.schedules.add("hello", trigger=wiz.Boot(source=f"file:{boot}"))
+    boot.write_text("new-boot")
+    spec = str(tasks(tmp_path))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "wiz_jupyter", "worker", "--db", str(db_path), "--tasks", spec],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        code = f"""
+            import wiz_jupyter as wiz
+            ws = wiz.Workspace({str(db_path)!r})
+            await ws.start()
+        """
+        reply = await asyncio.to_thread(kc.execute_interactive, textwrap.dedent(code), timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert "1 active schedules" in await asyncio.to_thread(worker.stdout.readline)
+        [job] = s.runs()
+        assert await job.wait(timeout=30) == worker.pid  # only the worker has the handler
+        assert job.data == {"boot_id": "new-boot"}
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(worker.wait, 30)
+    assert len(s.runs()) == 1
+    ws.close()
+
+
 def test_a_boot_trigger_that_cannot_tell_the_boot_never_fires_and_says_so(
     db_path, tmp_path, clock, caplog
 ):

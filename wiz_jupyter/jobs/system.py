@@ -108,6 +108,7 @@ class Boot(Trigger):
         # Stored with the schedule: the boot it was added in, which never fires it.
         self.added_in = boot_id(self.source) if added_in == "current" else added_in
         self._warned = False
+        self._tried: str | None = None  # the boot this process has fired (or seen fired)
 
     def evaluate(self, now: float) -> Fire | None:
         current = boot_id(self.source)
@@ -116,8 +117,9 @@ class Boot(Trigger):
                 self._warned = True
                 log.warning("wiz: the boot trigger cannot tell this machine's boot; it never fires")
             return None
-        if current == self.added_in:
+        if current in (self.added_in, self._tried):
             return None
+        self._tried = current  # the dedup key settles it across processes: once is enough here
         return Fire(data={"boot_id": current}, occasion=f"boot:{current}")
 
 
