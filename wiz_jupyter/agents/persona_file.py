@@ -54,7 +54,6 @@ class PersonaFile(pydantic.BaseModel):
         extra="forbid",
         strict=True,
         title="wiz_jupyter persona",
-        json_schema_extra={"$id": "https://wiz-jupyter.dev/persona.schema.json"},
     )
 
     version: Literal[1] = pydantic.Field(1, description="the persona file format's version")
