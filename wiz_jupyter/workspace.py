@@ -19,6 +19,8 @@ from .jobs.schedules import Schedules
 from .jobs.store import Store, default_path
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: seconds running jobs get when the kernel is asked to shut down
+KERNEL_STOP_GRACE = 2.0
 
 
 class Workspace:
@@ -164,11 +166,14 @@ class Workspace:
                     here = asyncio.get_running_loop()
                 except RuntimeError:
                     here = None
+                # Running jobs get a short grace (jupyter_client kills a kernel that takes
+                # more than a few seconds), then go back to the queue instead of stalling.
                 try:
                     if here is loop:
-                        await self.stop()
+                        await self.stop(grace=KERNEL_STOP_GRACE)
                     else:
-                        done = asyncio.run_coroutine_threadsafe(self.stop(), loop)
+                        stop = self.stop(grace=KERNEL_STOP_GRACE)
+                        done = asyncio.run_coroutine_threadsafe(stop, loop)
                         await asyncio.wait_for(asyncio.wrap_future(done), timeout=30)
                 except Exception:  # never keep a kernel from shutting down
                     pass

@@ -337,12 +337,19 @@ def test_a_kernel_fires_shutdown_and_works_it_before_exiting(db_path, tmp_path):
                 await asyncio.sleep(0.1)
                 return os.getpid()
 
+            @ws.task
+            async def nap() -> None:
+                await asyncio.sleep(60)
+
             await ws.start()
         """
         reply = kc.execute_interactive(textwrap.dedent(code), timeout=60)
         assert reply["content"]["status"] == "ok", reply["content"]
-        pid = kc.execute_interactive("import os; print(os.getpid())", timeout=30)
-        assert pid["content"]["status"] == "ok"
+        napping = ws.jobs.add("nap")
+        deadline = time.monotonic() + 20
+        while napping.status != "active":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         assert s.runs() == []
         km.shutdown_kernel(now=False)  # a shutdown request, as from JupyterLab
     finally:
@@ -351,6 +358,7 @@ def test_a_kernel_fires_shutdown_and_works_it_before_exiting(db_path, tmp_path):
             km.shutdown_kernel(now=True)
     [job] = s.runs()
     assert job.status == "completed" and isinstance(job.result, int)
+    assert (napping.status, napping.attempts_made) == ("waiting", 0)  # released, not stalled
     ws.close()
 
 

@@ -98,6 +98,8 @@ class Boot(Trigger):
     schedule is added does not count.
 
     ``source``: ``"auto"`` (the OS), or ``"file:PATH"`` (a file holding the boot id).
+    ``added_in``: the boot that does not fire it (by default the current one; None: fire
+    for the current boot too, if no runtime has yet).
     """
 
     name = "boot"
