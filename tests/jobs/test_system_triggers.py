@@ -237,6 +237,32 @@ async def test_system_idle_reads_xprintidle_without_blocking_the_loop(
         ws.close()
 
 
+def test_the_logind_and_macos_probes_read_what_those_tools_print(tmp_path, monkeypatch):
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    since_us = int((time.time() - 125) * 1e6)
+    (bin_ / "loginctl").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = show-session ] && [ "$2" = 7 ]; then '
+        f'printf "IdleHint=$(cat {tmp_path}/hint)\\nIdleSinceHint={since_us}\\n"; else exit 1; fi\n'
+    )
+    (bin_ / "ioreg").write_text(
+        "#!/bin/sh\necho '    |   \"HIDIdleTime\" = 42000000000'\n"  # nanoseconds
+    )
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_SESSION_ID", "7")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    (tmp_path / "hint").write_text("yes")
+    assert 124 < system._logind() < 135
+    (tmp_path / "hint").write_text("no")
+    assert system._logind() == 0.0
+    assert system._ioreg() == 42.0
+    if sys.platform != "darwin":
+        assert [name for name, _ in system.idle_probes()] == ["logind"]
+
+
 def test_system_idle_where_the_os_cannot_tell_never_fires_and_says_so_once(
     db_path, clock, monkeypatch, caplog
 ):
