@@ -63,6 +63,7 @@ class Workspace:
         )
         self.schedules = Schedules(self.jobs, clock)
         self.scheduler = Scheduler(self.schedules, owner=self.runtime.owner)
+        self._kernel_hooked = False
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class Workspace:
         """Stop gracefully (firing ``shutdown`` schedules) when the kernel is asked to
         shut down, before it exits. ipykernel handles the request on its control
         thread; the runtime lives on the shell's loop."""
-        if getattr(self, "_kernel_hooked", False):
+        if self._kernel_hooked:
             return
         from IPython import get_ipython
 
