@@ -154,3 +154,36 @@ def test_wiz_console_script_is_installed():
     assert exe, "the `wiz` console script should be installed beside python"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "worker" in out.stdout
+
+
+def test_autowake_at_boot_adds_a_worker_entry_with_a_stand_in_crontab(
+    db_path, tasks_file, tmp_path
+):
+    # A stand-in for crontab(1) that keeps the table in a file: the user's real crontab
+    # is not touched (WIZ_CRONTAB names the program to call).
+    table = tmp_path / "table"
+    fake = tmp_path / "crontab"
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = -l ]; then cat {table} 2>/dev/null || exit 1; '
+        f"else cat > {table}; fi\n"
+    )
+    fake.chmod(0o755)
+    table.write_text("0 1 * * * echo mine\n")
+    env = {**os.environ, "WIZ_CRONTAB": str(fake)}
+    out = wiz_cli("autowake", "install", "--db", str(db_path), "--tasks", str(tasks_file),
+                  "--at-boot", env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = table.read_text().splitlines()
+    assert lines[0] == "0 1 * * * echo mine"
+    assert lines[1].startswith("*/5 * * * * cd ") and "run-due" in lines[1]
+    assert lines[2].startswith("@reboot cd ") and lines[2].endswith(
+        f"# wiz-autowake-boot {db_path}"
+    )
+    assert f"-m wiz_jupyter worker --db {db_path} --tasks {tasks_file} >> " in lines[2]
+    status = wiz_cli("autowake", "status", "--db", str(db_path), env=env).stdout
+    assert status.splitlines() == lines[1:]
+    wiz_cli("autowake", "install", "--db", str(db_path), env=env)  # without: the boot entry goes
+    assert "@reboot" not in table.read_text() and table.read_text().count("wiz-autowake") == 1
+    wiz_cli("autowake", "install", "--db", str(db_path), "--at-boot", env=env)
+    assert wiz_cli("autowake", "remove", "--db", str(db_path), env=env).returncode == 0
+    assert table.read_text() == "0 1 * * * echo mine\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .errors import (
     InvalidJob,
+    InvalidPersona,
     InvalidSchedule,
     JobCancelled,
     JobFailed,
@@ -27,7 +28,8 @@ from .jobs.models import Job, JobContext
 from .jobs.models import current_job as _current_job
 from .jobs.notebooks import Notebook
 from .jobs.schedules import Schedule
-from .jobs.triggers import ManualClock, Trigger, sign_webhook, verify_webhook
+from .jobs.system import Boot, NetworkAvailable, Shutdown, SystemIdle
+from .jobs.triggers import Fire, ManualClock, Trigger, sign_webhook, verify_webhook
 from .workspace import Workspace, workspace
 
 __version__ = "0.1.0.dev0"
@@ -107,8 +109,11 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "Tool",
     "ToolCall",
     "tool",
+    "Boot",
     "Event",
+    "Fire",
     "InvalidJob",
+    "InvalidPersona",
     "InvalidSchedule",
     "Job",
     "JobCancelled",
@@ -116,11 +121,14 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "JobFailed",
     "JobNotFound",
     "ManualClock",
+    "NetworkAvailable",
     "Notebook",
     "NotebookFailed",
     "Schedule",
     "ScheduleNotFound",
+    "Shutdown",
     "StoreError",
+    "SystemIdle",
     "Trigger",
     "WebhookRejected",
     "WizError",

@@ -7,6 +7,7 @@
     wiz worker --tasks my_tasks.py          # a headless runtime: fires schedules, works jobs
     wiz run-due --tasks my_tasks.py         # fire what is due, work it, exit (for an OS cron)
     wiz autowake install|remove|status      # a crontab entry that calls run-due
+                                            # (--at-boot: and a worker started at boot)
 
 Every subcommand takes ``--db PATH`` (default: the default workspace's
 database, ``$WIZ_HOME/wiz.db`` or ``.wiz/wiz.db``). ``--tasks`` names Python
@@ -35,6 +36,7 @@ from .jobs.store import default_path
 from .workspace import Workspace, set_default
 
 AUTOWAKE_TAG = "# wiz-autowake"
+AUTOWAKE_BOOT_TAG = "# wiz-autowake-boot"
 
 
 def _when(t: float | None) -> str:
@@ -150,23 +152,25 @@ def cmd_autowake(args: argparse.Namespace) -> int:
     crontab = os.environ.get("WIZ_CRONTAB", "crontab")
     db = str(Path(args.db).resolve())
     tag = f"{AUTOWAKE_TAG} {db}"
+    boot_tag = f"{AUTOWAKE_BOOT_TAG} {db}"
     listed = subprocess.run([crontab, "-l"], capture_output=True, text=True)
     lines = listed.stdout.splitlines() if listed.returncode == 0 else []
-    mine = [line for line in lines if line.endswith(tag)]
+    mine = [line for line in lines if line.endswith((tag, boot_tag))]
     if args.action == "status":
         print("\n".join(mine) if mine else f"autowake is off for {db}")
         return 0
-    keep = [line for line in lines if not line.endswith(tag)]
+    keep = [line for line in lines if not line.endswith((tag, boot_tag))]
     if args.action == "install":
-        command = [sys.executable, "-m", "wiz_jupyter", "run-due", "--db", db]
+        tasks: list[str] = []
         for spec in args.tasks or ():
-            command += ["--tasks", str(Path(spec).resolve()) if Path(spec).exists() else spec]
-        log = Path(db).with_name("autowake.log")
+            tasks += ["--tasks", str(Path(spec).resolve()) if Path(spec).exists() else spec]
+        log = shlex.quote(str(Path(db).with_name("autowake.log")))
         cwd = shlex.quote(str(Path.cwd()))
-        keep.append(
-            f"*/{args.every} * * * * cd {cwd} && {shlex.join(command)} >> {shlex.quote(str(log))} "
-            f"2>&1 {tag}"
-        )
+        run_due = [sys.executable, "-m", "wiz_jupyter", "run-due", "--db", db, *tasks]
+        keep.append(f"*/{args.every} * * * * cd {cwd} && {shlex.join(run_due)} >> {log} 2>&1 {tag}")
+        if args.at_boot:  # a headless worker from boot on: boot schedules fire at once
+            worker = [sys.executable, "-m", "wiz_jupyter", "worker", "--db", db, *tasks]
+            keep.append(f"@reboot cd {cwd} && {shlex.join(worker)} >> {log} 2>&1 {boot_tag}")
     result = subprocess.run(
         [crontab, "-"], input="\n".join(keep) + "\n", text=True, capture_output=True
     )
@@ -214,6 +218,11 @@ def parser() -> argparse.ArgumentParser:
     c = command("autowake", cmd_autowake, "a crontab entry that calls `wiz run-due`", tasks=True)
     c.add_argument("action", choices=["install", "remove", "status"])
     c.add_argument("--every", type=int, default=5, help="minutes between wake-ups (default 5)")
+    c.add_argument(
+        "--at-boot",
+        action="store_true",
+        help="also start a headless worker at boot (an @reboot entry), for boot schedules",
+    )
     return p
 
 

@@ -91,3 +91,7 @@ class NotebookFailed(WizError):
         self.cell = cell
         self.output = output
         super().__init__(message)
+
+
+class InvalidPersona(WizError, ValueError):
+    """A persona file that cannot be used; the message names the file and the field."""

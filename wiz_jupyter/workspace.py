@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -18,6 +21,8 @@ from .jobs.schedules import Schedules
 from .jobs.store import Store, default_path
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: seconds running jobs get when the kernel is asked to shut down
+KERNEL_STOP_GRACE = 2.0
 
 
 class Workspace:
@@ -65,6 +70,7 @@ class Workspace:
         self.jobs.tasks[NOTEBOOK_TASK] = TaskSpec(
             name=NOTEBOOK_TASK, fn=NotebookRunner(lambda: self.runs_dir)
         )
+        self._kernel_hooked = False
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -139,12 +145,62 @@ class Workspace:
         self._load_agents()
         await self.runtime.start()
         await self.scheduler.start()
+        if self.scheduler.in_kernel:
+            self._hook_kernel_shutdown()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop gracefully: schedules stop firing; running jobs get ``grace`` seconds,
-        then go back to the queue."""
+        then go back to the queue. ``shutdown`` schedules fire first, and the jobs
+        they make (of tasks this process runs) get their trigger's grace to finish."""
+        fired = self.scheduler.fire_shutdown() if self.scheduler.running else []
         await self.scheduler.stop()
+        mine = [(j, g) for j, g in fired if j.task in self.jobs.tasks]
+        if mine and self.runtime.running:
+            started = time.monotonic()
+            waits = [asyncio.ensure_future(j.wait()) for j, _ in mine]
+            await asyncio.wait(waits, timeout=max(g for _, g in mine))
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            grace = max(0.0, grace - (time.monotonic() - started))
         await self.runtime.stop(grace)
+
+    def _hook_kernel_shutdown(self) -> None:
+        """Stop gracefully (firing ``shutdown`` schedules) when the kernel is asked to
+        shut down, before it exits. ipykernel handles the request on its control
+        thread; the runtime lives on the shell's loop."""
+        if self._kernel_hooked:
+            return
+        from IPython import get_ipython
+
+        kernel = getattr(get_ipython(), "kernel", None)
+        if kernel is None:
+            return
+        self._kernel_hooked = True
+        loop = asyncio.get_running_loop()
+        original = kernel.do_shutdown
+
+        async def do_shutdown(restart: bool) -> Any:
+            if self.runtime.running:
+                try:
+                    here = asyncio.get_running_loop()
+                except RuntimeError:
+                    here = None
+                # Running jobs get a short grace (jupyter_client kills a kernel that takes
+                # more than a few seconds), then go back to the queue instead of stalling.
+                try:
+                    if here is loop:
+                        await self.stop(grace=KERNEL_STOP_GRACE)
+                    else:
+                        stop = self.stop(grace=KERNEL_STOP_GRACE)
+                        done = asyncio.run_coroutine_threadsafe(stop, loop)
+                        await asyncio.wait_for(asyncio.wrap_future(done), timeout=30)
+                except Exception:  # never keep a kernel from shutting down
+                    pass
+            out = original(restart)
+            return await out if inspect.isawaitable(out) else out
+
+        kernel.do_shutdown = do_shutdown
 
     async def run_until_idle(self, timeout: float | None = None) -> None:
         """Work jobs until none of this process's tasks is waiting, delayed or running."""

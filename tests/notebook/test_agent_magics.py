@@ -59,3 +59,43 @@ def test_agent_errors_are_one_line(kernel):
         res = kernel.run(line)
         assert res.status == "ok" and message in res.stderr, (line, res.stderr)
         assert "Traceback" not in res.stderr, line
+
+
+def test_agent_from_a_persona_file_and_export(kernel, tmp_path):
+    (tmp_path / "critic.yaml").write_text(
+        "name: critic\nrole: film critic\ngoal: judge briefly\nmodel: wiz/offline\n"
+        "settings: {temperature: 0}\ntools: [read_file, shout]\nmax_steps: 4\n"
+    )
+    kernel.ok("%load_ext wiz_jupyter")
+    res = kernel.run("%wiz agent --from critic.yaml")
+    assert res.status == "ok"
+    assert (
+        "wiz: critic.yaml: field 'tools[1]': expected a built-in or registered tool" in res.stderr
+    )
+    assert res.stderr.count("\n") == 1 and not res.plain  # one line, nothing made
+    kernel.ok(
+        """
+        import wiz_jupyter as wiz
+        @wiz.workspace().agents.register_tool
+        def shout(text: str) -> str:
+            '''Shout a text.'''
+            return text.upper()
+        """
+    )
+    made = kernel.ok("%wiz agent --from critic.yaml")
+    assert "critic: film critic" in made.plain[0] and "read_file, shout" in made.plain[0]
+    again = kernel.ok("%wiz agent second --from critic.yaml --goal 'judge at length'")
+    assert "second: film critic" in again.plain[0]
+    shown = kernel.ok("a = wiz.workspace().agent('second'); print(a.goal, a.max_steps, a.settings)")
+    assert shown.stdout.strip() == "judge at length 4 {'temperature': 0}"
+    out = kernel.ok("%wiz agent second --export second.json")
+    assert "wrote second.json" in out.stdout
+    assert '"goal": "judge at length"' in (tmp_path / "second.json").read_text()
+    assert "--from FILE" in kernel.ok("%wiz agent --help").stdout
+    for line, message in {
+        "%wiz agent --from missing.yaml": "wiz: missing.yaml: no such file",
+        "%wiz agent --export x.yaml": "wiz: --export needs the agent",
+        "%wiz agent --from": "argument --from: expected one argument",
+    }.items():
+        res = kernel.run(line)
+        assert res.status == "ok" and message in res.stderr, (line, res.stderr)

@@ -67,6 +67,7 @@ def test_schedule_and_schedules(kernel, tmp_path):
     kernel.ok("%wiz schedule cleanup --every 300")
     listed = kernel.ok("%wiz schedules")
     assert "weekdays" in listed.plain[0] and "every 300 s" in listed.plain[0]
+    assert "sync on boot" in kernel.ok("%wiz schedule sync --trigger boot").plain[0]
     ws = wiz.Workspace(tmp_path / "home" / "wiz.db")  # the same file, from outside the kernel
     assert ws.schedules.get("weekdays").template["data"] == {"day": "mon"}
 
@@ -80,7 +81,8 @@ def test_bad_input_prints_a_short_message_never_a_traceback(kernel):
         "%wiz result 999": "wiz: no job 999 in this workspace",
         "%wiz result abc": "invalid int value: 'abc'",
         "%wiz schedule t --cron 'not cron'": "wiz: malformed cron expression 'not cron'",
-        "%wiz schedule t": "one of the arguments --cron --every --at --after is required",
+        "%wiz schedule t": "one of the arguments --cron --every --at --after --trigger is required",
+        "%wiz schedule t --trigger reboot": "wiz: unknown trigger 'reboot'; named triggers: boot,",
         "%wiz schedule t '{bad json' --every 5": "wiz: data must be JSON",
         "%wiz retry 12345": "wiz: no job 12345",
         "%wiz jobs --limit 'unclosed": "wiz: No closing quotation",

@@ -183,6 +183,8 @@ class Agents:
         self._models: dict[str, Any] = {}
         self._starting: asyncio.Task | None = None
         self.handler: Callable[..., Any] | None = None  # set by the agent runtime
+        #: tools known by name in this process (persona files name them)
+        self.tools: dict[str, Tool] = {}
 
     def define(self, name: str, **fields: Any) -> Agent:
         """Create the agent, or update the fields given (``ws.agent`` calls this)."""
@@ -201,14 +203,18 @@ class Agents:
                 names, functions = [], {}
                 for t in value:
                     if isinstance(t, str):
-                        if t not in BUILTIN:
+                        if t in self.tools:
+                            functions[t] = self.tools[t]
+                        elif t not in BUILTIN:
                             raise WizError(
                                 f"unknown built-in tool {t!r}; built-ins: {', '.join(BUILTIN)}"
+                                + (f"; registered: {', '.join(self.tools)}" if self.tools else "")
                             )
                         names.append(t)
                     else:
                         made = tool(t)
                         functions[made.name] = made
+                        self.tools.setdefault(made.name, made)
                         names.append(made.name)
                 self._functions[name] = functions
                 value = dumps(names)
@@ -240,6 +246,82 @@ class Agents:
         agent = self.get(name)
         agent.folder.mkdir(parents=True, exist_ok=True)
         return agent
+
+    def register_tool(self, fn: Any = None, *, name: str | None = None) -> Any:
+        """Make a function a tool that personas (and persona files) name by its name.
+        A decorator, or a call; returns the function. A function given to an agent's
+        ``tools=[...]`` is registered too.
+
+        ::
+
+            @ws.agents.register_tool
+            def summarise(text: str) -> str: ...
+
+            ws.agent("analyst", tools=["read_file", "summarise"])
+        """
+        if fn is None:
+            return lambda f: self.register_tool(f, name=name)
+        made = tool(fn, name=name)
+        if made.name in BUILTIN:
+            raise WizError(f"{made.name!r} is a built-in tool's name; register it under another")
+        self.tools[made.name] = made
+        return fn
+
+    def export(self, name: str, path: str | Path) -> Path:
+        """Write the agent's persona to a YAML or JSON file (by its suffix); returns the path.
+        Key-like settings (``api_key``, ...) are left out, with a warning.
+
+        ::
+
+            ws.agents.export("analyst", "analyst.yaml")
+        """
+        from . import persona_file
+
+        agent = self.get(name)
+        row = agent._row
+        persona = {
+            "name": agent.name,
+            **{k: row[k] for k in ("role", "goal", "backstory", "instructions", "model")},
+            "settings": agent.settings,
+            "tools": agent.tool_names,
+            "max_steps": row["max_steps"],
+            "concurrency": row["concurrency"],
+            "folder": row["folder"],
+        }
+        return persona_file.write(persona, path)
+
+    def load(self, path: str | Path, *, name: str | None = None) -> Agent:
+        """Create or replace an agent from a persona file (YAML or JSON, by suffix);
+        ``name`` loads it under another name. Tools are named: built-ins, or tools
+        registered with :meth:`register_tool`. A bad file raises
+        :class:`~wiz_jupyter.errors.InvalidPersona` naming the file and the field.
+
+        ::
+
+            analyst = ws.agents.load("analyst.yaml")
+        """
+        from ..errors import InvalidPersona
+        from . import persona_file
+
+        p = persona_file.read(path)
+        label = Path(path).name
+        for i, t in enumerate(p.tools):
+            if t not in BUILTIN and t not in self.tools:
+                known = ", ".join([*BUILTIN, *self.tools])
+                raise InvalidPersona(
+                    f"{label}: field 'tools[{i}]': expected a built-in or registered tool "
+                    f"({known}), got {t!r}"
+                )
+        name = name or p.name
+        fields = p.model_dump(exclude={"version", "name"})
+        if self._row(name) is not None:  # replace: what the file leaves out is cleared
+            with self.ws.store.write() as c:
+                c.execute(
+                    "UPDATE agents SET role = NULL, goal = NULL, backstory = NULL, "
+                    "instructions = NULL, model = NULL WHERE name = ?",
+                    (name,),
+                )
+        return self.define(name, **fields)
 
     def _default_folder(self, name: str) -> Path:
         if self.ws.store.in_memory:

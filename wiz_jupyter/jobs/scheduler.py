@@ -20,12 +20,13 @@ import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from .models import loads
+from .models import Job, loads
 from .schedules import Schedule, Schedules
-from .triggers import TIME_KINDS, Trigger, following_run
+from .triggers import SYSTEM_TRIGGERS, TIME_KINDS, Fire, Trigger, following_run
 
 log = logging.getLogger("wiz_jupyter.scheduler")
 _TERMINAL_EVENTS = ("job.completed", "job.failed", "job.cancelled")
@@ -79,6 +80,8 @@ class Scheduler:
         self._custom: dict[int, tuple[Trigger, float, str]] = {}
         self._unsubscribe: list[Any] = []
         self._exit_fired = False
+        self._shutdown_fired = False
+        self._started_at: float | None = None
         self._idle_since: dict[int, float] = {}
 
     @property
@@ -96,7 +99,8 @@ class Scheduler:
         self.schedules.changed = self.wake
         for name in _TERMINAL_EVENTS:
             self._unsubscribe.append(self.queue.events.on(name, self._job_finished))
-        self._exit_fired = False
+        self._exit_fired = self._shutdown_fired = False
+        self._started_at = time.time()
         self.tick()
         if self.in_kernel:
             self._fire_kernel("start")
@@ -109,6 +113,7 @@ class Scheduler:
         if self.in_kernel:
             self._fire_kernel("exit")
             atexit.unregister(self._at_exit)
+        self.fire_shutdown()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
@@ -239,7 +244,7 @@ class Scheduler:
         trig, next_check, _ = entry
         if now < next_check:
             return next_check
-        every = max(float(type(trig).check_every), 0.01)
+        every = max(float(trig.check_every), 0.01)
         self._custom[s.id] = (trig, now + every, entry[2])
         try:
             out = trig.evaluate(now)
@@ -247,10 +252,12 @@ class Scheduler:
             log.exception("wiz scheduler: custom trigger %r raised in evaluate", s.name)
             out = None
         if out:
-            extra = out if isinstance(out, dict) else None
+            fire = out if isinstance(out, Fire) else Fire(out if isinstance(out, dict) else None)
             self.schedules._fire(
-                s.id, occasion=f"custom:{int(now // every)}", reason="custom", extra=extra
-            )
+                s.id, occasion=fire.occasion or f"custom:{int(now // every)}",
+                reason=s.trigger["name"] if s.trigger["name"] in SYSTEM_TRIGGERS else "custom",
+                extra=fire.data, not_since=fire.not_since,
+            )  # fmt: skip
         return now + every
 
     def _fire_kernel(self, which: str) -> None:
@@ -264,9 +271,26 @@ class Scheduler:
                     s.id, occasion=f"kernel-{which}:{self.owner}", reason=f"kernel {which}"
                 )
 
+    def fire_shutdown(self) -> list[tuple[Job, float]]:
+        """Fire the active ``shutdown`` schedules, once per run of this scheduler;
+        returns the jobs made, each with its schedule's grace (seconds)."""
+        if self._shutdown_fired or self._started_at is None:
+            return []
+        self._shutdown_fired = True
+        fired = []
+        for s in self.schedules.list(status="active"):
+            if s.kind == "custom" and s.trigger["name"] == "shutdown":
+                job = self.schedules._fire(
+                    s.id, occasion=f"shutdown:{self.owner}:{self._started_at!r}", reason="shutdown"
+                )
+                if job is not None:
+                    fired.append((job, float(s.trigger["params"].get("grace", 10.0))))
+        return fired
+
     def _at_exit(self) -> None:
         try:
             self._fire_kernel("exit")
+            self.fire_shutdown()  # no loop left to work it: the next runtime will
         except Exception:  # the interpreter is going away; nothing to tell
             pass
 

@@ -24,6 +24,7 @@ from .models import Job, dumps, loads
 from .notebooks import TASK as NOTEBOOK_TASK
 from .notebooks import Notebook
 from .queue import Queue, _Changes
+from .system import BUILTIN_TRIGGERS
 from .triggers import Trigger
 
 if TYPE_CHECKING:
@@ -107,8 +108,9 @@ class Schedules:
         self.queue = queue
         self.store = queue.store
         self.clock = clock or triggers.SystemClock()
-        #: custom trigger classes by name (``@ws.schedules.trigger``)
-        self.trigger_classes: dict[str, type[Trigger]] = {}
+        #: custom trigger classes by name (``@ws.schedules.trigger``), the built-in
+        #: system events (boot, system_idle, shutdown, network_available) included
+        self.trigger_classes: dict[str, type[Trigger]] = dict(BUILTIN_TRIGGERS)
         #: called after any change, so a running scheduler reloads at once
         self.changed: Callable[[], None] = lambda: None
 
@@ -134,7 +136,7 @@ class Schedules:
         secret: str | None = None,
         kernel: str | None = None,
         idle: tuple[str, float] | None = None,
-        trigger: Trigger | None = None,
+        trigger: Trigger | str | None = None,
         misfire: str = "catch_up",
         grace: float = triggers.DEFAULT_GRACE,
         **job_options: Any,
@@ -147,7 +149,9 @@ class Schedules:
         job or a schedule, ``on`` completed / failed / timeout / finished),
         ``watch`` (a folder, ``patterns``), ``webhook`` (a name; ``secret`` makes
         callers sign), ``kernel`` ("start" / "exit"), ``idle`` ((agent, seconds))
-        or ``trigger`` (a custom :class:`~wiz_jupyter.Trigger`). Time triggers
+        or ``trigger`` (a :class:`~wiz_jupyter.Trigger`, or the name of a registered
+        one: the system events ``"boot"``, ``"system_idle"``, ``"shutdown"`` and
+        ``"network_available"`` are built in; see :mod:`wiz_jupyter.jobs.system`). Time triggers
         that were missed by more than ``grace`` seconds (no scheduler running)
         fire once on restart (``misfire="catch_up"``) or not (``"skip"``).
         Other keywords (``priority``, ``attempts``, ``backoff``, ``timeout``)
@@ -161,6 +165,8 @@ class Schedules:
         result or error), or the dict a custom trigger returns.
         """
         template = self._template(target, data, job_options)
+        if isinstance(trigger, str):
+            trigger = self._named_trigger(trigger)
         if after is not None:
             after = self._after_target(after)
         spec = triggers.build(
@@ -216,6 +222,19 @@ class Schedules:
             raise InvalidSchedule(f"schedule a task name, an agent or a notebook, not {target!r}")
         self.queue._spec(task, data, **options)  # the same checks as jobs.add, now
         return {"task": task, "data": data or {}, "options": options}
+
+    def _named_trigger(self, name: str) -> Trigger:
+        cls = self.trigger_classes.get(name)
+        if cls is None:
+            raise InvalidSchedule(
+                f"unknown trigger {name!r}; named triggers: {', '.join(self.trigger_classes)}"
+            )
+        try:
+            return cls()
+        except TypeError as e:
+            raise InvalidSchedule(
+                f"trigger {name!r} needs arguments: pass an instance, trigger={cls.__name__}(...) ({e})"
+            ) from None
 
     def _after_target(self, after: Any) -> dict[str, Any]:
         if isinstance(after, Job):
@@ -365,21 +384,26 @@ class Schedules:
         next_run: Any = _ANY,
         expire: bool = False,
         force: bool = False,
+        not_since: float | None = None,
     ) -> Job | None:
         """Create the schedule's job for one occasion, exactly once across processes.
 
         ``expect_next``: fire only if ``next_run`` is still this (compare-and-set);
-        ``next_run``: the new value; ``expire``: a one-shot trigger is done.
+        ``next_run``: the new value; ``expire``: a one-shot trigger is done;
+        ``not_since``: fire only if the schedule has not fired since this Unix time.
         """
         with self.queue._tx() as ch:
             c = ch.c
             row = c.execute(
-                "SELECT status, next_run, template, name FROM schedules WHERE id = ?", (sid,)
+                "SELECT status, next_run, template, name, last_run FROM schedules WHERE id = ?",
+                (sid,),
             ).fetchone()
             if row is None or (row[0] != "active" and not force):
                 return None
             if expect_next is not _ANY and row[1] != expect_next:
                 return None  # another process fired it first
+            if not_since is not None and row[4] is not None and row[4] >= not_since:
+                return None  # another process saw the same event and fired it
             key = f"schedule:{sid}:{occasion}"
             if c.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone():
                 return None

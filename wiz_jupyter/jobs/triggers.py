@@ -5,7 +5,9 @@ Kinds: ``at`` (once), ``every`` (interval), ``cron`` (croniter, with a time
 zone), ``after`` (another job or schedule finishing), ``watch`` (files
 changing), ``webhook`` (fired by name), ``kernel`` (runtime start / exit in a
 notebook kernel), ``idle`` (an agent without work for N seconds) and
-``custom`` (a user's :class:`Trigger` subclass).
+``custom`` (a :class:`Trigger` subclass: a user's, or one of the built-in
+system events ``boot``, ``system_idle``, ``shutdown`` and
+``network_available`` of :mod:`wiz_jupyter.jobs.system`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,6 +53,10 @@ class Trigger:
     check_every: ClassVar[float] = 1.0
     name: ClassVar[str] = ""
 
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
     def params(self) -> dict[str, Any]:
         """What to store to rebuild this trigger: its attributes, by default."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -57,12 +64,30 @@ class Trigger:
     def setup(self) -> None:
         """Called once before the first :meth:`evaluate`."""
 
-    def evaluate(self, now: float) -> bool | dict[str, Any] | None:
-        """Return truthy to fire (a dict is merged into the job's data)."""
+    def evaluate(self, now: float) -> bool | dict[str, Any] | Fire | None:
+        """Return truthy to fire (a dict is merged into the job's data; a
+        :class:`Fire` also says which occasion this is, for exactly-once firing)."""
         return None
 
     def teardown(self) -> None:
         """Called when the schedule is paused, removed or the scheduler stops."""
+
+
+@dataclass
+class Fire:
+    """What :meth:`Trigger.evaluate` returns to fire with more control than ``True``.
+
+    ``data`` is merged into the job's data. ``occasion`` names the event: every
+    process whose trigger fires for the same occasion creates one job between
+    them (``"boot:<boot id>"``, say); by default the occasion is the
+    ``check_every`` time slot. ``not_since`` (a Unix time) fires only if the
+    schedule has not fired since then: for events each process sees at a
+    slightly different moment (the network coming back).
+    """
+
+    data: dict[str, Any] | None = None
+    occasion: str | None = None
+    not_since: float | None = None
 
 
 def _epoch(value: Any, what: str) -> float:
@@ -273,7 +298,18 @@ def describe(spec: dict[str, Any]) -> str:
         return f"kernel {spec['on']}"
     if kind == "idle":
         return f"{spec['agent']} idle {spec['seconds']:g} s"
+    if spec["name"] in SYSTEM_TRIGGERS:
+        params = spec.get("params") or {}
+        if spec["name"] == "system_idle":
+            return f"system idle {params.get('minutes', 0):g} min"
+        if spec["name"] == "network_available":
+            return f"network available ({params.get('host')}:{params.get('port')})"
+        return f"on {spec['name']}"
     return f"custom {spec['name']}"
+
+
+#: the built-in system-event triggers (wiz_jupyter.jobs.system), by the name ``trigger=`` takes
+SYSTEM_TRIGGERS = ("boot", "system_idle", "shutdown", "network_available")
 
 
 # -- webhooks ------------------------------------------------------------------------------------

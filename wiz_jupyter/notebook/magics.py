@@ -139,6 +139,10 @@ class WizMagics(Magics):
         when.add_argument("--every", type=float, help="seconds between runs")
         when.add_argument("--at", help="an ISO date-time, once")
         when.add_argument("--after", help="a job id, or a schedule name")
+        when.add_argument(
+            "--trigger",
+            help="a named trigger: boot, system_idle, shutdown, network_available (or a registered one)",
+        )
         c.add_argument(
             "--on", default="completed", choices=["completed", "failed", "timeout", "finished"]
         )
@@ -156,6 +160,15 @@ class WizMagics(Magics):
             "--tools", help="comma-separated built-in tool names, e.g. read_file,list_dir"
         )
         c.add_argument("--max-steps", type=int, dest="max_steps")
+        c.add_argument(
+            "--from",
+            dest="from_file",
+            metavar="FILE",
+            help="load the persona from a YAML or JSON persona file (NAME: load it as NAME)",
+        )
+        c.add_argument(
+            "--export", metavar="FILE", help="write the agent's persona to a YAML or JSON file"
+        )
         c = command(
             "ask",
             self.cmd_ask,
@@ -342,7 +355,7 @@ class WizMagics(Magics):
             raise WizError("-p, --kernel and --cwd go with --notebook")
         return self.ws.schedules.add(
             target, data, name=args.name, cron=args.cron, tz=args.tz, every=args.every,
-            at=args.at, after=after, on=args.on,
+            at=args.at, after=after, on=args.on, trigger=args.trigger,
         )  # fmt: skip
 
     def cmd_schedules(self, args: argparse.Namespace, cell: str | None) -> Any:
@@ -352,6 +365,11 @@ class WizMagics(Magics):
         return self.ws.board(limit=args.limit)
 
     def cmd_agent(self, args: argparse.Namespace, cell: str | None) -> Any:
+        if args.export and args.name is None:
+            raise WizError("--export needs the agent: %wiz agent NAME --export FILE")
+        if args.from_file is not None:
+            agent = self.ws.agents.load(args.from_file, name=args.name)
+            args.name = agent.name  # the fields given as well override the file's
         if args.name is None:
             agents = self.ws.agents.list()
             if not agents:
@@ -368,7 +386,10 @@ class WizMagics(Magics):
         if cell and cell.strip():
             fields["instructions"] = cell.strip()
         fields = {k: v for k, v in fields.items() if v is not None}
-        return self.ws.agent(args.name, **fields)
+        agent = self.ws.agent(args.name, **fields)
+        if args.export:
+            print(f"wrote {self.ws.agents.export(agent.name, args.export)}")
+        return agent
 
     def _prompt(self, words: list[str], cell: str | None) -> str:
         text = " ".join(words)
