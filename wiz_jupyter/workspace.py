@@ -27,6 +27,9 @@ class Workspace:
     process. ``lease``: seconds a claimed job stays this process's without
     renewal (a killed kernel's jobs are taken over after that). ``clock``: a
     :class:`~wiz_jupyter.ManualClock` makes schedules fire when you move it.
+    ``embeddings``: rank agents' memories by meaning with this model
+    (``"wordllama"``: offline, built in; or a litellm embedding model), stored
+    as the workspace's setting (see ``ws.agents.set_embeddings``).
 
     ::
 
@@ -48,6 +51,7 @@ class Workspace:
         lease: float = 30.0,
         poll_interval: float = 0.1,
         clock: Any = None,
+        embeddings: str | None = None,
     ):
         self.path = str(path) if path is not None else default_path()
         self.store = Store(self.path)
@@ -58,6 +62,8 @@ class Workspace:
         )
         self.schedules = Schedules(self.jobs, clock)
         self.scheduler = Scheduler(self.schedules, owner=self.runtime.owner)
+        if embeddings is not None:  # kept in the database: every process ranks alike
+            self.agents.set_embeddings(embeddings)
 
     # -- tasks ---------------------------------------------------------------------------------
 
