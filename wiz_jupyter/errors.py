@@ -81,3 +81,8 @@ class ReplayMiss(LLMError):
 
 class InvalidOutput(LLMError):
     """A structured reply did not validate against its pydantic model, even after a repair."""
+
+
+class EmbeddingsError(WizError):
+    """An embedding model for agent memory cannot be loaded or called (or none is chosen
+    for a search that needs one)."""

@@ -21,6 +21,12 @@ from .conftest import LITELLM_NOISE
 
 pytestmark = LITELLM_NOISE
 
+
+@pytest.fixture(autouse=True)
+def _no_embeddings_from_the_environment(monkeypatch):
+    monkeypatch.delenv("WIZ_EMBEDDINGS", raising=False)
+
+
 RECALL = json.loads((Path(__file__).parent / "data" / "memory_recall.json").read_text())
 
 
@@ -109,8 +115,7 @@ async def test_bad_settings_are_one_line_errors(ws, monkeypatch):
         ws.agents.set_embeddings("  ")
     with pytest.raises(ValueError, match="mode must be one of"):
         ws.agents.memory("analyst").search("x", mode="fuzzy")
-    monkeypatch.delenv("WIZ_EMBEDDINGS", raising=False)
-    with pytest.raises(wiz.WizError, match="needs an embedding model"):
+    with pytest.raises(wiz.EmbeddingsError, match="needs an embedding model"):
         ws.agents.memory("analyst").search("x", mode="semantic")
 
 
@@ -207,3 +212,36 @@ async def test_consolidation_job_on_idle_merges_duplicates_and_keeps_every_fact(
     again = analyst.consolidate_memory()
     assert (await again.wait())["checked"] == 1
     assert len(analyst.memory) == 8
+
+
+def test_a_v1_database_upgrades_and_its_memories_are_embedded(db_path):
+    from wiz_jupyter.agents.schema import MIGRATIONS
+    from wiz_jupyter.jobs.store import Store
+
+    old = Store(db_path)  # a workspace written before semantic memory existed
+    old.migrate("agents", MIGRATIONS[:1])
+    with old.write() as c:
+        c.execute(
+            "INSERT INTO agent_memory (agent, kind, content, created_at) "
+            "VALUES ('analyst', 'fact', ?, 0)",
+            (RECALL["memories"][34],),
+        )
+    old.close()
+    ws = wiz.Workspace(db_path, embeddings="offline")
+    try:
+        versions = ws.store.read("SELECT version FROM wiz_migrations WHERE component = 'agents'")
+        assert [r[0] for r in versions] == [1, 2]
+        found = ws.agents.memory("analyst").search("can I bring my puppy to work", limit=1)
+        assert found[0]["content"] == RECALL["memories"][34]
+    finally:
+        ws.close()
+
+
+def test_a_missing_extra_is_named(monkeypatch, ws):
+    import wiz_jupyter.agents.embeddings as emb
+
+    monkeypatch.setitem(sys.modules, "wordllama", None)  # as if not installed
+    monkeypatch.setattr(emb, "_wordllama", None)
+    with pytest.raises(wiz.EmbeddingsError, match=r"pip install 'wiz_jupyter\[memory\]'"):
+        ws.agents.set_embeddings("wordllama")
+    assert ws.agents.embeddings is None  # nothing half-set

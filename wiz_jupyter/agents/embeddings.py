@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import WizError
+from ..errors import EmbeddingsError
 
 SETTING = "memory.embeddings"
 ENV = "WIZ_EMBEDDINGS"
@@ -37,10 +37,6 @@ PROVIDER_BATCH = 256
 _lock = threading.Lock()
 _wordllama: Any = None
 _cache: dict[str, Embedder] = {}
-
-
-class EmbeddingsError(WizError):
-    """An embedding model cannot be loaded or called."""
 
 
 def numpy() -> ModuleType:
