@@ -245,3 +245,17 @@ def test_a_missing_extra_is_named(monkeypatch, ws):
     with pytest.raises(wiz.EmbeddingsError, match=r"pip install 'wiz_jupyter\[memory\]'"):
         ws.agents.set_embeddings("wordllama")
     assert ws.agents.embeddings is None  # nothing half-set
+
+
+async def test_memories_another_process_saves_are_found(ws, db_path):
+    ws.agents.set_embeddings("wordllama")
+    memory = ws.agents.memory("analyst")
+    memory.save(RECALL["memories"][0])
+    assert len(memory.search("revenue figures file")) == 1  # the copy is loaded here
+    other = wiz.Workspace(db_path)  # another process on the same file
+    try:
+        other.agents.memory("analyst").save(RECALL["memories"][34])
+    finally:
+        other.close()
+    found = memory.search("can I bring my puppy to work", limit=1)
+    assert found[0]["content"] == RECALL["memories"][34]

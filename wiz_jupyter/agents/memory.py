@@ -195,9 +195,14 @@ class VectorIndex:
             )
             if b is not None and since is not None and b.count + len(rows) == count:
                 if matrix is not None:  # only appended: add the new rows
-                    b.ids = np.concatenate([b.ids, ids])
-                    b.matrix = matrix if b.matrix is None else np.concatenate([b.matrix, matrix])
-                b.max_id, b.count, b.version = hi, count, version
+                    ids = np.concatenate([b.ids, ids])
+                    matrix = matrix if b.matrix is None else np.concatenate([b.matrix, matrix])
+                else:
+                    ids, matrix = b.ids, b.matrix
+                # a new block, never a changed one: a search in another thread keeps a
+                # consistent (ids, matrix) pair
+                b = _Block(ids, matrix, hi, count, version)
+                self._blocks[key] = b
                 return b
             if since is not None:  # rows went away (forget, consolidation): load afresh
                 rows = self.store.read(
