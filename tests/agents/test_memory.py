@@ -148,6 +148,9 @@ async def test_a_providers_embeddings_through_litellm(ws, server, monkeypatch):
     paths = [r.path for r in server.requests]
     assert paths == ["/v1/embeddings", "/v1/embeddings"]  # the backlog, then the query
     assert server.requests[0].body["input"] == RECALL["memories"][:5]
+    calls = ws.store.read("SELECT model, tokens_in, error FROM llm_calls ORDER BY id")
+    assert {c[0] for c in calls} == {"openai/embed-test"}
+    assert len(calls) == 2 and all(c[1] > 0 and c[2] is None for c in calls)
 
 
 FACTS = [

@@ -19,8 +19,12 @@ numpy and wordllama are the optional extra ``memory``
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -62,18 +66,22 @@ def canonical(name: str | None) -> str | None:
     return ALIASES.get(name.strip(), name.strip())
 
 
+#: ``log(model, request_hash, tokens_in, cost, latency, error)``: a provider call happened
+CallLog = Callable[[str, str, int, float, float, "str | None"], None]
+
+
 class Embedder:
     """Turns texts into unit vectors (float32 rows), so a dot product is the cosine."""
 
     name: str
 
-    def embed(self, texts: list[str]) -> Any:
-        """Embed now, in this thread."""
+    def embed(self, texts: list[str], log: CallLog | None = None) -> Any:
+        """Embed now, in this thread (``log`` is told of each provider request)."""
         raise NotImplementedError
 
-    async def aembed(self, texts: list[str]) -> Any:
+    async def aembed(self, texts: list[str], log: CallLog | None = None) -> Any:
         """Embed without blocking the event loop."""
-        return await asyncio.to_thread(self.embed, texts)
+        return await asyncio.to_thread(self.embed, texts, log)
 
     @property
     def local(self) -> bool:
@@ -124,7 +132,7 @@ class WordLlamaEmbedder(Embedder):
                     )
         return _wordllama
 
-    def embed(self, texts: list[str]) -> Any:
+    def embed(self, texts: list[str], log: CallLog | None = None) -> Any:
         if not texts:
             return numpy().zeros((0, 256), dtype=numpy().float32)
         return self._unit(self.model().embed(list(texts), norm=False, batch_size=256))
@@ -147,34 +155,48 @@ class LiteLLMEmbedder(Embedder):
             "check the model name and its key, or use embeddings='wordllama' (offline)"
         )
 
-    def embed(self, texts: list[str]) -> Any:
+    def _logged(
+        self, log: CallLog | None, batch: list[str], t0: float, response: Any, error: str | None
+    ) -> None:
+        """One row in ``llm_calls`` per request: tokens, cost and latency, like chat calls."""
+        if log is None:
+            return
+        key = hashlib.sha256(json.dumps(["embedding", self.name, batch]).encode()).hexdigest()
+        usage = getattr(response, "usage", None) or {}
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else usage.prompt_tokens
+        hidden = getattr(response, "_hidden_params", None) or {}
+        cost = hidden.get("response_cost") or 0.0
+        log(self.name, key, int(tokens or 0), float(cost), time.perf_counter() - t0, error)
+
+    def embed(self, texts: list[str], log: CallLog | None = None) -> Any:
         from . import _litellm
 
         litellm = _litellm.load()
         out = []
         for i in range(0, len(texts), PROVIDER_BATCH):
+            batch, t0 = texts[i : i + PROVIDER_BATCH], time.perf_counter()
             try:
-                out.append(
-                    self._vectors(
-                        litellm.embedding(model=self.name, input=texts[i : i + PROVIDER_BATCH])
-                    )
-                )
+                response = litellm.embedding(model=self.name, input=batch)
             except Exception as e:
+                self._logged(log, batch, t0, None, f"{type(e).__name__}: {str(e)[:500]}")
                 raise self._failed(e) from None
+            self._logged(log, batch, t0, response, None)
+            out.append(self._vectors(response))
         return numpy().concatenate(out) if out else numpy().zeros((0, 0), dtype=numpy().float32)
 
-    async def aembed(self, texts: list[str]) -> Any:
+    async def aembed(self, texts: list[str], log: CallLog | None = None) -> Any:
         from . import _litellm
 
         litellm = _litellm.loaded() or await asyncio.to_thread(_litellm.load)
         out = []
         for i in range(0, len(texts), PROVIDER_BATCH):
+            batch, t0 = texts[i : i + PROVIDER_BATCH], time.perf_counter()
             try:
-                response = await litellm.aembedding(
-                    model=self.name, input=texts[i : i + PROVIDER_BATCH]
-                )
+                response = await litellm.aembedding(model=self.name, input=batch)
             except Exception as e:
+                self._logged(log, batch, t0, None, f"{type(e).__name__}: {str(e)[:500]}")
                 raise self._failed(e) from None
+            self._logged(log, batch, t0, response, None)
             out.append(self._vectors(response))
         return numpy().concatenate(out) if out else numpy().zeros((0, 0), dtype=numpy().float32)
 

@@ -103,6 +103,23 @@ class VectorIndex:
         self._blocks: dict[tuple[str, str], _Block] = {}
         self._lock = threading.Lock()
 
+    def log(
+        self,
+        model: str,
+        key: str,
+        tokens_in: int,
+        cost: float,
+        latency: float,
+        error: str | None,
+    ) -> None:
+        """Record a provider's embedding request in ``llm_calls`` (``ws.llm.usage()`` counts it)."""
+        from .llm_store import LLMStore
+
+        LLMStore(self.store).log(
+            job_id=None, model=model, request_hash=key, tokens_in=tokens_in, cost=cost,
+            latency=latency, error=error,
+        )  # fmt: skip
+
     def model(self) -> str | None:
         """The workspace's embedding model (setting, else ``$WIZ_EMBEDDINGS``), or None."""
         rows = self.store.read("SELECT value FROM settings WHERE key = ?", (embeddings.SETTING,))
@@ -148,16 +165,15 @@ class VectorIndex:
     def catch_up(self, agent: str, embedder: embeddings.Embedder) -> None:
         """Embed every memory of ``agent`` that has no vector yet (in this thread)."""
         while batch := self.backlog(agent, embedder.name):
-            self.put(
-                agent, embedder.name, [i for i, _ in batch], embedder.embed([t for _, t in batch])
-            )
+            vectors = embedder.embed([t for _, t in batch], self.log)
+            self.put(agent, embedder.name, [i for i, _ in batch], vectors)
             if len(batch) < EMBED_BATCH:
                 return
 
     async def acatch_up(self, agent: str, embedder: embeddings.Embedder) -> None:
         """:meth:`catch_up` without blocking the event loop."""
         while batch := self.backlog(agent, embedder.name):
-            vectors = await embedder.aembed([t for _, t in batch])
+            vectors = await embedder.aembed([t for _, t in batch], self.log)
             self.put(agent, embedder.name, [i for i, _ in batch], vectors)
             if len(batch) < EMBED_BATCH:
                 return
@@ -306,7 +322,7 @@ class Memory:
             return self._rows(self._fts(query, limit))
         embedder = embeddings.get(model)  # type: ignore[arg-type]
         self.index.catch_up(self.agent, embedder)
-        return self._ranked(query, embedder.embed([query])[0], mode, limit)
+        return self._ranked(query, embedder.embed([query], self.index.log)[0], mode, limit)
 
     async def asearch(
         self, query: str, limit: int = 5, *, mode: str | None = None
@@ -321,7 +337,7 @@ class Memory:
         if embedder.local:
             return await asyncio.to_thread(self.search, query, limit, mode=mode)
         await self.index.acatch_up(self.agent, embedder)
-        vector = (await embedder.aembed([query]))[0]
+        vector = (await embedder.aembed([query], self.index.log))[0]
         return self._ranked(query, vector, mode, limit)
 
     def _ranked(self, query: str, vector: Any, mode: str, limit: int) -> list[dict[str, Any]]:
