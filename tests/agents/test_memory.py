@@ -117,6 +117,10 @@ async def test_bad_settings_are_one_line_errors(ws, monkeypatch):
         ws.agents.memory("analyst").search("x", mode="fuzzy")
     with pytest.raises(wiz.EmbeddingsError, match="needs an embedding model"):
         ws.agents.memory("analyst").search("x", mode="semantic")
+    ws.agents.set_embeddings("wordllama")
+    ws.agents.memory("analyst").save("Lunch is at noon")
+    assert ws.agents.memory("analyst").search("?!") == []  # nothing to look for
+    assert ws.agents.memory("analyst").search("lunch", limit=0) == []
 
 
 async def test_the_memory_search_tool_and_the_job_opening_rank_by_meaning(ws):

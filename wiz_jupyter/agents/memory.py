@@ -318,7 +318,7 @@ class Memory:
         """
         model = self.index.model()
         mode = self._mode(mode, model)
-        if mode == "fts":
+        if mode == "fts" or not re.search(r"\w", query) or limit < 1:
             return self._rows(self._fts(query, limit))
         embedder = embeddings.get(model)  # type: ignore[arg-type]
         self.index.catch_up(self.agent, embedder)
@@ -331,7 +331,7 @@ class Memory:
         thread for the offline model and as ``litellm.aembedding`` requests for a provider's."""
         model = self.index.model()
         mode = self._mode(mode, model)
-        if mode == "fts":
+        if mode == "fts" or not re.search(r"\w", query) or limit < 1:
             return self._rows(self._fts(query, limit))
         embedder = embeddings.get(model)  # type: ignore[arg-type]
         if embedder.local:
@@ -357,7 +357,7 @@ class Memory:
 
     def _fts(self, query: str, limit: int) -> list[tuple[int, float]]:
         words = re.findall(r"\w+", query.lower())
-        if not words:
+        if not words or limit < 1:
             return []
         match = " OR ".join(f'"{w}"' for w in words)
         rows = self.store.read(
