@@ -95,3 +95,8 @@ class NotebookFailed(WizError):
 
 class InvalidPersona(WizError, ValueError):
     """A persona file that cannot be used; the message names the file and the field."""
+
+
+class EmbeddingsError(WizError):
+    """An embedding model for agent memory cannot be loaded or called (or none is chosen
+    for a search that needs one)."""

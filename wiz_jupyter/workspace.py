@@ -34,6 +34,9 @@ class Workspace:
     process. ``lease``: seconds a claimed job stays this process's without
     renewal (a killed kernel's jobs are taken over after that). ``clock``: a
     :class:`~wiz_jupyter.ManualClock` makes schedules fire when you move it.
+    ``embeddings``: rank agents' memories by meaning with this model
+    (``"wordllama"``: offline, built in; or a litellm embedding model), stored
+    as the workspace's setting (see ``ws.agents.set_embeddings``).
 
     ::
 
@@ -55,6 +58,7 @@ class Workspace:
         lease: float = 30.0,
         poll_interval: float = 0.1,
         clock: Any = None,
+        embeddings: str | None = None,
     ):
         self.path = str(path) if path is not None else default_path()
         self.store = Store(self.path)
@@ -71,6 +75,8 @@ class Workspace:
             name=NOTEBOOK_TASK, fn=NotebookRunner(lambda: self.runs_dir)
         )
         self._kernel_hooked = False
+        if embeddings is not None:  # kept in the database: every process ranks alike
+            self.agents.set_embeddings(embeddings)
 
     # -- tasks ---------------------------------------------------------------------------------
 

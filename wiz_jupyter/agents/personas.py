@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import WizError
 from ..jobs.models import Job, TaskSpec, dumps, loads
 from .chains import ChainOps
-from .memory import Memory
+from .memory import Memory, VectorIndex
 from .tools import BUILTIN, Tool, ToolContext, builtin_tools, tool
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ FIELDS = (
     "folder",
 )
 TASK_PREFIX = "agent:"
+#: the task of an agent's memory consolidation jobs: ``agent:NAME:consolidate``
+CONSOLIDATE_SUFFIX = ":consolidate"
 
 
 class AgentNotFound(WizError, KeyError):
@@ -150,6 +152,33 @@ class Agent(ChainOps):
         job = self.submit("ask", prompt)
         return await job.wait(timeout=timeout)
 
+    def consolidate_memory(self, **options: Any) -> Job:
+        """A job (task ``agent:NAME:consolidate``) that merges this agent's near-duplicate
+        memories and keeps every distinct fact (:meth:`Memory.consolidate`). Its result is
+        ``{"checked", "merged", "kept"}``. The job has no ``agent`` of its own, so it
+        does not count as the agent's work (an idle trigger does not see it)."""
+        job = self._agents.ws.jobs.add(
+            f"{TASK_PREFIX}{self.name}{CONSOLIDATE_SUFFIX}", {}, **options
+        )
+        self._agents.ensure_running()
+        return job
+
+    def consolidate_when_idle(self, after: float = 60.0) -> Any:
+        """Schedule :meth:`consolidate_memory` for each time this agent has been idle
+        ``after`` seconds (the ``idle`` trigger; once per idle period). Returns the
+        schedule, named ``NAME:consolidate``; adding it again updates it.
+
+        ::
+
+            analyst.consolidate_when_idle(after=300)
+        """
+        return self._agents.ws.schedules.add(
+            f"{TASK_PREFIX}{self.name}{CONSOLIDATE_SUFFIX}",
+            {},
+            name=f"{self.name}{CONSOLIDATE_SUFFIX}",
+            idle=(self.name, after),
+        )
+
     def history(self, limit: int | None = 50) -> list[Job]:
         """This agent's jobs, newest first."""
         return self._agents.ws.jobs.list(agent=self.name, limit=limit, newest_first=True)
@@ -185,6 +214,31 @@ class Agents:
         self.handler: Callable[..., Any] | None = None  # set by the agent runtime
         #: tools known by name in this process (persona files name them)
         self.tools: dict[str, Tool] = {}
+        self.vectors = VectorIndex(ws.store)
+
+    @property
+    def embeddings(self) -> str | None:
+        """The embedding model that ranks memories (None: full-text search)."""
+        return self.vectors.model()
+
+    def set_embeddings(self, model: str | None) -> None:
+        """Rank memories by meaning with ``model``, kept in the workspace database:
+        ``"wordllama"`` (alias ``"offline"``: built in, no network; needs the
+        ``memory`` extra) or a litellm embedding model such as
+        ``"openai/text-embedding-3-small"``. ``None`` goes back to full-text
+        search. Memories already stored are embedded on the next search.
+
+        ::
+
+            ws.agents.set_embeddings("wordllama")
+        """
+        from . import embeddings
+
+        name = embeddings.canonical(model)
+        if name == embeddings.OFFLINE:
+            embeddings.numpy()  # say now, not at the first search, that the extra is missing
+            embeddings.get(name).model()
+        self.vectors.set_model(name)
 
     def define(self, name: str, **fields: Any) -> Agent:
         """Create the agent, or update the fields given (``ws.agent`` calls this)."""
@@ -357,6 +411,7 @@ class Agents:
             c.execute("DELETE FROM agents WHERE name = ?", (name,))
         self._functions.pop(name, None)
         self.ws.jobs.tasks.pop(f"{TASK_PREFIX}{name}", None)
+        self.ws.jobs.tasks.pop(f"{TASK_PREFIX}{name}{CONSOLIDATE_SUFFIX}", None)
 
     def ensure_running(self) -> None:
         """Agent work should not wait for an explicit ``await ws.start()``: start the
@@ -371,12 +426,29 @@ class Agents:
         self._starting = loop.create_task(ws.start())
 
     def memory(self, name: str) -> Memory:
-        return Memory(self.ws.store, name)
+        """The memory of agent ``name`` (``agent.memory``)."""
+        return Memory(self.ws.store, name, self.vectors)
+
+    def _consolidate(self, job: Any) -> dict[str, Any]:
+        """The handler of ``agent:NAME:consolidate`` jobs (runs in a thread)."""
+        name = job.task[len(TASK_PREFIX) : -len(CONSOLIDATE_SUFFIX)]
+        self.get(name)
+        job.progress({"phase": "consolidate"})
+        out = self.memory(name).consolidate()
+        job.log(
+            f"checked {out['checked']} memories, merged {len(out['merged'])}, kept {out['kept']}"
+        )
+        return out
 
     def _register(self, agent: Agent) -> None:
         """This process can run the agent's jobs: a task handler per agent, so its
         concurrency is the task's."""
         task = f"{TASK_PREFIX}{agent.name}"
+        consolidate = task + CONSOLIDATE_SUFFIX
+        if consolidate not in self.ws.jobs.tasks:
+            self.ws.jobs.tasks[consolidate] = TaskSpec(
+                name=consolidate, fn=self._consolidate, concurrency=1, executor="thread"
+            )
         spec = self.ws.jobs.tasks.get(task)
         if spec is not None and spec.concurrency == agent.concurrency:
             return

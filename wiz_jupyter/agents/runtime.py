@@ -2,7 +2,8 @@
 
 A job is worked through the seeds' lifecycle:
 
-1. load the agent's memory (the best matches for the job) and the job's activity;
+1. load the agent's memory (the best matches for the job, by meaning when the workspace
+   has an embedding model) and the job's activity;
 2. plan (``assign`` jobs): the model restates the goal, lists steps and writes
    validation criteria (the caller's ``validation`` are added);
 3. act: model turns with tool calls, each result appended, at most ``max_steps``;
@@ -119,7 +120,7 @@ class AgentRuntime:
         tools = agent.tools_for(ctx)
         act = Activity.load(self.ws, job.id, agent.name)
         if not act.messages:
-            act.messages = self._opening(agent, kind, prompt, chat_id, sender)
+            act.messages = await self._opening(agent, kind, prompt, chat_id, sender)
             act.phase = "plan" if kind == "assign" else "act"
             act.save(self.ws)
         if kind == "assign":
@@ -134,11 +135,12 @@ class AgentRuntime:
 
     # -- the lifecycle -------------------------------------------------------------------------
 
-    def _opening(
+    async def _opening(
         self, agent: Agent, kind: str, prompt: str, chat_id: int | None, sender: str | None
     ) -> list[dict[str, Any]]:
         system = agent.instructions
-        remembered = agent.memory.search(prompt, limit=MEMORY_ITEMS)
+        # ranked by meaning when the workspace has an embedding model, else by words
+        remembered = await agent.memory.asearch(prompt, limit=MEMORY_ITEMS)
         if remembered:
             system += "\n\nWhat you remember:\n" + "\n".join(
                 f"- {m['content']}" for m in remembered

@@ -94,4 +94,24 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["messages"].create_index(["chat_id", "id"])
 
 
-MIGRATIONS: list[Migration] = [(1, "agents, agent_memory (+fts), activity, chats, messages", _v1)]
+def _v2(db: sqlite_utils.Database) -> None:
+    # Semantic memory: one unit vector (float32 bytes) per memory, for the workspace's
+    # embedding model. Memories are embedded in id order, so every memory up to an
+    # agent's highest embedded id has its vector and the rest are the backlog.
+    # Searched by numpy over an in-process copy: measured faster than reading the
+    # BLOBs per query, and portable where sqlite-vec cannot load (bench/memory.py).
+    db.execute(
+        "CREATE TABLE agent_memory_vec (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, "
+        "model TEXT NOT NULL, vector BLOB NOT NULL)"
+    )
+    db.execute("CREATE INDEX agent_memory_vec_agent ON agent_memory_vec (agent, model, id)")
+    db.execute(
+        "CREATE TRIGGER agent_memory_vec_ad AFTER DELETE ON agent_memory BEGIN "
+        "DELETE FROM agent_memory_vec WHERE id = old.id; END"
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    (1, "agents, agent_memory (+fts), activity, chats, messages", _v1),
+    (2, "agent_memory_vec: embeddings of memories", _v2),
+]

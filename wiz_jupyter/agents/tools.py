@@ -220,14 +220,16 @@ def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
         ws.agents.memory(ctx.agent).save(content, kind=kind, job_id=ctx.job_id)
         return "saved"
 
-    def memory_search(query: str, limit: int = 5) -> list[str]:
-        """Search your long-term memory (best matches first).
+    async def memory_search(query: str, limit: int = 5) -> list[str]:
+        """Search your long-term memory (best matches first, by meaning when embeddings
+        are on).
 
         Args:
-            query: words to look for
+            query: what to look for, in your own words
             limit: how many memories at most
         """
-        return [m["content"] for m in ws.agents.memory(ctx.agent).search(query, limit=limit)]
+        found = await ws.agents.memory(ctx.agent).asearch(query, limit=limit)
+        return [m["content"] for m in found]
 
     async def send_message(agent: str, message: str) -> str:
         """Ask another agent something and get its answer.

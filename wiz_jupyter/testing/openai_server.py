@@ -36,6 +36,7 @@ import json
 import socket
 import threading
 import time
+import zlib
 from typing import Any
 
 from aiohttp import web
@@ -176,6 +177,7 @@ class OpenAIServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/_wiz/stats", self._stats)  # for a server in another process
         app.router.add_post("/_wiz/reset", self._reset)
         self._runner = web.AppRunner(
@@ -229,6 +231,33 @@ class OpenAIServer:
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "gpt-test"}]})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """Deterministic embeddings: each word hashed into one of 64 dimensions (texts
+        sharing words are similar), so litellm's embedding path runs end to end."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the request body is not JSON")
+        with self._lock:
+            self.requests.append(Request(request.path, body, dict(request.headers), time.time()))
+        texts = body.get("input", [])
+        texts = [texts] if isinstance(texts, str) else texts
+        data = []
+        for i, text in enumerate(texts):
+            vector = [0.0] * 64
+            for word in str(text).lower().split():
+                vector[zlib.crc32(word.strip(".,?!").encode()) % 64] += 1.0
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        tokens = sum(_tokens(str(t)) for t in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "embed-test"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
