@@ -53,6 +53,8 @@ _LAZY = {
     "CF": "wiz_jupyter.agents.chains",
     "IS": "wiz_jupyter.agents.chains",
     "chain": "wiz_jupyter.agents.chains",
+    "mcp": "wiz_jupyter.agents.mcp",
+    "MCPServer": "wiz_jupyter.agents.mcp",
 }
 
 
@@ -97,6 +99,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "LLMAuthError",
     "LLMError",
     "Memory",
+    "MCPServer",
     "ModelNotFound",
     "ReplayMiss",
     "Usage",
@@ -105,6 +108,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "Tool",
     "ToolCall",
     "tool",
+    "mcp",
     "Event",
     "InvalidJob",
     "InvalidSchedule",

@@ -126,6 +126,8 @@ class Workspace:
         then go back to the queue."""
         await self.scheduler.stop()
         await self.runtime.stop(grace)
+        if "agents" in self.__dict__:  # agents' MCP servers stop too (they start again on use)
+            await self.agents.mcp.aclose()
 
     async def run_until_idle(self, timeout: float | None = None) -> None:
         """Work jobs until none of this process's tasks is waiting, delayed or running."""
@@ -208,7 +210,9 @@ class Workspace:
         return ChatPanel(self, agents, **options)
 
     def close(self) -> None:
-        """Close the database (stop the runtime first)."""
+        """Close the database and stop the agents' MCP servers (stop the runtime first)."""
+        if "agents" in self.__dict__:
+            self.agents.mcp.close()
         self.store.close()
 
     def __repr__(self) -> str:

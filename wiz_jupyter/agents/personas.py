@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import WizError
 from ..jobs.models import Job, TaskSpec, dumps, loads
 from .chains import ChainOps
+from .mcp import MCPClients, MCPServer
 from .memory import Memory
-from .tools import BUILTIN, Tool, ToolContext, builtin_tools, tool
+from .tools import BUILTIN, Tool, ToolContext, builtin_tools, expand, tool
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -75,6 +76,16 @@ class Agent(ChainOps):
 
     @property
     def tool_names(self) -> list[str]:
+        """The agent's tools as named in its persona (an MCP server as ``mcp:NAME``)."""
+        return [t if isinstance(t, str) else f"mcp:{t['mcp']}" for t in self._tool_specs]
+
+    @property
+    def mcp_servers(self) -> list[MCPServer]:
+        """The MCP servers whose tools the agent gets (references, started on first use)."""
+        return [MCPServer.from_json(t) for t in self._tool_specs if isinstance(t, dict)]
+
+    @property
+    def _tool_specs(self) -> list[Any]:
         return loads(self._row["tools"]) or []
 
     @property
@@ -109,7 +120,7 @@ class Agent(ChainOps):
     def tools_for(self, ctx: ToolContext) -> list[Tool]:
         """The tools of one job: built-ins made for it, plus the functions given."""
         own = self._agents._functions.get(self.name, {})
-        names = self.tool_names
+        names = [t for t in self._tool_specs if isinstance(t, str)]
         missing = [n for n in names if n not in BUILTIN and n not in own]
         if missing:
             raise WizError(
@@ -118,6 +129,15 @@ class Agent(ChainOps):
         return builtin_tools(ctx, [n for n in names if n in BUILTIN]) + [
             own[n] for n in names if n in own
         ]
+
+    @property
+    def notebook_tools(self) -> bool:
+        """Whether the agent has a kernel-aware tool (``tools=["notebook"]``)."""
+        from .tools import NOTEBOOK
+
+        return any(
+            n in NOTEBOOK for n in expand([t for t in self._tool_specs if isinstance(t, str)])
+        )
 
     # -- work ----------------------------------------------------------------------------------
 
@@ -129,6 +149,15 @@ class Agent(ChainOps):
                 data[key] = options.pop(key)
             else:
                 options.pop(key, None)
+        if self.notebook_tools:
+            from ..jobs.models import current_job
+            from .notebook_tools import stamp
+
+            # the user wrote this prompt unless another job (an agent's tool) made it
+            by_user = kind != "message" and current_job.get() is None
+            kernel = stamp(prompt, by_user=by_user)
+            if kernel is not None:
+                data["kernel"] = kernel
         job = self._agents.ws.jobs.add(
             f"{TASK_PREFIX}{self.name}", data, agent=self.name, **options
         )
@@ -183,6 +212,8 @@ class Agents:
         self._models: dict[str, Any] = {}
         self._starting: asyncio.Task | None = None
         self.handler: Callable[..., Any] | None = None  # set by the agent runtime
+        logs = None if ws.store.in_memory else Path(ws.path).resolve().parent / "mcp"
+        self.mcp = MCPClients(logs)  # the MCP servers of agents' tools, started on first use
 
     def define(self, name: str, **fields: Any) -> Agent:
         """Create the agent, or update the fields given (``ws.agent`` calls this)."""
@@ -200,7 +231,9 @@ class Agents:
             if key == "tools":
                 names, functions = [], {}
                 for t in value:
-                    if isinstance(t, str):
+                    if isinstance(t, MCPServer):
+                        names.append(t.to_json())
+                    elif isinstance(t, str):
                         if t not in BUILTIN:
                             raise WizError(
                                 f"unknown built-in tool {t!r}; built-ins: {', '.join(BUILTIN)}"

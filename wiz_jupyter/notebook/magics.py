@@ -139,6 +139,11 @@ class WizMagics(Magics):
             "--tools", help="comma-separated built-in tool names, e.g. read_file,list_dir"
         )
         c.add_argument("--max-steps", type=int, dest="max_steps")
+        c.add_argument(
+            "--notebook",
+            action="store_true",
+            help="let it see this notebook's variables (list_variables, describe_variable)",
+        )
         c = command(
             "ask",
             self.cmd_ask,
@@ -297,10 +302,25 @@ class WizMagics(Magics):
         }
         if args.tools:
             fields["tools"] = [t.strip() for t in args.tools.split(",") if t.strip()]
+        if args.notebook:
+            from ..agents.tools import BUILTIN
+
+            current = [] if args.tools else self._tools_of(args.name)
+            if any(t not in BUILTIN for t in current):
+                # a function or an MCP server cannot be given back by name from here
+                raise WizError(
+                    f"{args.name} has tools defined in Python; add the notebook tools there: "
+                    f"ws.agent({args.name!r}, tools=[..., 'notebook'])"
+                )
+            fields["tools"] = list(dict.fromkeys([*fields.get("tools", current), "notebook"]))
         if cell and cell.strip():
             fields["instructions"] = cell.strip()
         fields = {k: v for k, v in fields.items() if v is not None}
         return self.ws.agent(args.name, **fields)
+
+    def _tools_of(self, name: str) -> list[str]:
+        found = [a for a in self.ws.agents.list() if a.name == name]
+        return found[0].tool_names if found else []
 
     def _prompt(self, words: list[str], cell: str | None) -> str:
         text = " ".join(words)
