@@ -173,7 +173,7 @@ def _kind(value: Any) -> str | None:
 
 def summary(value: Any) -> str:
     """Type and shape or length, from attributes that cannot run user code."""
-    kind, tname = _kind(value), type(value).__qualname__
+    kind, tname = _kind(value), type(value).__name__
     if kind is not None:
         return f"{tname} shape {tuple(value.shape)}"
     if type(value) in _SIZED:
