@@ -178,3 +178,18 @@ def test_the_missing_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "mcp", None)  # as if the extra were not installed
     with pytest.raises(wiz.WizError, match=r"pip install 'wiz_jupyter\[mcp\]'"):
         mcp_module._sdk()
+
+
+async def test_two_servers_with_the_same_tool_names_are_told_apart(ws):
+    model = ScriptedModel(
+        [[ToolCall("add", {"a": 1, "b": 1}), ToolCall("b_add", {"a": 2, "b": 2})], said]
+    )
+    one = wiz.mcp("a", command=[sys.executable, SERVER])
+    two = wiz.mcp("b", command=[sys.executable, SERVER])
+    agent = ws.agent("twins", model=model, tools=[one, two])
+    assert await agent.ask("add twice", timeout=60) == "tools said: 2 | 4"
+    offered = [t["function"]["name"] for t in model.requests[0]["tools"]]
+    assert offered[:5] == ["add", "pid", "fail", "slow", "die"]
+    assert offered[5:] == ["b_add", "b_pid", "b_fail", "b_slow", "b_die"]
+    with pytest.raises(wiz.WizError, match="two MCP servers called 'a'"):
+        ws.agent("clash", tools=[one, wiz.mcp("a", url="http://127.0.0.1:1/mcp")])

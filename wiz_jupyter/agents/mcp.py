@@ -274,8 +274,11 @@ class Connection:
 
     def stop(self) -> None:
         """Ask the owner tasks to close their sessions and stop the server (returns at once)."""
-        for run in self._runs:
-            run.calls.put_nowait(_Stop)
+        for run in list(self._runs):
+            try:
+                run.calls.put_nowait(_Stop)
+            except RuntimeError:  # its loop is closed: the server saw stdin close and exited
+                self._runs.discard(run)
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Stop the server and wait until it has stopped."""

@@ -232,6 +232,8 @@ class Agents:
                 names, functions = [], {}
                 for t in value:
                     if isinstance(t, MCPServer):
+                        if any(isinstance(n, dict) and n["mcp"] == t.name for n in names):
+                            raise WizError(f"two MCP servers called {t.name!r}; name them apart")
                         names.append(t.to_json())
                     elif isinstance(t, str):
                         if t not in BUILTIN:
