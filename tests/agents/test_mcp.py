@@ -172,12 +172,14 @@ def test_bad_server_references_are_refused_in_one_line():
     )  # fmt: skip
 
 
-def test_the_missing_extra_is_named(monkeypatch):
-    from wiz_jupyter.agents import mcp as mcp_module
-
+async def test_the_missing_extra_is_named(ws, monkeypatch):
     monkeypatch.setitem(sys.modules, "mcp", None)  # as if the extra were not installed
-    with pytest.raises(wiz.WizError, match=r"pip install 'wiz_jupyter\[mcp\]'"):
-        mcp_module._sdk()
+    a = ws.agent("lonely", model=ScriptedModel(["unused"]),
+                 tools=[wiz.mcp("calc", command=[sys.executable, SERVER])])  # fmt: skip
+    with pytest.raises(
+        wiz.JobFailed, match=r"MCP tools need the mcp extra: pip install 'wiz_jupyter\[mcp\]'"
+    ):
+        await a.ask("hello", timeout=30)
 
 
 async def test_two_servers_with_the_same_tool_names_are_told_apart(ws):

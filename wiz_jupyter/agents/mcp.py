@@ -437,6 +437,8 @@ class MCPClients:
         """The tools of these servers (starting them if needed); a name already ``taken``
         by another tool of the job gets the server's name as a prefix."""
         out: list[Tool] = []
+        if specs:
+            _sdk()  # a missing extra: one line naming it
         for spec in specs:
             conn = self.connection(spec)
             if conn.tools is None:
