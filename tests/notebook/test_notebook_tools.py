@@ -144,6 +144,15 @@ def test_the_magic_switches_the_tools_on(kernel):
     assert "tools read_file, notebook" in made.plain[0]
     again = kernel.ok("%wiz agent helper --notebook")  # keeps the tools it had
     assert "tools read_file, notebook" in again.plain[0]
+    kernel.ok(
+        "import wiz_jupyter as wiz\n"
+        "def lookup(city: str) -> str:\n"
+        "    return city\n"
+        "wiz.workspace().agent('custom', tools=[lookup])"
+    )
+    refused = kernel.run("%wiz agent custom --notebook")
+    assert "wiz: custom has tools defined in Python" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 async def test_outside_a_kernel_the_tools_answer_with_an_error(ws):

@@ -241,11 +241,19 @@ class Connection:
 
     async def ensure(self) -> _Run:
         """The live run, starting the server if needed (first use, or after a crash)."""
+        loop = asyncio.get_running_loop()
+        if (
+            self._run is not None
+            and self._run.task is not None
+            and self._run.task.get_loop() is not loop
+        ):
+            self._runs.discard(
+                self._run
+            )  # started on a loop that has gone (a script's asyncio.run)
+            self._run = None
         if not self.running:
             run = self._run = _Run()
-            run.task = asyncio.get_running_loop().create_task(
-                self._serve(run), name=f"wiz-mcp-{self.spec.name}"
-            )
+            run.task = loop.create_task(self._serve(run), name=f"wiz-mcp-{self.spec.name}")
             self._runs.add(run)
             run.task.add_done_callback(lambda _t: self._runs.discard(run))
         run = self._run
@@ -253,7 +261,8 @@ class Connection:
         try:
             await asyncio.wait_for(asyncio.shield(run.ready), START_TIMEOUT)
         except asyncio.TimeoutError:
-            self.stop()
+            if run.task is not None:
+                run.task.cancel()  # stuck before it reads its queue: a stop request would wait
             raise WizError(
                 f"MCP server {self.spec.name!r} did not answer within {START_TIMEOUT:g} s of starting"
                 f"{self._stderr_tail()}"
