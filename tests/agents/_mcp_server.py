@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 
 from mcp.server.mcpserver import MCPServer
 
@@ -35,6 +36,13 @@ async def slow(seconds: float) -> str:
     """Answers after a while."""
     await asyncio.sleep(seconds)
     return "late"
+
+
+@server.tool()
+def leave() -> str:
+    """Answers, then the server exits while idle."""
+    threading.Timer(0.1, os._exit, (4,)).start()
+    return "bye"
 
 
 @server.tool()

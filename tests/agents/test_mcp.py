@@ -53,7 +53,7 @@ async def test_stdio_server_tools_reach_the_model_and_answer(ws):
     a = ws.agent("calc", model=model, tools=["read_file", calc])
     assert await a.ask("What is 2 + 3?", timeout=60) == f"tools said: 5 | {tool_results(model)[1]}"
     offered = {t["function"]["name"]: t["function"] for t in model.requests[0]["tools"]}
-    assert {"read_file", "add", "pid", "fail", "slow", "die"} <= set(offered)
+    assert {"read_file", "add", "pid", "fail", "slow", "leave", "die"} <= set(offered)
     assert offered["add"]["description"] == "Add two numbers."
     assert offered["add"]["parameters"]["properties"]["a"]["type"] == "integer"
     assert offered["add"]["parameters"]["required"] == ["a", "b"]
@@ -191,7 +191,20 @@ async def test_two_servers_with_the_same_tool_names_are_told_apart(ws):
     agent = ws.agent("twins", model=model, tools=[one, two])
     assert await agent.ask("add twice", timeout=60) == "tools said: 2 | 4"
     offered = [t["function"]["name"] for t in model.requests[0]["tools"]]
-    assert offered[:5] == ["add", "pid", "fail", "slow", "die"]
-    assert offered[5:] == ["b_add", "b_pid", "b_fail", "b_slow", "b_die"]
+    assert offered[:6] == ["add", "pid", "fail", "slow", "leave", "die"]
+    assert offered[6:] == ["b_add", "b_pid", "b_fail", "b_slow", "b_leave", "b_die"]
     with pytest.raises(wiz.WizError, match="two MCP servers called 'a'"):
         ws.agent("clash", tools=[one, wiz.mcp("a", url="http://127.0.0.1:1/mcp")])
+
+
+async def test_a_server_that_exits_while_idle_is_started_again_for_the_next_call(ws):
+    first = ScriptedModel([ToolCall("pid", {}), ToolCall("leave", {}), said])
+    a = ws.agent("patient", model=first, tools=[wiz.mcp("calc", command=[sys.executable, SERVER])])
+    await a.ask("say goodbye", timeout=60)
+    pid = int(tool_results(first)[0])
+    assert await gone(pid)  # the server exited after answering
+    second = ScriptedModel([ToolCall("add", {"a": 1, "b": 2}), ToolCall("pid", {}), said])
+    ws.agent("patient", model=second)
+    answer = await a.ask("add", timeout=60)
+    added, new_pid = tool_results(second)
+    assert added == "3" and int(new_pid) != pid and answer == f"tools said: 3 | {new_pid}"

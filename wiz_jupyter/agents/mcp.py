@@ -163,10 +163,17 @@ class MCPTool(Tool):
         """Call the tool on its server; every failure comes back as error text."""
         server = self.connection.spec.name
         try:
-            run = await self.connection.ensure()  # (re)starting is not part of the call's time
-            text, ok = await asyncio.wait_for(
-                self.connection.call(run, self.remote, args or {}, self.timeout), self.timeout + 1
-            )
+            for again in (True, False):
+                run = await self.connection.ensure()  # (re)starting is not part of the call's time
+                try:
+                    text, ok = await asyncio.wait_for(
+                        self.connection.call(run, self.remote, args or {}, self.timeout),
+                        self.timeout + 1,
+                    )
+                    break
+                except _Stale:  # the server had exited while idle: start it again, call once more
+                    if not again:
+                        raise WizError(self.connection._stopped()) from None
         except asyncio.TimeoutError:
             return (
                 f"error: {self.name} (MCP server {server}) timed out after {self.timeout:g} s",
@@ -206,6 +213,10 @@ class _Stop:
     """The sentinel that ends a connection's task."""
 
 
+class _Stale(Exception):
+    """The session had closed before the call was sent (the server exited while idle)."""
+
+
 class _Run:
     """One start of a server: its owner task, its queue of calls, the calls not yet answered.
     A crash ends the run; the next call makes a new one while the old one winds down."""
@@ -231,9 +242,8 @@ class Connection:
         self.tools: list[Any] | None = None  # the server's tool listing (kept across restarts)
         self._logs = logs
         self._run: _Run | None = None
-        self._runs: set[_Run] = (
-            set()
-        )  # runs whose task has not finished (a crashed one winding down)
+        # runs whose task has not finished (a crashed one may still be winding down)
+        self._runs: set[_Run] = set()
 
     @property
     def running(self) -> bool:
@@ -242,14 +252,10 @@ class Connection:
     async def ensure(self) -> _Run:
         """The live run, starting the server if needed (first use, or after a crash)."""
         loop = asyncio.get_running_loop()
-        if (
-            self._run is not None
-            and self._run.task is not None
-            and self._run.task.get_loop() is not loop
-        ):
-            self._runs.discard(
-                self._run
-            )  # started on a loop that has gone (a script's asyncio.run)
+        old = self._run
+        if old is not None and old.task is not None and old.task.get_loop() is not loop:
+            # started on a loop that has gone (a script's earlier asyncio.run)
+            self._runs.discard(old)
             self._run = None
         if not self.running:
             run = self._run = _Run()
@@ -311,7 +317,9 @@ class Connection:
         if not self.spec.command:
             return ""
         try:
-            lines = self._stderr_file().read_text(errors="replace").strip().splitlines()
+            with open(self._stderr_file(), "rb") as f:  # the end of a log that only grows
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                lines = f.read().decode(errors="replace").strip().splitlines()
         except OSError:
             return ""
         return f" (its stderr: {lines[-1][:300]})" if lines else ""
@@ -349,7 +357,7 @@ class Connection:
                     tg.cancel_scope.cancel()
         except asyncio.CancelledError:
             raise
-        except BaseException as e:  # the SDK raises exception groups
+        except Exception as e:  # the SDK raises exception groups too
             reason = _reason(e)
             if not run.ready.done():
                 run.ready.set_exception(
@@ -373,6 +381,12 @@ class Connection:
 
     async def _handle(self, session: Any, item: tuple, run: _Run, tg: Any) -> None:
         tool, args, timeout, fut = item
+        if getattr(getattr(session, "_dispatcher", None), "_closed", False):
+            run.dead = True  # nothing was sent: the caller may start the server and try again
+            tg.cancel_scope.cancel()
+            if not fut.done():
+                fut.set_exception(_Stale())
+            return
         try:
             result = await session.call_tool(tool, args, read_timeout_seconds=timeout)
         except Exception as e:
