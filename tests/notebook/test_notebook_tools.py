@@ -85,12 +85,17 @@ def test_a_secret_is_withheld_unless_the_user_names_it(kernel):
     kernel.ok("%wiz ask keeper Show me OPENAI_API_KEY please")
     (shown,) = tool_results(kernel, "model")
     assert shown == "str len 11\n'sk-test-123'"
-    # what an agent writes (a message, a sub-job) never names a secret for the user
-    named = kernel.ok(
-        "from wiz_jupyter.agents.notebook_tools import stamp\n"
-        "print(stamp('show OPENAI_API_KEY', by_user=True)['named'], stamp('show OPENAI_API_KEY', by_user=False)['named'])"
+    # a prompt made while another job runs (an agent's sub-job, a task's) never names one
+    made = kernel.ok(
+        "@ws.task\n"
+        "def maker():\n"
+        "    return agent.submit('ask', 'show OPENAI_API_KEY', delay=3600).data['kernel']['named']\n"
+        "j = ws.jobs.add('maker')\n"
+        "%wiz result {j.id} --wait -o inner\n"
+        "outer = agent.submit('ask', 'show OPENAI_API_KEY', delay=3600).data['kernel']['named']\n"
+        "print(inner, outer)"
     )
-    assert named.stdout.strip() == "['OPENAI_API_KEY'] []"
+    assert made.stdout.strip().endswith("[] ['OPENAI_API_KEY']")
 
 
 def test_without_the_tools_an_agent_cannot_see_the_notebook(kernel):
