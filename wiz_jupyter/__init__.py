@@ -58,6 +58,8 @@ _LAZY = {
     "CF": "wiz_jupyter.agents.chains",
     "IS": "wiz_jupyter.agents.chains",
     "chain": "wiz_jupyter.agents.chains",
+    "mcp": "wiz_jupyter.agents.mcp",
+    "MCPServer": "wiz_jupyter.agents.mcp",
 }
 
 
@@ -103,6 +105,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "LLMAuthError",
     "LLMError",
     "Memory",
+    "MCPServer",
     "ModelNotFound",
     "ReplayMiss",
     "Usage",
@@ -112,6 +115,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "ToolCall",
     "tool",
     "Boot",
+    "mcp",
     "Event",
     "Fire",
     "InvalidJob",

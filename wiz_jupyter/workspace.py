@@ -170,6 +170,8 @@ class Workspace:
             await asyncio.gather(*waits, return_exceptions=True)
             grace = max(0.0, grace - (time.monotonic() - started))
         await self.runtime.stop(grace)
+        if "agents" in self.__dict__:  # agents' MCP servers stop too (they start again on use)
+            await self.agents.mcp.aclose()
 
     def _hook_kernel_shutdown(self) -> None:
         """Stop gracefully (firing ``shutdown`` schedules) when the kernel is asked to
@@ -289,7 +291,9 @@ class Workspace:
         return ChatPanel(self, agents, **options)
 
     def close(self) -> None:
-        """Close the database (stop the runtime first)."""
+        """Close the database and stop the agents' MCP servers (stop the runtime first)."""
+        if "agents" in self.__dict__:
+            self.agents.mcp.close()
         self.store.close()
 
     def __repr__(self) -> str:

@@ -187,3 +187,24 @@ def test_registered_tools_are_named_and_builtins_cannot_be_shadowed(ws):
     assert ws.agent("a", tools=["summarise"]).tool_names == ["summarise"]
     with pytest.raises(wiz.WizError, match="built-in tool's name"):
         ws.agents.register_tool(summarise, name="read_file")
+
+
+def test_an_mcp_server_round_trips_as_a_reference(tmp_path):
+    ws = wiz.Workspace(tmp_path / "a.db")
+    server = wiz.mcp("files", command=["my-mcp-server", "--root", "data"], env=["DATA_TOKEN"])
+    ws.agent("helper", role="helper", tools=["read_file", server])
+    path = ws.agents.export("helper", tmp_path / "helper.yaml")
+    text = path.read_text()
+    assert "my-mcp-server" in text and "DATA_TOKEN" in text
+    other = wiz.Workspace(tmp_path / "b.db")
+    agent = other.agents.load(path)
+    assert agent.tool_names == ["read_file", "mcp:files"]
+    [ref] = agent.mcp_servers
+    assert ref.command == ("my-mcp-server", "--root", "data") or list(ref.command) == [
+        "my-mcp-server",
+        "--root",
+        "data",
+    ]
+    assert list(ref.env) == ["DATA_TOKEN"]
+    ws.close()
+    other.close()

@@ -47,6 +47,20 @@ _KEY_VALUE = re.compile(
 )
 
 
+class MCPRef(pydantic.BaseModel):
+    """An MCP server whose tools the agent gets (``wiz.mcp``): a reference, never a session;
+    ``env`` names variables passed on, never their values."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+    mcp: str = pydantic.Field(description="the server's name")
+    command: list[str] | None = pydantic.Field(None, description="a stdio server's command")
+    url: str | None = pydantic.Field(None, description="a streamable HTTP server's URL")
+    env: list[str] = pydantic.Field(default_factory=list, description="variables passed on")
+    cwd: str | None = None
+    timeout: float = pydantic.Field(60.0, gt=0, description="seconds per call")
+
+
 class PersonaFile(pydantic.BaseModel):
     """One agent's persona, as stored in a persona file (every field of ``ws.agent``)."""
 
@@ -68,9 +82,10 @@ class PersonaFile(pydantic.BaseModel):
     settings: dict[str, Any] = pydantic.Field(
         default_factory=dict, description="model settings: temperature, max_tokens, ... (no keys)"
     )
-    tools: list[str] = pydantic.Field(
+    tools: list[str | MCPRef] = pydantic.Field(
         default_factory=list,
-        description="tool names: built-ins (read_file, ...) or tools registered by name",
+        description="tool names (built-ins such as read_file, or tools registered by name) "
+        "and MCP servers ({mcp: NAME, command: [...]} or {mcp: NAME, url: ...})",
     )
     max_steps: int = pydantic.Field(10, ge=1, description="tool-using turns per job at most")
     concurrency: int = pydantic.Field(1, ge=1, description="jobs of this agent at once")
@@ -181,6 +196,13 @@ _EXPECTED = {
 
 def _first_error(exc: pydantic.ValidationError) -> str:
     err = exc.errors()[0]
+    if len(err["loc"]) >= 3 and err["loc"][0] == "tools" and err["loc"][2] in ("str", "MCPRef"):
+        # a tool is a name or an MCP server reference: say so, not which branch failed
+        item = err["loc"][1]
+        if not isinstance(err["input"], dict):
+            return f"field 'tools[{item}]': expected a string, got {_show(err['input'])}"
+        mcp_errs = [e for e in exc.errors() if e["loc"][:3] == ("tools", item, "MCPRef")]
+        err = {**mcp_errs[0], "loc": ("tools", item, *mcp_errs[0]["loc"][3:])}
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
     kind = err["type"]
     if kind == "extra_forbidden":

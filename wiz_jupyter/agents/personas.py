@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import WizError
 from ..jobs.models import Job, TaskSpec, dumps, loads
 from .chains import ChainOps
+from .mcp import MCPClients, MCPServer
 from .memory import Memory, VectorIndex
-from .tools import BUILTIN, Tool, ToolContext, builtin_tools, tool
+from .tools import BUILTIN, Tool, ToolContext, builtin_tools, expand, tool
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -77,6 +78,16 @@ class Agent(ChainOps):
 
     @property
     def tool_names(self) -> list[str]:
+        """The agent's tools as named in its persona (an MCP server as ``mcp:NAME``)."""
+        return [t if isinstance(t, str) else f"mcp:{t['mcp']}" for t in self._tool_specs]
+
+    @property
+    def mcp_servers(self) -> list[MCPServer]:
+        """The MCP servers whose tools the agent gets (references, started on first use)."""
+        return [MCPServer.from_json(t) for t in self._tool_specs if isinstance(t, dict)]
+
+    @property
+    def _tool_specs(self) -> list[Any]:
         return loads(self._row["tools"]) or []
 
     @property
@@ -111,7 +122,7 @@ class Agent(ChainOps):
     def tools_for(self, ctx: ToolContext) -> list[Tool]:
         """The tools of one job: built-ins made for it, plus the functions given."""
         own = self._agents._functions.get(self.name, {})
-        names = self.tool_names
+        names = [t for t in self._tool_specs if isinstance(t, str)]
         missing = [n for n in names if n not in BUILTIN and n not in own]
         if missing:
             raise WizError(
@@ -120,6 +131,15 @@ class Agent(ChainOps):
         return builtin_tools(ctx, [n for n in names if n in BUILTIN]) + [
             own[n] for n in names if n in own
         ]
+
+    @property
+    def notebook_tools(self) -> bool:
+        """Whether the agent has a kernel-aware tool (``tools=["notebook"]``)."""
+        from .tools import NOTEBOOK
+
+        return any(
+            n in NOTEBOOK for n in expand([t for t in self._tool_specs if isinstance(t, str)])
+        )
 
     # -- work ----------------------------------------------------------------------------------
 
@@ -131,6 +151,15 @@ class Agent(ChainOps):
                 data[key] = options.pop(key)
             else:
                 options.pop(key, None)
+        if self.notebook_tools:
+            from ..jobs.models import current_job
+            from .notebook_tools import stamp
+
+            # the user wrote this prompt unless another job (an agent's tool) made it
+            by_user = kind != "message" and current_job.get() is None
+            kernel = stamp(prompt, by_user=by_user)
+            if kernel is not None:
+                data["kernel"] = kernel
         job = self._agents.ws.jobs.add(
             f"{TASK_PREFIX}{self.name}", data, agent=self.name, **options
         )
@@ -215,6 +244,8 @@ class Agents:
         #: tools known by name in this process (persona files name them)
         self.tools: dict[str, Tool] = {}
         self.vectors = VectorIndex(ws.store)
+        logs = None if ws.store.in_memory else Path(ws.path).resolve().parent / "mcp"
+        self.mcp = MCPClients(logs)  # the MCP servers of agents' tools, started on first use
 
     @property
     def embeddings(self) -> str | None:
@@ -256,7 +287,11 @@ class Agents:
             if key == "tools":
                 names, functions = [], {}
                 for t in value:
-                    if isinstance(t, str):
+                    if isinstance(t, MCPServer):
+                        if any(isinstance(n, dict) and n["mcp"] == t.name for n in names):
+                            raise WizError(f"two MCP servers called {t.name!r}; name them apart")
+                        names.append(t.to_json())
+                    elif isinstance(t, str):
                         if t in self.tools:
                             functions[t] = self.tools[t]
                         elif t not in BUILTIN:
@@ -337,7 +372,7 @@ class Agents:
             "name": agent.name,
             **{k: row[k] for k in ("role", "goal", "backstory", "instructions", "model")},
             "settings": agent.settings,
-            "tools": agent.tool_names,
+            "tools": agent._tool_specs,  # names, and MCP servers as references
             "max_steps": row["max_steps"],
             "concurrency": row["concurrency"],
             "folder": row["folder"],
@@ -360,6 +395,8 @@ class Agents:
         p = persona_file.read(path)
         label = Path(path).name
         for i, t in enumerate(p.tools):
+            if not isinstance(t, str):
+                continue  # an MCP server reference, checked by its model
             if t not in BUILTIN and t not in self.tools:
                 known = ", ".join([*BUILTIN, *self.tools])
                 raise InvalidPersona(
@@ -368,6 +405,10 @@ class Agents:
                 )
         name = name or p.name
         fields = p.model_dump(exclude={"version", "name"})
+        fields["tools"] = [
+            t if isinstance(t, str) else MCPServer.from_json(t.model_dump(exclude_none=True))
+            for t in p.tools
+        ]
         if self._row(name) is not None:  # replace: what the file leaves out is cleared
             with self.ws.store.write() as c:
                 c.execute(

@@ -113,11 +113,14 @@ class AgentRuntime:
         validation: list[str] | None = None,
         chat_id: int | None = None,
         sender: str | None = None,
+        kernel: dict[str, Any] | None = None,
     ) -> str:
         name = job.task.split(":", 1)[1]
         agent = self.ws.agents.get(name)
-        ctx = ToolContext(self.ws, agent.name, agent.folder, job.id, chat_id)
+        ctx = ToolContext(self.ws, agent.name, agent.folder, job.id, chat_id, kernel)
         tools = agent.tools_for(ctx)
+        if agent.mcp_servers:  # started on first use; their tools are the servers' own
+            tools += await self.ws.agents.mcp.tools(agent.mcp_servers, {t.name for t in tools})
         act = Activity.load(self.ws, job.id, agent.name)
         if not act.messages:
             act.messages = await self._opening(agent, kind, prompt, chat_id, sender)

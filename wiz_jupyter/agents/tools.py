@@ -156,6 +156,9 @@ class ToolContext:
     folder: Path
     job_id: int | None
     chat_id: int | None = None
+    kernel: dict[str, Any] | None = (
+        None  # the notebook kernel that created the job (notebook tools)
+    )
 
 
 def _inside(folder: Path, path: str) -> Path:
@@ -296,11 +299,25 @@ def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
 
     made = {f.__name__: f for f in (read_file, write_file, list_dir, memory_save, memory_search,
                                     send_message, create_subjob, set_priority, post_to_chat, run_python)}  # fmt: skip
-    return [tool(made[n]) for n in names if n in made]
+    names = expand(names)
+    out = [tool(made[n]) for n in names if n in made]
+    if any(n in NOTEBOOK for n in names):
+        from .notebook_tools import notebook_tools
+
+        out += notebook_tools(ctx, names)
+    return out
 
 
+#: the kernel-aware tools (agents/notebook_tools.py); ``"notebook"`` names both
+NOTEBOOK = ("list_variables", "describe_variable")
+GROUPS = {"notebook": NOTEBOOK}
 BUILTIN = ("read_file", "write_file", "list_dir", "memory_save", "memory_search", "send_message",
-           "create_subjob", "set_priority", "post_to_chat", "run_python")  # fmt: skip
+           "create_subjob", "set_priority", "post_to_chat", "run_python", *NOTEBOOK, *GROUPS)  # fmt: skip
+
+
+def expand(names: list[str]) -> list[str]:
+    """Tool names with groups (``"notebook"``) replaced by their tools, without repeats."""
+    return list(dict.fromkeys(n for name in names for n in GROUPS.get(name, (name,))))
 
 
 def now() -> float:

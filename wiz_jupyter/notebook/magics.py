@@ -169,6 +169,11 @@ class WizMagics(Magics):
         c.add_argument(
             "--export", metavar="FILE", help="write the agent's persona to a YAML or JSON file"
         )
+        c.add_argument(
+            "--notebook",
+            action="store_true",
+            help="let it see this notebook's variables (list_variables, describe_variable)",
+        )
         c = command(
             "ask",
             self.cmd_ask,
@@ -383,6 +388,17 @@ class WizMagics(Magics):
         }
         if args.tools:
             fields["tools"] = [t.strip() for t in args.tools.split(",") if t.strip()]
+        if args.notebook:
+            from ..agents.tools import BUILTIN
+
+            current = [] if args.tools else self._tools_of(args.name)
+            if any(t not in BUILTIN and t not in self.ws.agents.tools for t in current):
+                # a function or an MCP server cannot be given back by name from here
+                raise WizError(
+                    f"{args.name} has tools defined in Python; add the notebook tools there: "
+                    f"ws.agent({args.name!r}, tools=[..., 'notebook'])"
+                )
+            fields["tools"] = list(dict.fromkeys([*fields.get("tools", current), "notebook"]))
         if cell and cell.strip():
             fields["instructions"] = cell.strip()
         fields = {k: v for k, v in fields.items() if v is not None}
@@ -390,6 +406,10 @@ class WizMagics(Magics):
         if args.export:
             print(f"wrote {self.ws.agents.export(agent.name, args.export)}")
         return agent
+
+    def _tools_of(self, name: str) -> list[str]:
+        found = [a for a in self.ws.agents.list() if a.name == name]
+        return found[0].tool_names if found else []
 
     def _prompt(self, words: list[str], cell: str | None) -> str:
         text = " ".join(words)
