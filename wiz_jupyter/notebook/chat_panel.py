@@ -17,6 +17,7 @@ import traitlets
 
 from ..jobs.events import Event
 from ..workspace import Workspace
+from . import provenance
 from .board import STATIC
 
 
@@ -76,7 +77,14 @@ class ChatPanel(anywidget.AnyWidget):
             return
         if event.job_id in self._pending:  # the whole message supersedes what is still queued
             self._pending.pop(event.job_id)
-        self.send({"type": "message", "message": {**event.data, "job_id": event.job_id}})
+        message = {**event.data, "job_id": event.job_id}
+        if event.data.get("role") == "agent" and event.job_id is not None:
+            # how the answer was made: sent with it (the bubble's tooltip), and kept in
+            # this kernel's record for `%wiz provenance` (a widget has no output metadata)
+            message[provenance.KEY] = provenance.record(
+                provenance.of_job(self.ws, event.job_id, source="chat", chat=self.chat.id)
+            )
+        self.send({"type": "message", "message": message})
 
     def _on_job(self, event: Event) -> None:
         if event.job_id in self._jobs and event.name in (
