@@ -29,3 +29,23 @@ def test_a_changed_result_in_a_tutorial_fails_nbval(tmp_path):
     )  # fmt: skip
     assert out.returncode == 1, out.stdout[-2000:]
     assert "completed 15" in out.stdout and "completed 14" in out.stdout
+
+
+def test_the_quickstarts_answer_records_how_it_was_made():
+    # nbval compares outputs but skips their metadata ("metadata" is in its skip_compare),
+    # so the provenance an answer's output carries is checked here, in the saved notebook
+    nb = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", 4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "%wiz ask helper" in c.source)
+    answers = [o for o in cell.outputs if "wiz" in o.get("metadata", {})]
+    assert len(answers) == 1 and answers[0]["output_type"] == "display_data"
+    assert answers[0]["data"]["text/plain"] == "42"
+    p = answers[0]["metadata"]["wiz"]
+    assert {"job_id", "agent", "model", "request_hash", "tokens_in", "tokens_out", "cost",
+            "calls", "replayed", "cassette_key", "shown_at", "source", "kind"} <= set(p)  # fmt: skip
+    assert p["job_id"] == 1 and p["agent"] == "helper" and p["model"] == "wiz/offline"
+    assert len(p["request_hash"]) == 64 and int(p["request_hash"], 16) >= 0
+    assert p["tokens_in"] > 0 and p["tokens_out"] > 0 and p["calls"] == 1
+    assert p["cost"] == 0.0 and p["cassette_key"] is None and p["replayed"] == 0
+    assert p["source"] == "magic" and p["kind"] == "ask"
+    listing = next(c for c in nb.cells if c.cell_type == "code" and c.source == "%wiz provenance")
+    assert p["request_hash"][:13] in listing.outputs[0]["data"]["text/plain"]
