@@ -17,7 +17,7 @@ async def test_notifications_announce_the_ends_of_notify_jobs_after_the_cursor(w
     async def boom() -> None:
         raise ValueError("no luck")
 
-    cursor, notes = ws.jobs.notifications()
+    start, notes = ws.jobs.notifications()
     assert notes == []  # a front end that opens starts from now
     quiet = ws.jobs.add("ok", {"n": 1})
     loud = ws.jobs.add("ok", {"n": 2}, notify=True)
@@ -26,13 +26,19 @@ async def test_notifications_announce_the_ends_of_notify_jobs_after_the_cursor(w
     assert (quiet.notify, loud.notify, bad.notify, bulk.notify) == (False, True, True, True)
     assert ws.jobs.get(loud.id).notify is True
     await ws.run_until_idle()
-    cursor, notes = ws.jobs.notifications(cursor)
+    cursor, notes = ws.jobs.notifications(start)
     by_job = {n["job_id"]: n for n in notes}
     assert set(by_job) == {loud.id, bad.id, bulk.id}
     assert by_job[loud.id]["status"] == "completed" and by_job[loud.id]["error"] is None
     assert by_job[bad.id]["status"] == "failed" and "no luck" in by_job[bad.id]["error"]
     assert by_job[bad.id]["task"] == "boom"
     assert ws.jobs.notifications(cursor) == (cursor, [])  # nothing twice
+    # a page at a time: the cursor stops at the last note given
+    first_cursor, first = ws.jobs.notifications(start, limit=1)
+    assert [n["job_id"] for n in first] == [notes[0]["job_id"]]
+    assert first_cursor == first[0]["cursor"] < cursor
+    rest = ws.jobs.notifications(first_cursor)[1]
+    assert [n["job_id"] for n in rest] == [n["job_id"] for n in notes[1:]]
 
 
 async def test_the_switch_silences_every_notification(ws):

@@ -671,18 +671,20 @@ class Queue:
         end that opens does not replay old news. Each note is ``{"cursor", "job_id",
         "status", "task", "agent", "error", "at"}``. Empty while notifications are off.
         """
+        # the newest event first, then the notes up to it: an event committed between the
+        # two reads is left for the next call, never skipped
+        last = self.store.read("SELECT COALESCE(MAX(id), 0) FROM job_events")[0][0]
         if after is None:
-            rows = self.store.read("SELECT COALESCE(MAX(id), 0) FROM job_events")
-            return rows[0][0], []
+            return last, []
         rows = self.store.read(
             "SELECT e.id, e.job_id, e.event, e.at, j.task, j.agent, j.error FROM job_events e "
-            "JOIN jobs j ON j.id = e.job_id WHERE e.id > ? AND j.notify = 1 "
+            "JOIN jobs j ON j.id = e.job_id WHERE e.id > ? AND e.id <= ? AND j.notify = 1 "
             "AND e.event IN ('job.completed', 'job.failed') ORDER BY e.id LIMIT ?",
-            (int(after), int(limit)),
+            (int(after), last, int(limit)),
         )
+        cursor = rows[-1][0] if len(rows) == limit else max(int(after), last)
         if not rows:
-            last = self.store.read("SELECT COALESCE(MAX(id), 0) FROM job_events")[0][0]
-            return max(int(after), last), []
+            return cursor, []
         on = self.notifications_on
         notes = [
             {
@@ -691,7 +693,7 @@ class Queue:
             }
             for r in rows
         ]  # fmt: skip
-        return rows[-1][0], notes if on else []
+        return cursor, notes if on else []
 
     def progress(self, job_id: int, value: float | dict[str, Any]) -> None:
         """Record a job's progress (0-100, or a dict) and tell subscribers."""

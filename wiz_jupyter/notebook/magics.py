@@ -383,7 +383,7 @@ class WizMagics(Magics):
         runs the loop meanwhile), so a notebook run top to bottom stays in order.
 
         In a kernel the words go to a display that is updated (20 times a second at
-        most), and the finished answer replaces it as one ``display_data`` whose
+        most); then it is emptied and the finished answer follows as one ``display_data`` whose
         metadata carries the answer's provenance (``{"wiz": {...}}``, see
         :mod:`.provenance`): the output a saved notebook keeps. The live display
         ends empty, so a re-run shows what the saved notebook holds (nbval). A
@@ -396,6 +396,7 @@ class WizMagics(Magics):
         in_kernel = getattr(self.shell, "kernel", None) is not None
         pieces: asyncio.Queue[str] = asyncio.Queue()
         live = display({"text/plain": ""}, raw=True, display_id=True) if in_kernel else None
+        ended = asyncio.Event()  # after it, the live display stays empty
 
         def on_delta(event: Any) -> None:
             if event.job_id == job.id:
@@ -405,7 +406,15 @@ class WizMagics(Magics):
             waiter = asyncio.ensure_future(job.wait(timeout=timeout))
             printed = ""
             loop = asyncio.get_running_loop()
-            last = 0.0
+            last, timer = 0.0, None
+
+            def show() -> None:  # scheduled from this task: its output goes to this cell
+                nonlocal last, timer
+                timer = None
+                if not ended.is_set():
+                    live.update({"text/plain": printed}, raw=True)
+                    last = loop.time()
+
             while True:
                 getter = asyncio.ensure_future(pieces.get())
                 await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
@@ -414,10 +423,11 @@ class WizMagics(Magics):
                     printed += piece
                     if live is None:
                         print(piece, end="", flush=True)
-                    elif loop.time() - last >= 0.05:
-                        live.update({"text/plain": printed}, raw=True)
-                        last = loop.time()
+                    elif timer is None:
+                        timer = loop.call_later(max(0.0, last + 0.05 - loop.time()), show)
                     continue
+                if timer is not None:
+                    timer.cancel()
                 getter.cancel()
                 while not pieces.empty():
                     piece = pieces.get_nowait()
@@ -439,6 +449,7 @@ class WizMagics(Magics):
             answer = run_sync(follow())
         finally:
             off()
+            ended.set()
             if live is not None:
                 live.update({"text/plain": ""}, raw=True)
         entry = provenance.record(
