@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -49,3 +50,17 @@ def test_the_quickstarts_answer_records_how_it_was_made():
     assert p["source"] == "magic" and p["kind"] == "ask"
     listing = next(c for c in nb.cells if c.cell_type == "code" and c.source == "%wiz provenance")
     assert p["request_hash"][:13] in listing.outputs[0]["data"]["text/plain"]
+
+
+def test_a_replayed_answer_in_a_tutorial_names_its_cassette_entry():
+    from wiz_jupyter.agents.llm_store import request_hash
+
+    nb = nbformat.read(ROOT / "notebooks" / "07_a_real_model.ipynb", 4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "%%wiz ask" in c.source)
+    (answer,) = [o for o in cell.outputs if "wiz" in o.get("metadata", {})]
+    p = answer["metadata"]["wiz"]
+    assert p["model"] == "openai/gpt-4o-mini" and p["agent"] == "analyst"
+    assert p["replayed"] == p["calls"] == 1 and p["cassette_key"] == p["request_hash"]
+    assert p["tokens_in"] > 0 and p["tokens_out"] > 0
+    cassette = json.loads((ROOT / "notebooks" / "07_a_real_model.cassette.json").read_text())
+    assert p["cassette_key"] in {request_hash(e["request"]) for e in cassette["entries"]}

@@ -155,11 +155,12 @@ class ProvenanceList(list):
 def listing(user_ns: dict[str, Any] | None = None) -> ProvenanceList:
     """This session's records, then those of the saved notebook not shown in this session."""
     rows = [{**r, "where": "session"} for r in _session]
-    seen = {r["job_id"] for r in rows}
+    # a saved answer this session showed again (same job, same request) is listed once
+    seen = {(r["job_id"], r.get("request_hash")) for r in rows}
     path = notebook_path(user_ns)
     if path is not None:
         for r in from_notebook(path):
-            if r["job_id"] not in seen:
-                seen.add(r["job_id"])
+            if (r["job_id"], r.get("request_hash")) not in seen:
+                seen.add((r["job_id"], r.get("request_hash")))
                 rows.append({**r, "where": f"{path.name} cell {r['cell']}"})
     return ProvenanceList(rows)
