@@ -79,3 +79,11 @@ def test_a_version_2_database_gains_the_column_and_keeps_its_jobs(db_path):
     assert w.jobs.get(1).notify is False and w.jobs.get(1).task == "old"
     assert w.jobs.add("new", notify=True).notify is True
     w.close()
+
+
+def test_a_schedules_jobs_can_ask_to_be_announced(ws):
+    s = ws.schedules.add("report", every=3600, notify=True, name="hourly report")
+    assert s.template["options"]["notify"] is True
+    assert ws.schedules.fire(s).notify is True
+    plain = ws.schedules.add("report", every=3600, name="quiet report")
+    assert ws.schedules.fire(plain).notify is False
