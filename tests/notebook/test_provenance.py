@@ -96,3 +96,40 @@ def test_an_answer_carries_its_provenance_and_the_listing_shows_it(kernel, tmp_p
 def test_an_empty_listing_says_so(kernel):
     kernel.ok("%load_ext wiz_jupyter")
     assert kernel.ok("%wiz provenance").plain == ["(no answers shown yet)"]
+
+
+def test_a_stored_answer_and_a_result_keep_their_provenance(kernel):
+    kernel.ok("%load_ext wiz_jupyter\n%wiz agent helper --role assistant")
+    kernel.ok("%wiz ask helper what is 6 * 7? -o answer")
+    facts = kernel.ok(
+        """\
+        import pickle
+        again = pickle.loads(pickle.dumps(answer))
+        print(type(answer).__name__, isinstance(answer, str), answer == "42",
+              answer.provenance["job_id"], again == answer, again.provenance == answer.provenance)
+        """
+    )
+    assert facts.stdout.split() == ["Answer", "True", "True", "1", "True", "True"]
+    shown = kernel.ok("answer").outputs[-1]
+    assert shown["type"] == "execute_result" and shown["data"]["text/plain"] == "'42'"
+    assert shown["metadata"]["wiz"]["job_id"] == 1
+    result = kernel.ok("%wiz result 1").outputs[-1]
+    assert result["data"]["text/plain"] == "'42'" and result["metadata"]["wiz"]["agent"] == "helper"
+    # shown three times, recorded once
+    assert [r["job_id"] for r in json.loads(kernel.ok(
+        "%wiz provenance -o recs\nimport json; print(json.dumps(recs))").stdout)] == [1]  # fmt: skip
+    # a plain task's result is not an answer: no provenance
+    plain = kernel.ok(
+        """\
+        import wiz_jupyter as wiz
+        ws = wiz.workspace()
+        @ws.task
+        def shout(word: str) -> str:
+            return word.upper()
+        job = ws.jobs.add("shout", {"word": "hi"})
+        await job.wait(timeout=10)
+        """
+    )
+    assert plain.status == "ok"
+    out = kernel.ok("%wiz result {job.id}").outputs[-1]
+    assert out["data"]["text/plain"] == "'HI'" and out["metadata"] == {}

@@ -259,6 +259,13 @@ class WizMagics(Magics):
         else:
             print(f"job {job.id} is {job.status}; `%wiz result {job.id} --wait` waits for it")
             return None
+        if job.agent is not None and isinstance(value, str):  # an answer: with its provenance
+            value = provenance.Answer(
+                value,
+                provenance.record(
+                    provenance.of_job(self.ws, job.id, source="magic", kind=job.data.get("kind"))
+                ),
+            )
         self._store(args.output, value)
         return value
 
@@ -462,7 +469,7 @@ class WizMagics(Magics):
                 raw=True,
                 metadata={provenance.KEY: entry},
             )
-        return answer
+        return provenance.Answer(answer, entry) if isinstance(answer, str) else answer
 
     def cmd_chat(self, args: argparse.Namespace, cell: str | None) -> Any:
         names = args.names or None

@@ -61,6 +61,26 @@ def of_job(ws: Any, job_id: int, **extra: Any) -> dict[str, Any]:
     return record
 
 
+class Answer(str):
+    """An agent's answer: a ``str`` that knows how it was made (``answer.provenance``).
+
+    ``%wiz ask ... -o answer`` and ``%wiz result ID`` (of an agent's job) give one; shown
+    as a cell's result, its output's metadata carries the record, as a streamed answer's does.
+    """
+
+    provenance: dict[str, Any] | None
+
+    def __new__(cls, text: str, provenance: dict[str, Any] | None = None) -> Answer:
+        self = super().__new__(cls, text)
+        self.provenance = provenance
+        return self
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"text/plain": repr(str(self))}, {KEY: self.provenance} if self.provenance else {}
+
+
 def record(entry: dict[str, Any]) -> dict[str, Any]:
     """Add ``entry`` to this kernel's session record (once per job and source: two chat
     panels on one conversation show the same answer); returns it."""
