@@ -519,7 +519,9 @@ def _notify_flags(c: argparse.ArgumentParser) -> None:
         default=None,
         help="say when the job finishes (default: for background jobs, see %%wiz notify)",
     )
-    c.add_argument("--no-notify", dest="notify", action="store_false", help="do not")
+    c.add_argument(
+        "--no-notify", dest="notify", action="store_false", help="do not say when it finishes"
+    )
 
 
 _loaded: dict[int, WizMagics] = {}
