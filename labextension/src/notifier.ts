@@ -4,7 +4,8 @@
 // One long-poll on the change counter (`GET /wiz/api/changes`), like the sidebar's but
 // running whether or not the sidebar is shown; after each change, `GET /wiz/api/notifications`
 // with the cursor of the last answer. The first answer only sets the cursor: a lab that
-// opens does not replay old news.
+// opens does not replay old news (unless the database did not exist yet: then its news
+// is all new).
 
 import { Notification } from '@jupyterlab/apputils';
 
@@ -34,6 +35,8 @@ export class Notifier {
   private readonly openJob: (id: number) => void;
   private readonly abort = new AbortController();
   private cursor: number | null = null;
+  // the database did not exist when we started: once it does, all of its news is new
+  private fromStart = false;
 
   constructor(options: INotifierOptions) {
     this.api = options.api;
@@ -54,8 +57,9 @@ export class Notifier {
     let backoff = 1000;
     while (!signal.aborted) {
       try {
-        if (this.cursor === null) {
+        if (this.cursor === null && !this.fromStart) {
           this.cursor = (await this.api.notifications(null)).cursor;
+          this.fromStart = this.cursor === null;
         }
         const changes = await this.api.changes(token, POLL_TIMEOUT, signal);
         if (changes.changed) {
@@ -74,11 +78,11 @@ export class Notifier {
   }
 
   private async check(): Promise<void> {
-    if (this.cursor === null) {
+    if (this.cursor === null && !this.fromStart) {
       this.cursor = (await this.api.notifications(null)).cursor;
       return;
     }
-    const answer = await this.api.notifications(this.cursor);
+    const answer = await this.api.notifications(this.cursor ?? 0);
     this.cursor = answer.cursor ?? this.cursor;
     for (const n of answer.notifications) {
       this.show(n);

@@ -47,6 +47,10 @@ async def test_a_reply_streams_in_coalesced_updates_then_lands_as_a_message(ws):
     assert made["job_id"] == job.id and made["agent"] == "analyst" and made["source"] == "chat"
     assert made["model"].startswith("wiz/scripted") and len(made["request_hash"]) == 64
     assert made in provenance.session() and "wiz" not in messages[0]
+    panel._on_front_end(panel, {"type": "ready"}, None)  # a panel opened later: the history
+    history = sent[-1]["messages"]
+    assert history[1]["wiz"]["job_id"] == job.id and "wiz" not in history[0]
+    assert history[1]["wiz"]["request_hash"] == made["request_hash"]
     assert not panel.busy
     panel._on_front_end(panel, {"type": "send", "text": "again?"}, None)
     failed = ws.jobs.list(agent="analyst")[-1]
