@@ -10,6 +10,8 @@ from pathlib import Path
 
 import nbformat
 
+from wiz_jupyter.notebook import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,8 +43,7 @@ def test_the_quickstarts_answer_records_how_it_was_made():
     assert len(answers) == 1 and answers[0]["output_type"] == "display_data"
     assert answers[0]["data"]["text/plain"] == "42"
     p = answers[0]["metadata"]["wiz"]
-    assert {"job_id", "agent", "model", "request_hash", "tokens_in", "tokens_out", "cost",
-            "calls", "replayed", "cassette_key", "shown_at", "source", "kind"} <= set(p)  # fmt: skip
+    assert {*provenance.FIELDS, "source", "kind"} <= set(p)
     assert p["job_id"] == 1 and p["agent"] == "helper" and p["model"] == "wiz/offline"
     assert len(p["request_hash"]) == 64 and int(p["request_hash"], 16) >= 0
     assert p["tokens_in"] > 0 and p["tokens_out"] > 0 and p["calls"] == 1

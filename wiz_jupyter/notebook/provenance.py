@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..jobs.display import html_table, short, text_table, when
 
 #: the key under an output's metadata
 KEY = "wiz"
-#: the fields every record has
+#: the fields every record has (a magic's adds ``kind`` and ``source``, a chat's ``chat``)
 FIELDS = ("job_id", "agent", "model", "request_hash", "tokens_in", "tokens_out", "cost",
           "calls", "replayed", "cassette_key", "shown_at")  # fmt: skip
 
@@ -37,8 +38,6 @@ def of_job(ws: Any, job_id: int, **extra: Any) -> dict[str, Any]:
     The request hash and model are those of the job's last successful model call
     (the one whose reply became the answer); tokens and cost add up all its calls.
     """
-    import time
-
     job = ws.jobs.get(job_id)
     calls = [c for c in ws.llm.history(job_id, limit=10_000) if c["error"] is None]
     last = calls[-1] if calls else None
