@@ -55,6 +55,23 @@ export interface IJobRow {
   created_at: number;
   started_at: number | null;
   finished_at: number | null;
+  /** 1 when the job asked to be announced when it ends */
+  notify?: number;
+}
+
+export interface INote {
+  cursor: number;
+  job_id: number;
+  status: 'completed' | 'failed';
+  task: string;
+  agent: string | null;
+  error: string | null;
+  at: number;
+}
+
+export interface INotes {
+  cursor: number | null;
+  notifications: INote[];
 }
 
 export interface IJobPage {
@@ -169,6 +186,11 @@ export class WizAPI {
       q.set('agent', filter.agent);
     }
     return this.request<IJobPage>(`jobs?${q}`);
+  }
+
+  /** The ends of jobs that asked to be announced, after `cursor` (null: from now). */
+  notifications(cursor: number | null): Promise<INotes> {
+    return this.request<INotes>(cursor === null ? 'notifications' : `notifications?after=${cursor}`);
   }
 
   job(id: number): Promise<IJobDetail> {

@@ -6,12 +6,14 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { WizAPI } from './api';
+import { Notifier } from './notifier';
 import { WizSidebar } from './sidebar';
 
 const SIDEBAR_ID = 'wiz-sidebar';
 
 export const CommandIDs = {
   open: 'wiz:open-sidebar',
+  openJob: 'wiz:open-job',
   chat: 'wiz:insert-chat'
 };
 
@@ -61,7 +63,8 @@ async function insertChatCell(app: JupyterFrontEnd, agent: string): Promise<bool
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'wiz-jupyter:plugin',
-  description: "The Wiz sidebar: a workspace's agents, a live job board and its schedules.",
+  description:
+    "The Wiz sidebar: a workspace's agents, a live job board and its schedules; notifications when jobs end.",
   autoStart: true,
   optional: [ICommandPalette, ILayoutRestorer],
   activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, restorer: ILayoutRestorer | null) => {
@@ -84,6 +87,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: "Show the workspace's agents, jobs and schedules",
       execute: () => app.shell.activateById(SIDEBAR_ID)
     });
+
+    app.commands.addCommand(CommandIDs.openJob, {
+      label: args => (args.id ? `Wiz: Show Job ${args.id}` : 'Wiz: Show a Job'),
+      caption: "Open a job's detail in the Wiz sidebar",
+      execute: args => {
+        const id = Number(args.id);
+        app.shell.activateById(SIDEBAR_ID);
+        if (Number.isInteger(id) && id > 0) {
+          sidebar.showJob(id);
+        }
+      }
+    });
+
+    // finished jobs that asked to be announced (notify=True) become JupyterLab notifications
+    const notifier = new Notifier({
+      api,
+      openJob: id => void app.commands.execute(CommandIDs.openJob, { id })
+    });
+    void app.restored.then(() => notifier.start());
 
     app.commands.addCommand(CommandIDs.chat, {
       label: args => (args.agent ? `Wiz: Chat with ${args.agent}` : 'Wiz: Insert a Chat Cell for an Agent'),

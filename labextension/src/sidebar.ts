@@ -340,6 +340,11 @@ export class WizSidebar extends Widget {
     return li;
   }
 
+  /** Show job `id`'s detail (a notification's "Show job" action). */
+  showJob(id: number): void {
+    this.select(id);
+  }
+
   private select(id: number | null): void {
     this.selected = id;
     for (const li of this.jobList.querySelectorAll<HTMLElement>('.wiz-job')) {

@@ -21,7 +21,7 @@ def test_new_database_is_wal_with_recorded_migrations(db_path):
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
     assert store.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     rows = store.read("SELECT component, version FROM wiz_migrations")
-    assert [tuple(r) for r in rows] == [("jobs", 1), ("jobs", 2)]
+    assert [tuple(r) for r in rows] == [("jobs", 1), ("jobs", 2), ("jobs", 3)]
     assert {"jobs", "job_deps", "job_events", "schedules", "settings"} <= set(
         store.db.table_names()
     )
@@ -34,7 +34,7 @@ def test_reopening_keeps_jobs_and_applies_nothing_twice(db_path):
     ws.close()
     again = wiz.Workspace(db_path)
     assert again.jobs.get(job.id).data == {"x": 1}
-    assert len(again.store.read("SELECT * FROM wiz_migrations")) == 2
+    assert len(again.store.read("SELECT * FROM wiz_migrations")) == 3
     again.close()
 
 

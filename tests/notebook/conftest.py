@@ -18,6 +18,8 @@ class Result:
     plain: list[str] = field(default_factory=list)  # text/plain of results and displays
     html: list[str] = field(default_factory=list)
     error: str | None = None
+    # every display_data / update_display_data / execute_result: {"type", "data", "metadata"}
+    outputs: list[dict] = field(default_factory=list)
 
 
 class Kernel:
@@ -34,7 +36,11 @@ class Kernel:
                     out.stdout += content["text"]
                 else:
                     out.stderr += content["text"]
-            elif kind in ("execute_result", "display_data"):
+            if kind in ("execute_result", "display_data", "update_display_data"):
+                out.outputs.append(
+                    {"type": kind, "data": content["data"], "metadata": content["metadata"]}
+                )
+            if kind in ("execute_result", "display_data"):
                 out.plain.append(content["data"].get("text/plain", ""))
                 if "text/html" in content["data"]:
                     out.html.append(content["data"]["text/html"])

@@ -12,6 +12,7 @@ import pytest
 import wiz_jupyter as wiz
 from tests.agents.conftest import LITELLM_NOISE
 from wiz_jupyter.agents import ScriptedModel
+from wiz_jupyter.notebook import provenance
 from wiz_jupyter.notebook.board import STATIC
 
 pytestmark = LITELLM_NOISE
@@ -42,6 +43,14 @@ async def test_a_reply_streams_in_coalesced_updates_then_lands_as_a_message(ws):
         ("user", "Tell me ev"),
         ("agent", "word0 word"),
     ]
+    made = messages[1]["wiz"]  # the answer's provenance travels with it, and is recorded
+    assert made["job_id"] == job.id and made["agent"] == "analyst" and made["source"] == "chat"
+    assert made["model"].startswith("wiz/scripted") and len(made["request_hash"]) == 64
+    assert made in provenance.session() and "wiz" not in messages[0]
+    panel._on_front_end(panel, {"type": "ready"}, None)  # a panel opened later: the history
+    history = sent[-1]["messages"]
+    assert history[1]["wiz"]["job_id"] == job.id and "wiz" not in history[0]
+    assert history[1]["wiz"]["request_hash"] == made["request_hash"]
     assert not panel.busy
     panel._on_front_end(panel, {"type": "send", "text": "again?"}, None)
     failed = ws.jobs.list(agent="analyst")[-1]

@@ -25,7 +25,7 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 COLUMNS = (
     "id task agent data status priority run_at attempts attempts_made backoff timeout "
     "parent_id key on_dep_failure lease_owner lease_expires progress result error "
-    "fail_reason body_done created_at started_at finished_at"
+    "fail_reason body_done created_at started_at finished_at notify"
 ).split()
 _JSON_COLUMNS = ("data", "backoff", "progress", "result")
 
@@ -159,6 +159,11 @@ class Job:
     @property
     def finished_at(self) -> float | None:
         return self._get("finished_at")
+
+    @property
+    def notify(self) -> bool:
+        """Whether the front ends announce this job when it completes or fails."""
+        return bool(self._row["notify"])
 
     @property
     def done(self) -> bool:

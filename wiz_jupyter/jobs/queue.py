@@ -50,8 +50,8 @@ from .store import Store
 
 _INSERT_JOB = (
     "INSERT INTO jobs (id, task, agent, data, status, priority, run_at, attempts, backoff, "
-    "timeout, parent_id, key, on_dep_failure, error, fail_reason, created_at, finished_at) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "timeout, parent_id, key, on_dep_failure, error, fail_reason, created_at, finished_at, "
+    "notify) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_EVENT = "INSERT INTO job_events (job_id, event, payload, at) VALUES (?,?,?,?)"
 _UNRESOLVED = (
@@ -140,13 +140,14 @@ class _Spec:
     agent: str | None
     on_dep_failure: str
     fail_parent: bool
+    notify: bool = False
 
     def with_data(self, data: str) -> _Spec:
         # by hand: dataclasses.replace costs more than the rest of a bulk insert row
         return _Spec(
             self.task, data, self.priority, self.run_at, self.attempts, self.backoff,
             self.timeout, self.depends_on, self.parent, self.key, self.agent,
-            self.on_dep_failure, self.fail_parent,
+            self.on_dep_failure, self.fail_parent, self.notify,
         )  # fmt: skip
 
 
@@ -213,6 +214,7 @@ class Queue:
         agent: str | None = None,
         on_dep_failure: str = "fail",
         fail_parent: bool = True,
+        notify: bool = False,
     ) -> Job:
         """Add one job and return it.
 
@@ -226,6 +228,8 @@ class Queue:
         when a child fails unless ``fail_parent=False``. ``key``: adding again
         with the same key returns the job that has it. Task defaults from
         ``@ws.task(attempts=..., backoff=..., timeout=...)`` fill what is not given.
+        ``notify=True``: when the job completes or fails, the front ends say so (a
+        JupyterLab notification, see :meth:`notifications`).
 
         ::
 
@@ -234,7 +238,7 @@ class Queue:
         """
         spec = self._spec(
             task, data, priority, delay, run_at, attempts, backoff, timeout,
-            depends_on, parent, key, agent, on_dep_failure, fail_parent,
+            depends_on, parent, key, agent, on_dep_failure, fail_parent, notify,
         )  # fmt: skip
         with self._tx() as ch:
             return Job(self, self._insert(ch, [spec])[0])
@@ -324,6 +328,7 @@ class Queue:
         agent: str | None = None,
         on_dep_failure: str = "fail",
         fail_parent: bool = True,
+        notify: bool = False,
     ) -> _Spec:
         if not isinstance(task, str) or not task:
             raise InvalidJob(f"task must be a non-empty name, not {task!r}")
@@ -379,6 +384,7 @@ class Queue:
             agent=agent,
             on_dep_failure=on_dep_failure,
             fail_parent=bool(fail_parent),
+            notify=bool(notify),
         )
 
     def _insert(self, ch: _Changes, specs: Sequence[_Spec]) -> list[dict[str, Any]]:
@@ -432,7 +438,7 @@ class Queue:
             row = (
                 jid, s.task, s.agent, s.data, status, s.priority, s.run_at, s.attempts,
                 s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
-                now, finished_at,
+                now, finished_at, int(s.notify),
             )  # fmt: skip
             rows.append(row)
             added = added_payloads.get((s.task, status))
@@ -449,7 +455,7 @@ class Queue:
                 "parent_id": s.parent, "key": s.key, "on_dep_failure": s.on_dep_failure,
                 "lease_owner": None, "lease_expires": None, "progress": None, "result": None,
                 "error": error, "fail_reason": reason, "body_done": 0, "created_at": now,
-                "started_at": None, "finished_at": finished_at,
+                "started_at": None, "finished_at": finished_at, "notify": int(s.notify),
             }  # fmt: skip
         c.executemany(_INSERT_JOB, rows)
         if edges:
@@ -667,6 +673,55 @@ class Queue:
             rows = self.store.read("SELECT value FROM settings WHERE key = 'queue.paused'")
             self._paused = (seen, bool(rows and loads(rows[0][0])))
         return self._paused[1]
+
+    # -- notifications -------------------------------------------------------------------------
+
+    @property
+    def notifications_on(self) -> bool:
+        """The workspace's switch for notifications (on unless turned off): while off,
+        :meth:`notifications` announces nothing and ``%wiz`` background jobs do not ask
+        to be announced."""
+        rows = self.store.read("SELECT value FROM settings WHERE key = 'notify'")
+        return not rows or bool(loads(rows[0][0]))
+
+    def set_notifications(self, on: bool) -> None:
+        """Turn the workspace's notifications on or off (``%wiz notify on|off``)."""
+        with self._tx() as ch:
+            ch.c.execute("INSERT OR REPLACE INTO settings VALUES ('notify', ?)", (dumps(bool(on)),))
+
+    def notifications(
+        self, after: int | None = None, limit: int = 50
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The ends (completed or failed) of jobs added with ``notify=True``, after the
+        cursor ``after``: returns ``(cursor, notes)``; pass the cursor back next time.
+
+        ``after=None`` starts from now: the current cursor and no notes, so a front
+        end that opens does not replay old news. Each note is ``{"cursor", "job_id",
+        "status", "task", "agent", "error", "at"}``. Empty while notifications are off.
+        """
+        # the newest event first, then the notes up to it: an event committed between the
+        # two reads is left for the next call, never skipped
+        last = self.store.read("SELECT COALESCE(MAX(id), 0) FROM job_events")[0][0]
+        if after is None:
+            return last, []
+        rows = self.store.read(
+            "SELECT e.id, e.job_id, e.event, e.at, j.task, j.agent, j.error FROM job_events e "
+            "JOIN jobs j ON j.id = e.job_id WHERE e.id > ? AND e.id <= ? AND j.notify = 1 "
+            "AND e.event IN ('job.completed', 'job.failed') ORDER BY e.id LIMIT ?",
+            (int(after), last, int(limit)),
+        )
+        cursor = rows[-1][0] if len(rows) == limit else max(int(after), last)
+        if not rows:
+            return cursor, []
+        on = self.notifications_on
+        notes = [
+            {
+                "cursor": r[0], "job_id": r[1], "status": r[2].split(".", 1)[1], "at": r[3],
+                "task": r[4], "agent": r[5], "error": r[6] if r[2] == "job.failed" else None,
+            }
+            for r in rows
+        ]  # fmt: skip
+        return cursor, notes if on else []
 
     def progress(self, job_id: int, value: float | dict[str, Any]) -> None:
         """Record a job's progress (0-100, or a dict) and tell subscribers."""

@@ -30,7 +30,7 @@ from .triggers import Trigger
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-_JOB_OPTIONS = ("priority", "attempts", "backoff", "timeout", "agent", "on_dep_failure")
+_JOB_OPTIONS = ("priority", "attempts", "backoff", "timeout", "agent", "on_dep_failure", "notify")
 _COLUMNS = (
     "id name trigger template status next_run last_run run_count fail_count last_result created_at"
 ).split()

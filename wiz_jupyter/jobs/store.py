@@ -306,7 +306,13 @@ def _jobs_v2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_agent ON jobs (agent, status) WHERE agent IS NOT NULL")
 
 
+def _jobs_v3(db: sqlite_utils.Database) -> None:
+    # jobs whose end the front ends announce (JupyterLab notifications, a cell's note)
+    db.execute("ALTER TABLE jobs ADD COLUMN notify INTEGER NOT NULL DEFAULT 0")
+
+
 JOBS_MIGRATIONS: list[Migration] = [
     (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1),
     (2, "schedule_runs, jobs by agent", _jobs_v2),
+    (3, "jobs.notify", _jobs_v3),
 ]

@@ -17,6 +17,7 @@ import traitlets
 
 from ..jobs.events import Event
 from ..workspace import Workspace
+from . import provenance
 from .board import STATIC
 
 
@@ -76,7 +77,14 @@ class ChatPanel(anywidget.AnyWidget):
             return
         if event.job_id in self._pending:  # the whole message supersedes what is still queued
             self._pending.pop(event.job_id)
-        self.send({"type": "message", "message": {**event.data, "job_id": event.job_id}})
+        message = {**event.data, "job_id": event.job_id}
+        if event.data.get("role") == "agent" and event.job_id is not None:
+            # how the answer was made: sent with it (the bubble's tooltip), and kept in
+            # this kernel's record for `%wiz provenance` (a widget has no output metadata)
+            message[provenance.KEY] = provenance.record(
+                provenance.of_job(self.ws, event.job_id, source="chat", chat=self.chat.id)
+            )
+        self.send({"type": "message", "message": message})
 
     def _on_job(self, event: Event) -> None:
         if event.job_id in self._jobs and event.name in (
@@ -93,13 +101,24 @@ class ChatPanel(anywidget.AnyWidget):
         kind = msg.get("type")
         try:
             if kind == "ready":
-                self.send({"type": "history", "messages": self.chat.messages(200)})
+                self.send({"type": "history", "messages": self._history(200)})
             elif kind == "send":
                 job = self.chat.send(str(msg.get("text", "")), agent=msg.get("agent") or self.agent)
                 self._jobs.add(job.id)
                 self.busy = True
         except Exception as e:  # shown in the panel, never raised into a cell
             self.send({"type": "error", "message": str(e)})
+
+    def _history(self, limit: int) -> list[dict[str, Any]]:
+        """The conversation so far; each agent answer with its provenance (not added to
+        the session record: it was shown before, maybe in another kernel)."""
+        messages = self.chat.messages(limit)
+        for m in messages:
+            if m["role"] == "agent" and m.get("job_id") is not None:
+                m[provenance.KEY] = provenance.of_job(
+                    self.ws, m["job_id"], source="chat", chat=self.chat.id
+                )
+        return messages
 
     def close(self) -> None:
         for off in self._offs:

@@ -21,11 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
 
 from ..errors import WizError
 from ..jobs.notebooks import BUILTIN_TASKS, parse_value
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
+from . import provenance
 
 
 class UsageError(Exception):
@@ -184,6 +186,7 @@ class WizMagics(Magics):
         c.add_argument("-o", "--output", metavar="VAR", help="store the answer in this variable")
         c.add_argument("--background", action="store_true", help="return the job at once")
         c.add_argument("--timeout", type=float, default=None)
+        _notify_flags(c)
         c = command("assign", self.cmd_assign, "give an agent a job (planned, checked, retried)")
         c.add_argument("name")
         c.add_argument("task", nargs="*")
@@ -208,11 +211,24 @@ class WizMagics(Magics):
         c.add_argument(
             "-o", "--output", metavar="VAR", help="store the job (or with --wait the answer)"
         )
+        _notify_flags(c)
         c = command("chat", self.cmd_chat, "a chat panel with an agent (or all agents)")
         c.add_argument("names", nargs="*")
         c = command("model", self.cmd_model, "show the workspace's default model, or set it")
         c.add_argument("name", nargs="?")
         command("status", self.cmd_status, "the workspace, its runtime and its counts")
+        c = command(
+            "notify",
+            self.cmd_notify,
+            "turn notifications of finished background jobs on or off (no argument: show)",
+        )
+        c.add_argument("state", nargs="?", choices=["on", "off"])
+        c = command(
+            "provenance",
+            self.cmd_provenance,
+            "how each answer shown in this notebook was made (job, model, request hash, cost)",
+        )
+        c.add_argument("-o", "--output", metavar="VAR", help="store the records (a list of dicts)")
         c = command("board", self.cmd_board, "the live job board widget")
         c.add_argument("--limit", type=int, default=200, help="jobs shown (default 200)")
         for c in self.subparsers.values():
@@ -278,6 +294,13 @@ class WizMagics(Magics):
         else:
             print(f"job {job.id} is {job.status}; `%wiz result {job.id} --wait` waits for it")
             return None
+        if job.agent is not None and isinstance(value, str):  # an answer: with its provenance
+            value = provenance.Answer(
+                value,
+                provenance.record(
+                    provenance.of_job(self.ws, job.id, source="magic", kind=job.data.get("kind"))
+                ),
+            )
         self._store(args.output, value)
         return value
 
@@ -426,10 +449,11 @@ class WizMagics(Magics):
         agent = self.ws.agents.get(args.name)
         prompt = self._prompt(args.prompt, cell)
         self._ensure_running()
-        job = agent.submit("ask", prompt)
+        notify = self._notify(args, background=args.background)
+        job = agent.submit("ask", prompt, notify=notify)
         if args.background:
             self._store(args.output, job)
-            return job
+            return self._note(job) if notify else job
         answer = self._stream(job, args.timeout)
         self._store(args.output, answer)
         return None
@@ -438,30 +462,57 @@ class WizMagics(Magics):
         agent = self.ws.agents.get(args.name)
         task = self._prompt(args.task, cell)
         self._ensure_running()
+        notify = self._notify(args, background=not args.wait)
         job = agent.assign(
             task, validation=args.validate or (), priority=args.priority, delay=args.delay,
             depends_on=args.after or (), attempts=args.attempts, timeout=args.timeout,
+            notify=notify,
         )  # fmt: skip
         if not args.wait:
             self._store(args.output, job)
-            return job
+            return self._note(job) if notify else job
         answer = self._stream(job, None)
         self._store(args.output, answer)
         return None
+
+    def _notify(self, args: argparse.Namespace, *, background: bool) -> bool:
+        """``--notify`` / ``--no-notify`` if given; else a background job notifies while the
+        workspace's notifications are on, and a waited-for one does not (its answer
+        appears in the cell)."""
+        if args.notify is not None:
+            return args.notify
+        return background and self.ws.jobs.notifications_on
+
+    def _note(self, job: Any) -> Any:
+        """The widget that says in this cell when ``job`` finishes (the fallback of the
+        JupyterLab notification; it works wherever widgets do)."""
+        from .job_note import JobNote
+
+        return JobNote(self.ws, job)
 
     def _ensure_running(self) -> None:
         if not self.ws.runtime.running:
             run_sync(self.ws.start())
 
     def _stream(self, job: Any, timeout: float | None) -> Any:
-        """Wait for ``job``; its words print into this cell as they come (the one bridge
+        """Wait for ``job``; its words appear in this cell as they come (the one bridge
         runs the loop meanwhile), so a notebook run top to bottom stays in order.
 
-        The printing happens in a task started from this cell, not in the event
+        In a kernel the words go to a display that is updated (20 times a second at
+        most); then it is emptied and the finished answer follows as one ``display_data`` whose
+        metadata carries the answer's provenance (``{"wiz": {...}}``, see
+        :mod:`.provenance`): the output a saved notebook keeps. The live display
+        ends empty, so a re-run shows what the saved notebook holds (nbval). A
+        plain terminal gets the words printed.
+
+        The updates happen in a task started from this cell, not in the event
         callback: ipykernel routes output by the context a task was created in,
         and the runtime's tasks were created by an earlier cell.
         """
+        in_kernel = getattr(self.shell, "kernel", None) is not None
         pieces: asyncio.Queue[str] = asyncio.Queue()
+        live = display({"text/plain": ""}, raw=True, display_id=True) if in_kernel else None
+        ended = asyncio.Event()  # after it, the live display stays empty
 
         def on_delta(event: Any) -> None:
             if event.job_id == job.id:
@@ -470,32 +521,64 @@ class WizMagics(Magics):
         async def follow() -> Any:
             waiter = asyncio.ensure_future(job.wait(timeout=timeout))
             printed = ""
+            loop = asyncio.get_running_loop()
+            last, timer = 0.0, None
+
+            def show() -> None:  # scheduled from this task: its output goes to this cell
+                nonlocal last, timer
+                timer = None
+                if not ended.is_set():
+                    live.update({"text/plain": printed}, raw=True)
+                    last = loop.time()
+
             while True:
                 getter = asyncio.ensure_future(pieces.get())
                 await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
-                    printed += getter.result()
-                    print(getter.result(), end="", flush=True)
+                    piece = getter.result()
+                    printed += piece
+                    if live is None:
+                        print(piece, end="", flush=True)
+                    elif timer is None:
+                        timer = loop.call_later(max(0.0, last + 0.05 - loop.time()), show)
                     continue
+                if timer is not None:
+                    timer.cancel()
                 getter.cancel()
                 while not pieces.empty():
                     piece = pieces.get_nowait()
                     printed += piece
-                    print(piece, end="", flush=True)
+                    if live is None:
+                        print(piece, end="", flush=True)
                 answer = waiter.result()  # raises JobFailed for a failed job
                 text = str(answer)
-                print(
-                    text[len(printed) :]
-                    if printed and text.startswith(printed)
-                    else ("\n" if printed else "") + text
-                )
+                if live is None:
+                    print(
+                        text[len(printed) :]
+                        if printed and text.startswith(printed)
+                        else ("\n" if printed else "") + text
+                    )
                 return answer
 
         off = self.ws.events.on("agent.delta", on_delta)
         try:
-            return run_sync(follow())
+            answer = run_sync(follow())
         finally:
             off()
+            ended.set()
+            if live is not None:
+                live.update({"text/plain": ""}, raw=True)
+        entry = provenance.record(
+            provenance.of_job(self.ws, job.id, source="magic", kind=job.data.get("kind"))
+        )
+        if live is not None:
+            text = str(answer)
+            display(
+                {"text/plain": text, "text/markdown": text},
+                raw=True,
+                metadata={provenance.KEY: entry},
+            )
+        return provenance.Answer(answer, entry) if isinstance(answer, str) else answer
 
     def cmd_chat(self, args: argparse.Namespace, cell: str | None) -> Any:
         names = args.names or None
@@ -511,6 +594,21 @@ class WizMagics(Magics):
             self.ws.llm.set_default_model(args.name)
         print(f"default model: {self.ws.llm.resolve()}")
 
+    def cmd_notify(self, args: argparse.Namespace, cell: str | None) -> None:
+        if args.state is not None:
+            self.ws.jobs.set_notifications(args.state == "on")
+        on = self.ws.jobs.notifications_on
+        print(
+            "notifications on: background jobs from %wiz say when they finish"
+            if on
+            else "notifications off: `%wiz notify on` turns them back on"
+        )
+
+    def cmd_provenance(self, args: argparse.Namespace, cell: str | None) -> Any:
+        records = provenance.listing(self.shell.user_ns if self.shell is not None else None)
+        self._store(args.output, [dict(r) for r in records])
+        return records
+
     def cmd_status(self, args: argparse.Namespace, cell: str | None) -> None:
         ws = self.ws
         counts = ", ".join(f"{k} {v}" for k, v in ws.jobs.counts().items() if v) or "no jobs"
@@ -521,6 +619,19 @@ class WizMagics(Magics):
         print(f"runtime {state}{paused}; tasks: {', '.join(mine) or 'none'}")
         print(f"jobs: {counts}")
         print(f"schedules: {len(ws.schedules.list(status='active'))} active")
+
+
+def _notify_flags(c: argparse.ArgumentParser) -> None:
+    c.add_argument(
+        "--notify",
+        dest="notify",
+        action="store_true",
+        default=None,
+        help="say when the job finishes (default: for background jobs, see %%wiz notify)",
+    )
+    c.add_argument(
+        "--no-notify", dest="notify", action="store_false", help="do not say when it finishes"
+    )
 
 
 _loaded: dict[int, WizMagics] = {}

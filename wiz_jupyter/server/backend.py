@@ -34,7 +34,7 @@ T = TypeVar("T")
 #: columns of a job in a list (its data and result come with the job's detail)
 LIST_COLUMNS = ("id", "task", "agent", "status", "priority", "progress", "attempts",
                 "attempts_made", "error", "fail_reason", "parent_id", "run_at", "created_at",
-                "started_at", "finished_at")  # fmt: skip
+                "started_at", "finished_at", "notify")  # fmt: skip
 #: activity columns stored as JSON text by the agents layer
 _ACTIVITY_JSON = ("plan", "criteria", "messages", "tool_calls", "validation")
 #: settings keys that look like credentials are never sent, whatever a persona stores
@@ -153,6 +153,15 @@ class Backend:
         )
         rows = [_pick(j.as_dict(), LIST_COLUMNS) for j in page[:limit]]
         return {"jobs": rows, "limit": limit, "offset": offset, "more": len(page) > limit}
+
+    def notifications(self, after: int | None) -> dict[str, Any]:
+        """The ends of jobs that asked to be announced, after the cursor ``after``
+        (``None``: start from now). ``cursor`` is None until the database exists."""
+        ws = self.workspace()
+        if ws is None:
+            return {"cursor": None, "notifications": []}
+        cursor, notes = ws.jobs.notifications(after)
+        return {"cursor": cursor, "notifications": notes}
 
     def job(self, job_id: int) -> dict[str, Any]:
         """One job with its events and, when the agents layer keeps one, its activity.

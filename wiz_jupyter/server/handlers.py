@@ -156,6 +156,20 @@ class JobsHandler(WizHandler):
         self.reply(page)
 
 
+class NotificationsHandler(WizHandler):
+    """``GET /wiz/api/notifications?after=CURSOR``: the jobs added with ``notify=True``
+    that completed or failed since ``CURSOR``, and the cursor to pass next time. Without
+    ``after`` it answers the current cursor and nothing else (news starts from now).
+    The lab extension asks after each change the long-poll reports."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        raw = self.get_argument("after", None)
+        after = None if raw in (None, "") else self.int_argument("after", 0, 0, 2**62)
+        self.reply(await self.call(self.backend.notifications, after))
+
+
 class JobHandler(WizHandler):
     """``GET /wiz/api/jobs/ID``: the job, its events and the agent's activity (or null)."""
 
@@ -223,6 +237,7 @@ def api_handlers(backend: Backend, feed: ChangeFeed) -> list[tuple[str, type, di
         (r"/wiz/api/changes", ChangesHandler, kw),
         (r"/wiz/api/agents", AgentsHandler, kw),
         (r"/wiz/api/jobs", JobsHandler, kw),
+        (r"/wiz/api/notifications", NotificationsHandler, kw),
         (r"/wiz/api/jobs/(\d{1,18})", JobHandler, kw),
         (r"/wiz/api/jobs/(\d{1,18})/(cancel|retry|priority)", JobActionHandler, kw),
         (r"/wiz/api/schedules", SchedulesHandler, kw),

@@ -83,15 +83,26 @@ function render({ model, el: root }) {
     return body;
   }
 
+  // how an answer was made (job, model, request hash, tokens, cost): the bubble's tooltip
+  function provenance(body, wiz) {
+    if (!wiz) return;
+    const m = body.parentElement;
+    m.dataset.wizJob = wiz.job_id;
+    m.title = `job ${wiz.job_id} · ${wiz.model} · request ${String(wiz.request_hash || "").slice(0, 12)}`
+      + ` · ${wiz.tokens_in}+${wiz.tokens_out} tokens · $${Number(wiz.cost || 0).toFixed(4)}`
+      + (wiz.cassette_key ? " · replayed" : "");
+  }
+
   function add(msg) {
     const streaming = msg.job_id !== undefined && drafts.get(msg.job_id);
     if (streaming) {
       streaming.innerHTML = renderMarkdown(msg.content);
       streaming.parentElement.className = `wiz-msg wiz-msg-${msg.role}`;
       drafts.delete(msg.job_id);
+      provenance(streaming, msg.wiz);
       return;
     }
-    bubble(msg.role, msg.author, msg.content);
+    provenance(bubble(msg.role, msg.author, msg.content), msg.wiz);
   }
 
   model.on("msg:custom", (msg) => {
