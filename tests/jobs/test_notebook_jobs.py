@@ -273,3 +273,22 @@ async def test_the_headless_worker_runs_a_scheduled_notebook_with_no_server(db_p
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
+
+
+async def test_a_webhook_payload_reaches_the_notebook_as_a_parameter(ws, tmp_path):
+    src = make_nb(
+        tmp_path / "on_upload.ipynb",
+        ("payload = None\nbucket = 'default'", ["parameters"]),
+        "print(bucket, payload['file'])",
+    )
+    body = b'{"file": "sales.csv"}'
+    ws.schedules.add(ws.notebook(src, {"bucket": "raw"}), webhook="landed", secret="s3cret")
+    await ws.start()
+    [job] = ws.schedules.fire_webhook(
+        "landed", {"file": "sales.csv"}, body=body, signature=wiz.sign_webhook("s3cret", body)
+    )
+    result = await job.wait(timeout=120)
+    nb = nbformat.read(result["notebook"], as_version=4)
+    assert stdout_of(nb.cells[-1]) == "raw sales.csv\n"
+    assert result["parameters"] == {"bucket": "raw", "payload": {"file": "sales.csv"}}
+    assert ws.schedules.list()[0].name.startswith("on_upload.ipynb webhook")
