@@ -48,7 +48,8 @@ def test_an_agent_answers_about_a_dataframe_of_an_earlier_cell(kernel):
         "analyst = ws.agent('analyst', role='data analyst', model=model, tools=['notebook'])"
     )
     res = kernel.ok("%wiz ask analyst What is the mean population in df? -o answer")
-    assert res.stdout.strip() == "The mean population is 9.866667e+05."  # from describe()
+    # the answer is a display carrying its provenance (from describe())
+    assert [p for p in res.plain if p.strip()] == ["The mean population is 9.866667e+05."]
     listed, described = tool_results(kernel, "model")
     assert "df: DataFrame shape (3, 2)" in listed.splitlines()
     assert "config: dict len 2" in listed.splitlines()
@@ -105,7 +106,7 @@ def test_without_the_tools_an_agent_cannot_see_the_notebook(kernel):
         "model = ScriptedModel([ToolCall('list_variables', {}), 'I cannot see it.'])\n"
         "plain = ws.agent('plain', model=model, tools=['read_file'])"
     )
-    assert "I cannot see it." in kernel.ok("%wiz ask plain What is in df").stdout
+    assert "I cannot see it." in kernel.ok("%wiz ask plain What is in df").plain
     (result,) = tool_results(kernel, "model")
     assert result == "error: there is no tool 'list_variables'; tools: read_file"
     offered = kernel.ok("print([t['function']['name'] for t in model.requests[0]['tools']])")
