@@ -27,7 +27,14 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from .executors import Executor, LoopExecutor, ThreadExecutor
+from .executors import (
+    DaskExecutor,
+    Encoded,
+    Executor,
+    LoopExecutor,
+    ThreadExecutor,
+    UnserialisableResult,
+)
 from .models import JobContext, TaskSpec, current_job, dumps
 from .queue import Queue, RuntimeHooks
 
@@ -59,6 +66,8 @@ class Runtime(RuntimeHooks):
         self.poll_interval = poll_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.executors: dict[str, Executor] = {}
+        self.dask: DaskExecutor | None = None  # set by use_dask; survives stop and start
+        self._closing: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._worker: asyncio.Task | None = None
@@ -82,6 +91,30 @@ class Runtime(RuntimeHooks):
     def active_ids(self) -> list[int]:
         return list(self._active)
 
+    def use_dask(self, target: Any, *, n_workers: int | None = None) -> DaskExecutor:
+        """Run the bodies of ``executor="dask"`` tasks on this cluster (see
+        :class:`~wiz_jupyter.jobs.executors.DaskExecutor`). Connects on the runtime's
+        loop: now if it is running, else when it starts."""
+        old = self.dask
+        self.dask = DaskExecutor(target, events=self.queue.events, n_workers=n_workers)
+        if self.running:
+            self.executors["dask"] = self.dask
+            self._call(self._switch_dask, old, self.dask)
+        return self.dask
+
+    def _switch_dask(self, old: DaskExecutor | None, new: DaskExecutor) -> None:
+        assert self._loop is not None
+        if old is not None:  # bodies still running there lose it: failed attempts, retried
+            task = self._loop.create_task(old.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        new.connect(self._loop)
+        self._wake_up()
+
+    def _runnable(self, spec: TaskSpec) -> bool:
+        """Dask tasks wait (unclaimed) until ``use_dask`` gives them a cluster."""
+        return spec.executor != "dask" or self.dask is not None
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -93,6 +126,9 @@ class Runtime(RuntimeHooks):
         self.queue.events.loop = loop
         self.queue.hooks = self
         self.executors = {"loop": LoopExecutor(), "thread": ThreadExecutor(self.concurrency)}
+        if self.dask is not None:
+            self.executors["dask"] = self.dask
+            self.dask.connect(loop)
         self._next_due = time.time()  # promote anything already due on the first pass
         self._worker = loop.create_task(self._work(), name="wiz-runtime")
         self._beat_stop.clear()
@@ -122,8 +158,11 @@ class Runtime(RuntimeHooks):
         self._beat_stop.set()
         if self._beat is not None:
             await asyncio.to_thread(self._beat.join)
-        for ex in self.executors.values():
-            ex.close()
+        for name, ex in self.executors.items():
+            if name != "dask":
+                ex.close()
+        if self.dask is not None:
+            await self.dask.close()
         self._worker = None
         self.queue.hooks = RuntimeHooks()
 
@@ -163,9 +202,9 @@ class Runtime(RuntimeHooks):
     def _idle(self) -> bool:
         if self._active or self._pending:
             return False
-        if self.queue.paused or not self.queue.tasks:
+        names = [n for n, spec in self.queue.tasks.items() if self._runnable(spec)]
+        if self.queue.paused or not names:
             return True
-        names = list(self.queue.tasks)
         rows = self.queue.store.read(
             f"SELECT 1 FROM jobs WHERE status IN ('waiting', 'delayed') AND task IN "
             f"({','.join('?' * len(names))}) LIMIT 1",
@@ -241,6 +280,7 @@ class Runtime(RuntimeHooks):
                         if spec.concurrency is None
                         else spec.concurrency - self._by_task[name]
                         for name, spec in q.tasks.items()
+                        if self._runnable(spec)
                     }
                     rows = q.claim(self.owner, free, self.lease, slots)
                     for row in rows:
@@ -280,7 +320,7 @@ class Runtime(RuntimeHooks):
             kwargs = ctx.data
             if spec.wants_job:
                 kwargs = {**kwargs, "job": ctx}
-            body = self.executors[spec.executor].run(spec.fn, kwargs)
+            body = self.executors[spec.executor].run(spec.fn, kwargs, ctx, spec)
             if timeout:
                 started = time.monotonic()
                 try:
@@ -297,6 +337,11 @@ class Runtime(RuntimeHooks):
             ctx._cancelled = True
             if jid not in self._stopped_ids:
                 raise
+        except UnserialisableResult as e:
+            self._safe(
+                q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
+                retryable=False,
+            )  # fmt: skip
         except Exception as e:
             tb = traceback.format_exc(limit=-8)
             self._safe(
@@ -304,7 +349,7 @@ class Runtime(RuntimeHooks):
             )
         else:
             try:
-                encoded = dumps(result)
+                encoded = str(result) if isinstance(result, Encoded) else dumps(result)
             except (TypeError, ValueError) as e:
                 self._safe(
                     q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
