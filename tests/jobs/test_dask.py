@@ -7,7 +7,6 @@ in its SQLite file; only the bodies travel to the workers.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import subprocess
@@ -15,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import dask
 import pytest
-from distributed import LocalCluster, get_worker
+from distributed import get_worker
 
 import wiz_jupyter as wiz
 from tests.conftest import reach
@@ -82,16 +80,9 @@ def slow(seconds: float) -> int:
 # -- fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One small cluster for the module: starting worker processes is the slow part."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        c = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=":0", resources={"GPU": 1}, silence_logs=logging.ERROR,
-        )  # fmt: skip
-    yield c
-    c.close()
+@pytest.fixture
+def cluster(dask_cluster):
+    return dask_cluster
 
 
 def worker_pids(cluster) -> set[int]:

@@ -24,7 +24,9 @@ import importlib.util
 import inspect
 import logging
 import os
+import sys
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -188,15 +190,15 @@ class DaskExecutor:
 
         Client = distributed.Client
         t = self.target
-        if isinstance(t, Client):
-            if t.asynchronous and getattr(t.loop, "asyncio_loop", None) is self._loop:
+        if isinstance(t, Client) and t.asynchronous:
+            if getattr(t.loop, "asyncio_loop", None) is self._loop:
                 self._owns_client = False
-                client = t
-            else:  # a sync client has a loop of its own: ours talks to the same scheduler
-                client = await Client(
-                    t.scheduler.address, security=t.security, asynchronous=True,
-                    set_as_default=False,
-                )  # fmt: skip
+                t.subscribe_topic(self.topic, self._on_remote_event)
+                self.client = t
+                return t
+        options: dict[str, Any] = {"asynchronous": True, "set_as_default": False}
+        if isinstance(t, Client):  # a sync client has a loop of its own: ours joins its scheduler
+            address, options["security"] = t.scheduler.address, t.security
         elif t == "local":
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
                 self.cluster = await distributed.LocalCluster(
@@ -204,13 +206,21 @@ class DaskExecutor:
                     processes=True, asynchronous=True, dashboard_address=":0",
                     silence_logs=logging.ERROR,
                 )  # fmt: skip
-            client = await Client(self.cluster, asynchronous=True, set_as_default=False)
+            address = self.cluster
         else:
             address = getattr(t, "scheduler_address", t)
-            security = getattr(t, "security", None)
-            client = await Client(
-                address, security=security, asynchronous=True, set_as_default=False
-            )
+            options["security"] = getattr(t, "security", None)
+        client = Client(address, **options)
+        try:
+            await client
+        except BaseException:
+            with contextlib.suppress(Exception):  # else its __del__ warns of an unawaited close
+                await client.close()
+            if self.cluster is not None:
+                with contextlib.suppress(Exception):
+                    await self.cluster.close()
+                self.cluster = None
+            raise
         client.subscribe_topic(self.topic, self._on_remote_event)
         self.client = client
         return client
@@ -221,7 +231,7 @@ class DaskExecutor:
         e = task.exception()
         if e is not None:
             self.error = f"could not connect to Dask at {self.describe_target()}: {e}"
-            log.error("wiz: %s", self.error)
+            log.info("wiz: %s", self.error)  # shown by the board, %wiz status and ready()
         self._emit("dask.connected" if e is None else "dask.failed")
 
     async def close(self) -> None:
@@ -339,7 +349,7 @@ class DaskExecutor:
         remote = self._running[key] = _Remote(job)
         try:
             future = client.submit(
-                _run_remote, fn, kwargs, meta, key=key, pure=False, retries=0,
+                _run_remote, _travel_by_value(fn), kwargs, meta, key=key, pure=False, retries=0,
                 resources=getattr(spec, "resources", None) or None,
             )  # fmt: skip
             try:
@@ -379,6 +389,32 @@ class DaskExecutor:
             log.warning("wiz: could not record a line from a Dask worker: %s", e)
         remote.received += 1
         remote.wake()
+
+
+def _travel_by_value(fn: Any) -> Any:
+    """Functions of a ``wiz worker --tasks FILE`` file live in a module the workers
+    cannot import (``wiz_tasks_NAME``): they travel pickled by value, as a notebook's
+    do (distributed pickles a task's function by reference otherwise)."""
+    if not (getattr(fn, "__module__", None) or "").startswith("wiz_tasks_"):
+        return fn
+    blob = _BY_VALUE.get(fn)
+    if blob is None:
+        import cloudpickle
+
+        module = sys.modules[fn.__module__]
+        cloudpickle.register_pickle_by_value(module)
+        try:
+            blob = _BY_VALUE[fn] = _Pickled(cloudpickle.dumps(fn))
+        finally:
+            cloudpickle.unregister_pickle_by_value(module)
+    return blob
+
+
+class _Pickled(bytes):
+    """A function pickled by value, unpickled on the worker."""
+
+
+_BY_VALUE: weakref.WeakKeyDictionary[Any, _Pickled] = weakref.WeakKeyDictionary()
 
 
 class _Remote:
@@ -467,6 +503,10 @@ class RemoteJobContext:
 
 def _run_remote(fn: Any, kwargs: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """The task Dask runs: the body, with ``wiz.current_job()`` set; its result as JSON."""
+    if isinstance(fn, _Pickled):
+        import cloudpickle
+
+        fn = cloudpickle.loads(fn)
     ctx = RemoteJobContext(meta)
     if meta["wants_job"]:
         kwargs = {**kwargs, "job": ctx}

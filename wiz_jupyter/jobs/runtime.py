@@ -112,8 +112,9 @@ class Runtime(RuntimeHooks):
         self._wake_up()
 
     def _runnable(self, spec: TaskSpec) -> bool:
-        """Dask tasks wait (unclaimed) until ``use_dask`` gives them a cluster."""
-        return spec.executor != "dask" or self.dask is not None
+        """Dask tasks wait (unclaimed) until ``use_dask`` gives them a cluster that
+        did not refuse the connection."""
+        return spec.executor != "dask" or (self.dask is not None and self.dask.error is None)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
