@@ -316,7 +316,8 @@ class DaskExecutor:
         i = self.info()
         if i["state"] != "connected":
             return f"dask: {i['state']} ({i['error'] or i['address']})"
-        line = f"dask: connected to {i['kind']} {i['address']} ({i['workers']} workers)"
+        n = i["workers"]
+        line = f"dask: connected to {i['kind']} {i['address']} ({n} worker{'' if n == 1 else 's'})"
         if i["dashboard"]:
             line += f"; dashboard {i['dashboard']}"
         return line

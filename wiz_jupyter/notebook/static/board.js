@@ -65,7 +65,7 @@ function render({ model, el: root }) {
     const c = model.get("cluster") || {};
     if (!c.state) return;
     const text = c.state === "connected"
-      ? `dask: ${c.kind} ${c.address} · ${c.workers} workers`
+      ? `dask: ${c.kind} ${c.address} · ${c.workers} worker${c.workers === 1 ? "" : "s"}`
       : `dask: ${c.state}${c.error ? " · " + c.error : ""}`;
     cluster.append(el("span", `wiz-dask wiz-dask-${c.state.replace(/ /g, "-")}`, text));
     if (c.dashboard && /^https?:\/\//.test(c.dashboard)) {
