@@ -247,6 +247,8 @@ def test_bad_options_are_refused_in_one_line(db_path):
         ws.task(square, executor="dask", resources={"GPU": "one"})
     with pytest.raises(wiz.InvalidJob, match="use_dask takes 'local', a scheduler address"):
         ws.use_dask(42)
+    with pytest.raises(wiz.InvalidJob, match=r"n_workers is for use_dask\('local'\)"):
+        ws.use_dask("tcp://127.0.0.1:8786", n_workers=2)
     ws.close()
 
 

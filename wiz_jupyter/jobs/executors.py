@@ -136,6 +136,8 @@ class DaskExecutor:
 
     def __init__(self, target: Any, *, events: Any = None, n_workers: int | None = None):
         require_dask()
+        if n_workers is not None and (target != "local" or n_workers < 1):
+            raise InvalidJob("n_workers is for use_dask('local'): a positive number of processes")
         if not (
             target == "local"
             or (isinstance(target, str) and target)
@@ -234,7 +236,10 @@ class DaskExecutor:
             log.info("wiz: %s", self.error)  # shown by the board, %wiz status and ready()
         self._emit("dask.connected" if e is None else "dask.failed")
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Nothing to free at once: the runtime awaits :meth:`disconnect` when it stops."""
+
+    async def disconnect(self) -> None:
         """Disconnect; close the LocalCluster if it was made here. Running bodies are
         the runtime's business (it cancels or releases their jobs first)."""
         task, self._connecting = self._connecting, None

@@ -105,7 +105,7 @@ class Runtime(RuntimeHooks):
     def _switch_dask(self, old: DaskExecutor | None, new: DaskExecutor) -> None:
         assert self._loop is not None
         if old is not None:  # bodies still running there lose it: failed attempts, retried
-            task = self._loop.create_task(old.close())
+            task = self._loop.create_task(old.disconnect())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         new.connect(self._loop)
@@ -159,11 +159,10 @@ class Runtime(RuntimeHooks):
         self._beat_stop.set()
         if self._beat is not None:
             await asyncio.to_thread(self._beat.join)
-        for name, ex in self.executors.items():
-            if name != "dask":
-                ex.close()
+        for ex in self.executors.values():
+            ex.close()
         if self.dask is not None:
-            await self.dask.close()
+            await self.dask.disconnect()
         self._worker = None
         self.queue.hooks = RuntimeHooks()
 
