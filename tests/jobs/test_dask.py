@@ -286,6 +286,21 @@ for ask in (lambda: ws.use_dask("local"), lambda: ws.task(len, executor="dask"))
     assert out.stdout.splitlines() == [f"MissingExtra {extra}"] * 2
 
 
+async def test_use_dask_on_a_running_runtime_starts_the_waiting_jobs(db_path, cluster):
+    ws = wiz.Workspace(db_path, poll_interval=0.05)
+    ws.task(square, executor="dask")
+    await ws.start()
+    try:
+        job = ws.jobs.add("square", {"x": 6})
+        await asyncio.sleep(0.3)  # the runtime looked, and found nothing it could run
+        assert job.status == "waiting"
+        ws.use_dask(cluster.scheduler_address)
+        assert await job.wait(timeout=60) == 36
+    finally:
+        await ws.stop(grace=1)
+        ws.close()
+
+
 # last: it kills a worker (the nanny starts a new one)
 async def test_a_killed_worker_is_one_failed_attempt_retried_on_another_worker(dws, cluster):
     dws.task(fragile, executor="dask", attempts=3)

@@ -79,6 +79,7 @@ class Runtime(RuntimeHooks):
         self._pending: list[tuple[int, str, str]] = []
         self._flush_scheduled = False
         self._next_due: float | None = None
+        self._quiet_at: tuple[int, int] | None = None  # db version when a claim found no more
         self._stopping = False
         self._beat_stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -109,7 +110,7 @@ class Runtime(RuntimeHooks):
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         new.connect(self._loop)
-        self._wake_up()
+        self._rescan()
 
     def _runnable(self, spec: TaskSpec) -> bool:
         """Dask tasks wait (unclaimed) until ``use_dask`` gives them a cluster that
@@ -224,7 +225,13 @@ class Runtime(RuntimeHooks):
             loop.call_soon_threadsafe(fn, *args)
 
     def ready(self) -> None:
-        self._call(self._wake_up)
+        self._call(self._rescan)
+
+    def _rescan(self) -> None:
+        """Claim again even if the database has not changed: what this process can run
+        has (a task registered, a Dask cluster given)."""
+        self._quiet_at = None
+        self._wake_up()
 
     def due(self, when: float) -> None:
         self._call(self._set_due, when)
@@ -260,7 +267,7 @@ class Runtime(RuntimeHooks):
         loop = asyncio.get_running_loop()
         q = self.queue
         next_stall_check = 0.0
-        quiet_at: tuple[int, int] | None = None  # db version when a claim found nothing more
+        self._quiet_at = None  # claim on the first pass
         while not self._stopping:
             self._wake_fut = loop.create_future()
             try:
@@ -274,7 +281,7 @@ class Runtime(RuntimeHooks):
                     next_stall_check = now + self.lease / 2
                     q.recover_stalled(self.owner)
                 free = self.concurrency - len(self._active)
-                if free > 0 and q.tasks and q.store.version() != quiet_at and not q.paused:
+                if free > 0 and q.tasks and q.store.version() != self._quiet_at and not q.paused:
                     slots = {
                         name: None
                         if spec.concurrency is None
@@ -285,7 +292,7 @@ class Runtime(RuntimeHooks):
                     rows = q.claim(self.owner, free, self.lease, slots)
                     for row in rows:
                         self._start_job(row)
-                    quiet_at = None if len(rows) == free else q.store.version()
+                    self._quiet_at = None if len(rows) == free else q.store.version()
             except sqlite3.Error as e:  # a locked or busy database: try again shortly
                 log.warning("wiz runtime: database error, retrying: %s", e)
             except Exception:
