@@ -301,6 +301,20 @@ async def test_use_dask_on_a_running_runtime_starts_the_waiting_jobs(db_path, cl
         ws.close()
 
 
+async def test_stopping_releases_a_remote_job_and_cancels_its_body(db_path, cluster, tmp_path):
+    ws = wiz.Workspace(db_path, poll_interval=0.05)
+    ws.use_dask(cluster.scheduler_address)
+    ws.task(spin, executor="dask")
+    await ws.start()
+    marker = tmp_path / "stopped"
+    job = ws.jobs.add("spin", {"marker": str(marker)})
+    await first_progress(ws, job)
+    await ws.stop(grace=0)
+    assert job.status == "waiting" and job.attempts_made == 0  # back in the queue, not lost
+    await until(marker.exists, what="the worker to see the Dask future cancelled")
+    ws.close()
+
+
 # last: it kills a worker (the nanny starts a new one)
 async def test_a_killed_worker_is_one_failed_attempt_retried_on_another_worker(dws, cluster):
     dws.task(fragile, executor="dask", attempts=3)
