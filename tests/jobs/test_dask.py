@@ -31,6 +31,12 @@ def whoami(n: int, job) -> dict:
     return {"n": n, "pid": os.getpid()}
 
 
+def big(n: int, job) -> str:
+    for i in range(3):
+        job.log(f"line {i}")
+    return "x" * n
+
+
 def square(x: int) -> int:
     return x * x
 
@@ -140,6 +146,14 @@ async def test_bodies_run_in_worker_processes_and_report_back(dws, cluster):
         assert j.progress == 100
         assert j.attempts_made == 1
     assert "connected" in dws.dask.summary() and "2 workers" in dws.dask.summary()
+
+
+async def test_small_and_large_results_come_back_whole_after_their_lines(dws):
+    dws.task(big, executor="dask")
+    small, large = dws.jobs.add("big", {"n": 10}), dws.jobs.add("big", {"n": 100_000})
+    assert await small.wait(timeout=60) == "x" * 10  # the reply rides the event stream
+    assert await large.wait(timeout=60) == "x" * 100_000  # fetched from the worker
+    assert small.logs() == large.logs() == ["line 0", "line 1", "line 2"]
 
 
 async def test_local_and_dask_tasks_in_one_dependency_chain(dws):

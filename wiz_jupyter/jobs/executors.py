@@ -359,7 +359,7 @@ class DaskExecutor:
                 resources=getattr(spec, "resources", None) or None,
             )  # fmt: skip
             try:
-                out = await future
+                out = await self._outcome(future, remote)
             except asyncio.CancelledError:  # cancel, timeout or stop: the remote future too
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.cancel([future], force=True), 5)
@@ -369,9 +369,6 @@ class DaskExecutor:
                 raise WorkerLost(f"the Dask worker {worker} died while running it") from None
             except distributed.client.FutureCancelledError as e:
                 raise WorkerLost(f"Dask dropped the task ({e.reason or 'cancelled'})") from None
-            if remote.received < out["sent"]:  # progress and log lines still on their way
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(remote.caught_up(out["sent"]), 5)
             for task, data, options in out["children"]:
                 job.add_child(task, data, **options)
             if "unserialisable" in out:
@@ -380,11 +377,37 @@ class DaskExecutor:
         finally:
             del self._running[key]
 
+    async def _outcome(self, future: Any, remote: _Remote) -> dict[str, Any]:
+        """The body's reply. A small one comes as the last event of its topic, after its
+        progress and log lines (one stream, in order), so no round trip fetches it; a
+        large one is fetched from the worker as a Dask result, once every line sent
+        before it has arrived. An error, a cancel or a lost worker raises."""
+        settled = asyncio.ensure_future(_settled(future))
+        try:
+            await asyncio.wait({settled, remote.reply}, return_when=asyncio.FIRST_COMPLETED)
+            if remote.reply.done():
+                return remote.reply.result()
+            if future.status != "finished":
+                await future  # raises what happened
+            out = await future
+            if out.get("by_event"):  # the reply event is an instant behind the future's state
+                return await asyncio.wait_for(remote.reply, 30)
+            if remote.received < out["sent"]:  # lines still on their way
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(remote.caught_up(out["sent"]), 5)
+            return out
+        finally:
+            settled.cancel()
+
     def _on_remote_event(self, event: Any) -> None:
-        """A progress or log line from a worker (on the runtime's loop)."""
+        """A progress or log line, or a body's reply, from a worker (on the runtime's loop)."""
         _, msg = event
         remote = self._running.get(msg.get("key")) if isinstance(msg, dict) else None
         if remote is None:  # a late line from an attempt that was cancelled or timed out
+            return
+        if "reply" in msg:
+            if not remote.reply.done():
+                remote.reply.set_result(msg["reply"])
             return
         try:
             if "progress" in msg:
@@ -423,14 +446,33 @@ class _Pickled(bytes):
 _BY_VALUE: weakref.WeakKeyDictionary[Any, _Pickled] = weakref.WeakKeyDictionary()
 
 
-class _Remote:
-    """A body running on the cluster: its job, and how many of its lines arrived."""
+async def _settled(future: Any) -> None:
+    """Until a Dask future is finished, erred or cancelled, without fetching its result
+    (which would be a round trip to the scheduler and the worker for each job)."""
+    state = getattr(future, "_state", None)
+    if state is not None and hasattr(state, "wait"):  # distributed's FutureState
+        await state.wait()
+        return
+    loop = asyncio.get_running_loop()  # the public way: a callback on Dask's callback thread
+    done = loop.create_future()
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(_set_done, done))
+    await done
 
-    __slots__ = ("_waiter", "job", "received")
+
+def _set_done(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class _Remote:
+    """A body running on the cluster: its job, its reply, and how many lines arrived."""
+
+    __slots__ = ("_waiter", "job", "received", "reply")
 
     def __init__(self, job: Any):
         self.job = job
         self.received = 0
+        self.reply: asyncio.Future = asyncio.get_running_loop().create_future()
         self._waiter: asyncio.Future | None = None
 
     async def caught_up(self, n: int) -> None:
@@ -528,7 +570,18 @@ def _run_remote(fn: Any, kwargs: dict[str, Any], meta: dict[str, Any]) -> dict[s
         reply["result"] = dumps(out)
     except (TypeError, ValueError) as e:
         reply["unserialisable"] = str(e)
+    if len(reply.get("result", "")) <= _REPLY_BY_EVENT:
+        try:  # after the body's lines, on the same stream
+            ctx._send({"reply": reply})
+            return {"by_event": True}
+        except (TypeError, ValueError):  # children options msgpack cannot carry
+            pass
     return reply
+
+
+# Replies up to this size (JSON characters) travel as an event; the scheduler keeps the
+# last 1,000 events of a topic, so this bounds what it holds for us.
+_REPLY_BY_EVENT = 8_000
 
 
 async def _awaited(awaitable: Any) -> Any:
