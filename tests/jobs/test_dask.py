@@ -278,6 +278,22 @@ async def test_dask_jobs_wait_unclaimed_until_a_cluster_is_given(db_path, cluste
     ws.close()
 
 
+def test_dask_is_imported_only_when_a_cluster_is_used(tmp_path):
+    script = """
+import sys
+import wiz_jupyter as wiz
+ws = wiz.Workspace(sys.argv[1])
+ws.task(len, name="remote_len", executor="dask")  # registering a Dask task imports nothing
+print("distributed" in sys.modules, "dask" in sys.modules)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "w.db")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+
+
 def test_without_the_extra_the_package_loads_and_asking_for_dask_says_which_extra(tmp_path):
     script = """
 import sys
