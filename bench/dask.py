@@ -128,6 +128,7 @@ async def main(args: argparse.Namespace) -> None:
                 order = order[rep % 3 :] + order[: rep % 3]  # a busy machine: rotate the order
                 for name in order:
                     walls[name].append(await runs[name]())
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # heartbeats cut by the close
     med = {k: statistics.median(v) for k, v in walls.items()}
     speedup = med["threads"] / med["dask"]
     overhead_ms = (med["dask"] - med["bare"]) / args.jobs * 1000
