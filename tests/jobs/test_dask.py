@@ -253,6 +253,44 @@ async def test_resource_annotations_pass_through(dws):
     assert await dws.jobs.add("resources_seen").wait(timeout=60) == {"GPU": 1}
 
 
+async def test_a_sync_client_or_a_cluster_object_is_joined_by_an_async_client(db_path, cluster):
+    from distributed import Client
+
+    sync_client = await asyncio.to_thread(Client, cluster.scheduler_address, set_as_default=False)
+    try:
+        for target in (sync_client, cluster):  # a Client; an object with a scheduler_address
+            ws = wiz.Workspace(db_path, poll_interval=0.05)
+            ws.task(square, executor="dask")
+            ws.use_dask(target)
+            await ws.start()
+            try:
+                assert (await ws.dask).client is not sync_client
+                assert ws.dask.address == cluster.scheduler_address
+                assert await ws.jobs.add("square", {"x": 9}).wait(timeout=60) == 81
+            finally:
+                await ws.stop(grace=1)
+                ws.close()
+        assert sync_client.status == "running"  # the user's client is left alone
+    finally:
+        await asyncio.to_thread(sync_client.close)
+
+
+async def test_an_async_client_on_the_runtimes_loop_is_used_as_it_is(db_path, cluster):
+    from distributed import Client
+
+    async with Client(cluster.scheduler_address, asynchronous=True, set_as_default=False) as c:
+        ws = wiz.Workspace(db_path, poll_interval=0.05)
+        ws.task(square, executor="dask")
+        ws.use_dask(c)
+        await ws.start()
+        assert (await ws.dask).client is c
+        assert await ws.jobs.add("square", {"x": 4}).wait(timeout=60) == 16
+        await ws.stop(grace=1)
+        ws.close()
+        assert c.status == "running"  # not ours to close
+        assert await c.submit(square, 3) == 9
+
+
 def test_bad_options_are_refused_in_one_line(db_path):
     ws = wiz.Workspace(db_path)
     with pytest.raises(ValueError, match='use them with executor="dask"'):
