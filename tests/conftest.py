@@ -23,6 +23,25 @@ async def ws(db_path):
     w.close()
 
 
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A small real Dask cluster per test module: 2 worker processes x 1 thread on
+    loopback (starting processes is the slow part). Dask's own retries are off, as
+    wiz_jupyter wants them, and each worker offers one ``GPU`` resource."""
+    import logging
+
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=":0", resources={"GPU": 1}, silence_logs=logging.ERROR,
+        )  # fmt: skip
+    yield cluster
+    cluster.close()
+
+
 async def reach(ws: wiz.Workspace, job: wiz.Job, status: str, timeout: float = 5.0) -> None:
     """Wait, on the workspace's events, until ``job`` has ``status``."""
     arrived = asyncio.Event()

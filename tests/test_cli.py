@@ -187,3 +187,48 @@ def test_autowake_at_boot_adds_a_worker_entry_with_a_stand_in_crontab(
     wiz_cli("autowake", "install", "--db", str(db_path), "--at-boot", env=env)
     assert wiz_cli("autowake", "remove", "--db", str(db_path), env=env).returncode == 0
     assert table.read_text() == "0 1 * * * echo mine\n"
+
+
+async def test_the_headless_worker_runs_dask_bodies_on_a_cluster(db_path, tmp_path, dask_cluster):
+    tasks = tmp_path / "dask_tasks.py"
+    tasks.write_text(
+        textwrap.dedent(
+            """
+            import os
+            import wiz_jupyter as wiz
+
+            ws = wiz.workspace()
+
+            @ws.task(executor="dask")
+            def where(n: int) -> list:
+                return [n, os.getpid()]
+            """
+        )
+    )
+    address = dask_cluster.scheduler_address
+    ws = wiz.Workspace(db_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wiz_jupyter", "worker", "--db", str(db_path), "--tasks", str(tasks),
+         "--dask", address, "--grace", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        first = await asyncio.to_thread(proc.stdout.readline)
+        assert f"dask: connected to scheduler {address} (2 workers)" in first
+        job = ws.jobs.add("where", {"n": 5})
+        n, pid = await job.wait(timeout=60)
+        workers = {w.process.pid for w in dask_cluster.workers.values()}
+        assert n == 5 and pid in workers and pid != proc.pid
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        proc.kill()
+
+
+def test_the_worker_without_a_reachable_cluster_says_so_in_one_line(db_path, tasks_file):
+    out = wiz_cli(
+        "worker", "--db", str(db_path), "--tasks", str(tasks_file), "--dask", "nonsense://x"
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("wiz: could not connect to Dask at nonsense://x")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr

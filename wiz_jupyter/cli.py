@@ -5,6 +5,7 @@
     wiz jobs [--status failed] [--task T] [--limit 20] [--json]
     wiz schedules [--json]
     wiz worker --tasks my_tasks.py          # a headless runtime: fires schedules, works jobs
+    wiz worker --tasks t.py --dask tcp://scheduler:8786   # executor="dask" bodies on a cluster
     wiz run-due --tasks my_tasks.py         # fire what is due, work it, exit (for an OS cron)
     wiz autowake install|remove|status      # a crontab entry that calls run-due
                                             # (--at-boot: and a worker started at boot)
@@ -115,6 +116,8 @@ def _schedule_dict(s: Any) -> dict[str, Any]:
 def cmd_worker(args: argparse.Namespace) -> int:
     async def main() -> None:
         ws = _open(args, concurrency=args.concurrency)
+        if args.dask:
+            ws.use_dask(args.dask)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -122,6 +125,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await ws.start()
         tasks = ", ".join(sorted(ws.jobs.tasks)) or "none"
         active = len(ws.schedules.list(status="active"))
+        if ws.dask is not None:
+            try:
+                await ws.dask
+            except Exception as e:
+                await ws.stop(grace=0)
+                ws.close()
+                raise WizError(ws.dask.error or f"could not connect to Dask: {e}") from None
+            print(f"wiz worker {ws.dask.summary()}", flush=True)
         print(f"wiz worker on {ws.path}: tasks {tasks}; {active} active schedules. "
               "Ctrl-C to stop.", flush=True)  # fmt: skip
         await stop.wait()
@@ -213,6 +224,8 @@ def parser() -> argparse.ArgumentParser:
     c = command("worker", cmd_worker, "run a headless worker until SIGINT/SIGTERM", tasks=True)
     c.add_argument("--concurrency", type=int, default=16)
     c.add_argument("--grace", type=float, default=10.0, help="seconds running jobs get on stop")
+    c.add_argument("--dask", metavar="ADDRESS|local",
+                   help="run executor='dask' task bodies on this Dask scheduler (needs the dask extra)")  # fmt: skip
     c = command("run-due", cmd_run_due, "fire what is due, work it until idle, exit", tasks=True)
     c.add_argument("--timeout", type=float, default=3600.0)
     c = command("autowake", cmd_autowake, "a crontab entry that calls `wiz run-due`", tasks=True)

@@ -39,6 +39,10 @@ class JobCancelled(Exception):
     """Raised inside a sync handler's ``job.check_cancelled()`` once the job is cancelled."""
 
 
+class MissingExtra(WizError, ImportError):
+    """An optional part of wiz_jupyter was asked for, and its extra is not installed."""
+
+
 class InvalidSchedule(WizError, ValueError):
     """Arguments to ``schedules.add`` that cannot be accepted (a malformed cron, say)."""
 

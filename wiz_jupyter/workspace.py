@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from .jobs.events import EventBus
+from .jobs.executors import require_dask
 from .jobs.models import TaskSpec
 from .jobs.notebooks import BUILTIN_TASKS, Notebook, NotebookRunner
 from .jobs.notebooks import TASK as NOTEBOOK_TASK
@@ -92,6 +93,7 @@ class Workspace:
         timeout: float | None = None,
         concurrency: int | None = None,
         executor: str = "auto",
+        resources: dict[str, float] | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(self, fn: Any = None, /, **options: Any) -> Any:
@@ -99,7 +101,9 @@ class Workspace:
 
         Handlers get the job's data as keyword arguments, and the running job as
         a parameter named ``job`` if they declare one. Sync functions run in a
-        thread, async ones on the loop (``executor="loop"|"thread"`` to choose).
+        thread, async ones on the loop (``executor="loop"|"thread"`` to choose);
+        ``executor="dask"`` runs the body on the cluster of :meth:`use_dask`, with
+        Dask ``resources`` such as ``{"GPU": 1}``.
         ``attempts``, ``backoff`` and ``timeout`` are defaults for new jobs of
         the task; ``concurrency`` bounds how many run at once in this process.
 
@@ -119,14 +123,31 @@ class Workspace:
             "timeout",
             "concurrency",
             "executor",
+            "resources",
         }
         if unknown:
             raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
         name = options.pop("name", None) or fn.__name__
         normalise_backoff(options.get("backoff"))  # refuse a bad backoff now, not at add
         executor = options.get("executor", "auto")
-        if executor not in ("auto", "loop", "thread"):
-            raise ValueError(f"executor must be 'auto', 'loop' or 'thread', not {executor!r}")
+        if executor not in ("auto", "loop", "thread", "dask"):
+            raise ValueError(
+                f"executor must be 'auto', 'loop', 'thread' or 'dask', not {executor!r}"
+            )
+        resources = options.get("resources")
+        if resources is not None:
+            if executor != "dask":
+                raise ValueError('resources are Dask annotations: use them with executor="dask"')
+            if not isinstance(resources, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                for k, v in resources.items()
+            ):
+                raise ValueError(
+                    f'resources map names to amounts, e.g. {{"GPU": 1}}, not {resources!r}'
+                )
+            options["resources"] = dict(resources)
+        if executor == "dask":
+            require_dask()
         self.jobs.tasks[name] = TaskSpec(name=name, fn=fn, **options)
         self.runtime.ready()  # jobs already waiting for this task can run now
         return fn
@@ -142,6 +163,33 @@ class Workspace:
         """A notebook to schedule or chain: ``ws.schedules.add(ws.notebook("r.ipynb",
         {"region": "eu"}, kernel="python3"), cron="0 6 * * *")`` (see ``ws.jobs.add_notebook``)."""
         return Notebook(path, parameters, kernel=kernel, cwd=cwd)
+
+    def use_dask(self, target: Any = "local", *, n_workers: int | None = None) -> Any:
+        """Run the bodies of ``@ws.task(executor="dask")`` tasks on a Dask cluster.
+
+        ``target``: ``"local"`` (a LocalCluster, one worker process per core, or
+        ``n_workers``), a scheduler address (``"tcp://host:8786"``), a
+        ``distributed.Client``, or a dask-jobqueue / dask-gateway cluster object.
+        The queue, its SQLite file and the leases stay in this process; only job
+        bodies travel. The client is asynchronous on the runtime's loop, so the
+        kernel never blocks on it; ``await`` the returned executor to wait for the
+        connection. Jobs of Dask tasks wait, unclaimed, until this is called.
+        Without the ``dask`` extra this raises a one-line
+        :class:`~wiz_jupyter.errors.MissingExtra`.
+
+        ::
+
+            cluster = await ws.use_dask("local")
+
+            @ws.task(executor="dask", resources={"GPU": 1})
+            def train(seed: int) -> float: ...
+        """
+        return self.runtime.use_dask(target, n_workers=n_workers)
+
+    @property
+    def dask(self) -> Any:
+        """The Dask executor of :meth:`use_dask` (``.summary()``, ``.dashboard_link``), or None."""
+        return self.runtime.dask
 
     # -- the runtime ---------------------------------------------------------------------------
 

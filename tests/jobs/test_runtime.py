@@ -280,3 +280,24 @@ async def test_the_default_workspace_is_one_per_process(tmp_path, monkeypatch):
     assert wiz.workspace() is wiz.workspace()
     assert wiz.workspace().path == str(tmp_path / "wiz.db")
     wiz.workspace().close()
+
+
+async def test_a_task_registered_while_running_starts_its_waiting_jobs(db_path):
+    ws = wiz.Workspace(db_path, poll_interval=0.05)
+
+    @ws.task
+    async def early() -> None:
+        pass
+
+    await ws.start()
+    try:
+        job = ws.jobs.add("late")
+        await asyncio.sleep(0.3)  # the runtime looked: nothing it can run, the file unchanged since
+
+        @ws.task
+        async def late() -> str:
+            return "ran"
+
+        assert await job.wait(timeout=5) == "ran"
+    finally:
+        await ws.stop()

@@ -240,6 +240,7 @@ class TaskSpec:
     timeout: float | None = None
     concurrency: int | None = None
     executor: str = "auto"
+    resources: dict[str, float] | None = None  # Dask resource annotations, e.g. {"GPU": 1}
     wants_job: bool = False
 
     def __post_init__(self) -> None:

@@ -27,7 +27,14 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from .executors import Executor, LoopExecutor, ThreadExecutor
+from .executors import (
+    DaskExecutor,
+    Encoded,
+    Executor,
+    LoopExecutor,
+    ThreadExecutor,
+    UnserialisableResult,
+)
 from .models import JobContext, TaskSpec, current_job, dumps
 from .queue import Queue, RuntimeHooks
 
@@ -59,6 +66,8 @@ class Runtime(RuntimeHooks):
         self.poll_interval = poll_interval
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.executors: dict[str, Executor] = {}
+        self.dask: DaskExecutor | None = None  # set by use_dask; survives stop and start
+        self._closing: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._worker: asyncio.Task | None = None
@@ -70,6 +79,7 @@ class Runtime(RuntimeHooks):
         self._pending: list[tuple[int, str, str]] = []
         self._flush_scheduled = False
         self._next_due: float | None = None
+        self._quiet_at: tuple[int, int] | None = None  # db version when a claim found no more
         self._stopping = False
         self._beat_stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -82,6 +92,31 @@ class Runtime(RuntimeHooks):
     def active_ids(self) -> list[int]:
         return list(self._active)
 
+    def use_dask(self, target: Any, *, n_workers: int | None = None) -> DaskExecutor:
+        """Run the bodies of ``executor="dask"`` tasks on this cluster (see
+        :class:`~wiz_jupyter.jobs.executors.DaskExecutor`). Connects on the runtime's
+        loop: now if it is running, else when it starts."""
+        old = self.dask
+        self.dask = DaskExecutor(target, events=self.queue.events, n_workers=n_workers)
+        if self.running:
+            self.executors["dask"] = self.dask
+            self._call(self._switch_dask, old, self.dask)
+        return self.dask
+
+    def _switch_dask(self, old: DaskExecutor | None, new: DaskExecutor) -> None:
+        assert self._loop is not None
+        if old is not None:  # bodies still running there lose it: failed attempts, retried
+            task = self._loop.create_task(old.disconnect())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        new.connect(self._loop)
+        self._rescan()
+
+    def _runnable(self, spec: TaskSpec) -> bool:
+        """Dask tasks wait (unclaimed) until ``use_dask`` gives them a cluster that
+        did not refuse the connection."""
+        return spec.executor != "dask" or (self.dask is not None and self.dask.error is None)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -93,6 +128,9 @@ class Runtime(RuntimeHooks):
         self.queue.events.loop = loop
         self.queue.hooks = self
         self.executors = {"loop": LoopExecutor(), "thread": ThreadExecutor(self.concurrency)}
+        if self.dask is not None:
+            self.executors["dask"] = self.dask
+            self.dask.connect(loop)
         self._next_due = time.time()  # promote anything already due on the first pass
         self._worker = loop.create_task(self._work(), name="wiz-runtime")
         self._beat_stop.clear()
@@ -124,6 +162,8 @@ class Runtime(RuntimeHooks):
             await asyncio.to_thread(self._beat.join)
         for ex in self.executors.values():
             ex.close()
+        if self.dask is not None:
+            await self.dask.disconnect()
         self._worker = None
         self.queue.hooks = RuntimeHooks()
 
@@ -163,9 +203,9 @@ class Runtime(RuntimeHooks):
     def _idle(self) -> bool:
         if self._active or self._pending:
             return False
-        if self.queue.paused or not self.queue.tasks:
+        names = [n for n, spec in self.queue.tasks.items() if self._runnable(spec)]
+        if self.queue.paused or not names:
             return True
-        names = list(self.queue.tasks)
         rows = self.queue.store.read(
             f"SELECT 1 FROM jobs WHERE status IN ('waiting', 'delayed') AND task IN "
             f"({','.join('?' * len(names))}) LIMIT 1",
@@ -185,7 +225,13 @@ class Runtime(RuntimeHooks):
             loop.call_soon_threadsafe(fn, *args)
 
     def ready(self) -> None:
-        self._call(self._wake_up)
+        self._call(self._rescan)
+
+    def _rescan(self) -> None:
+        """Claim again even if the database has not changed: what this process can run
+        has (a task registered, a Dask cluster given)."""
+        self._quiet_at = None
+        self._wake_up()
 
     def due(self, when: float) -> None:
         self._call(self._set_due, when)
@@ -221,7 +267,7 @@ class Runtime(RuntimeHooks):
         loop = asyncio.get_running_loop()
         q = self.queue
         next_stall_check = 0.0
-        quiet_at: tuple[int, int] | None = None  # db version when a claim found nothing more
+        self._quiet_at = None  # claim on the first pass
         while not self._stopping:
             self._wake_fut = loop.create_future()
             try:
@@ -235,17 +281,18 @@ class Runtime(RuntimeHooks):
                     next_stall_check = now + self.lease / 2
                     q.recover_stalled(self.owner)
                 free = self.concurrency - len(self._active)
-                if free > 0 and q.tasks and q.store.version() != quiet_at and not q.paused:
+                if free > 0 and q.tasks and q.store.version() != self._quiet_at and not q.paused:
                     slots = {
                         name: None
                         if spec.concurrency is None
                         else spec.concurrency - self._by_task[name]
                         for name, spec in q.tasks.items()
+                        if self._runnable(spec)
                     }
                     rows = q.claim(self.owner, free, self.lease, slots)
                     for row in rows:
                         self._start_job(row)
-                    quiet_at = None if len(rows) == free else q.store.version()
+                    self._quiet_at = None if len(rows) == free else q.store.version()
             except sqlite3.Error as e:  # a locked or busy database: try again shortly
                 log.warning("wiz runtime: database error, retrying: %s", e)
             except Exception:
@@ -280,7 +327,7 @@ class Runtime(RuntimeHooks):
             kwargs = ctx.data
             if spec.wants_job:
                 kwargs = {**kwargs, "job": ctx}
-            body = self.executors[spec.executor].run(spec.fn, kwargs)
+            body = self.executors[spec.executor].run(spec.fn, kwargs, ctx, spec)
             if timeout:
                 started = time.monotonic()
                 try:
@@ -297,6 +344,11 @@ class Runtime(RuntimeHooks):
             ctx._cancelled = True
             if jid not in self._stopped_ids:
                 raise
+        except UnserialisableResult as e:
+            self._safe(
+                q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
+                retryable=False,
+            )  # fmt: skip
         except Exception as e:
             tb = traceback.format_exc(limit=-8)
             self._safe(
@@ -304,7 +356,7 @@ class Runtime(RuntimeHooks):
             )
         else:
             try:
-                encoded = dumps(result)
+                encoded = str(result) if isinstance(result, Encoded) else dumps(result)
             except (TypeError, ValueError) as e:
                 self._safe(
                     q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",

@@ -56,6 +56,7 @@ class JobBoard(anywidget.AnyWidget):
     text_filter = traitlets.Unicode("").tag(sync=True)
     limit = traitlets.Int(200).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    cluster = traitlets.Dict().tag(sync=True)  # the Dask cluster of ws.use_dask, if any
 
     def __init__(self, ws: Workspace, *, limit: int = 200, interval: float = 0.25, **kwargs: Any):
         super().__init__(limit=limit, title=str(ws.path), **kwargs)
@@ -64,6 +65,8 @@ class JobBoard(anywidget.AnyWidget):
         self._dirty: set[int] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._off = ws.events.on("job.*", self._on_event)
+        self._off_dask = ws.events.on("dask.*", lambda _e: self._show_cluster())
+        self._show_cluster()
         self.on_msg(self._on_front_end)
         self.observe(
             lambda _: self.send_snapshot(), names=["status_filter", "text_filter", "limit"]
@@ -98,6 +101,7 @@ class JobBoard(anywidget.AnyWidget):
                 f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(part))})", tuple(part)
             )
         self.counts = self.ws.jobs.counts()
+        self._show_cluster()
         self.send(
             {"type": "patch", "jobs": [_row(dict(zip(COLUMNS, r)), self.ws.runs_dir) for r in rows]}
         )
@@ -115,6 +119,10 @@ class JobBoard(anywidget.AnyWidget):
             ][: self.limit]
         self.counts = self.ws.jobs.counts()
         self.send({"type": "snapshot", "jobs": [_row(j._row, self.ws.runs_dir) for j in jobs]})
+
+    def _show_cluster(self) -> None:
+        dask = self.ws.dask
+        self.cluster = {} if dask is None else dask.info()
 
     # -- from the front end --------------------------------------------------------------------
 
@@ -134,6 +142,7 @@ class JobBoard(anywidget.AnyWidget):
 
     def close(self) -> None:
         self._off()
+        self._off_dask()
         if self._timer is not None:
             self._timer.cancel()
         super().close()

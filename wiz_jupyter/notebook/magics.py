@@ -229,6 +229,21 @@ class WizMagics(Magics):
             "how each answer shown in this notebook was made (job, model, request hash, cost)",
         )
         c.add_argument("-o", "--output", metavar="VAR", help="store the records (a list of dicts)")
+        c = command(
+            "dask",
+            self.cmd_dask,
+            "run executor='dask' tasks on a Dask cluster (no argument: show the cluster)",
+        )
+        c.add_argument(
+            "target", nargs="?", metavar="ADDRESS|local",
+            help="a scheduler address (tcp://host:8786), or 'local' for a LocalCluster",
+        )  # fmt: skip
+        c.add_argument(
+            "--workers", type=int, default=None, help="worker processes of 'local' (default: cores)"
+        )
+        c.add_argument(
+            "--timeout", type=float, default=60.0, help="seconds to wait for the connection"
+        )
         c = command("board", self.cmd_board, "the live job board widget")
         c.add_argument("--limit", type=int, default=200, help="jobs shown (default 200)")
         for c in self.subparsers.values():
@@ -619,6 +634,29 @@ class WizMagics(Magics):
         print(f"runtime {state}{paused}; tasks: {', '.join(mine) or 'none'}")
         print(f"jobs: {counts}")
         print(f"schedules: {len(ws.schedules.list(status='active'))} active")
+        if ws.dask is not None:
+            print(ws.dask.summary())
+
+    def cmd_dask(self, args: argparse.Namespace, cell: str | None) -> None:
+        ws = self.ws
+        if args.target is None:
+            print(ws.dask.summary() if ws.dask is not None else "dask: off (%wiz dask local)")
+            return
+        if args.workers is not None and args.workers < 1:
+            raise WizError("--workers must be at least 1")
+        self._ensure_running()
+        cluster = ws.use_dask(args.target, n_workers=args.workers)
+        try:
+            run_sync(asyncio.wait_for(cluster.ready(), args.timeout))
+        except asyncio.TimeoutError:
+            raise WizError(
+                f"no answer from Dask at {cluster.describe_target()} within {args.timeout:g} s"
+            ) from None
+        except WizError:
+            raise
+        except Exception as e:
+            raise WizError(cluster.error or f"could not connect to Dask: {e}") from None
+        print(cluster.summary())
 
 
 def _notify_flags(c: argparse.ArgumentParser) -> None:

@@ -53,7 +53,8 @@ function render({ model, el: root }) {
   const search = el("input", "wiz-board-search");
   search.placeholder = "filter by task, agent or id";
   search.value = model.get("text_filter");
-  header.append(title, counts, search);
+  const cluster = el("span", "wiz-board-cluster");
+  header.append(title, cluster, counts, search);
   const message = el("div", "wiz-board-message");
   const table = el("table", "wiz-board-table");
   const thead = el("thead");
@@ -76,6 +77,24 @@ function render({ model, el: root }) {
       b.dataset.status = s;
       b.onclick = () => { model.set("status_filter", current === s ? "" : s); model.save_changes(); };
       counts.append(b);
+    }
+  }
+
+  // the Dask cluster of ws.use_dask: where executor="dask" bodies run, and its dashboard
+  function drawCluster() {
+    cluster.replaceChildren();
+    const c = model.get("cluster") || {};
+    if (!c.state) return;
+    const text = c.state === "connected"
+      ? `dask: ${c.kind} ${c.address} · ${c.workers} worker${c.workers === 1 ? "" : "s"}`
+      : `dask: ${c.state}${c.error ? " · " + c.error : ""}`;
+    cluster.append(el("span", `wiz-dask wiz-dask-${c.state.replace(/ /g, "-")}`, text));
+    if (c.dashboard && /^https?:\/\//.test(c.dashboard)) {
+      const a = el("a", "wiz-dask-dashboard", "dashboard");
+      a.href = c.dashboard;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      cluster.append(" · ", a);
     }
   }
 
@@ -189,8 +208,10 @@ function render({ model, el: root }) {
     drawRows();
   });
   model.on("change:counts", drawCounts);
+  model.on("change:cluster", drawCluster);
   model.on("change:status_filter", () => { drawCounts(); drawRows(); });
   drawCounts();
+  drawCluster();
   drawRows();
   model.send({ type: "ready" });
   const ticker = setInterval(() => { if ([...jobs.values()].some((j) => j.status === "active")) drawRows(); }, 1000);
