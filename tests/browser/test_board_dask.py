@@ -5,9 +5,9 @@ notebook's kernel with ``%wiz dask local``)."""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.browser.test_sidebar import CHROMIUM, CHROMIUM_ARGS, run_cell, start_lab
+from tests.browser.lab import browser_page, open_notebook, run_cell, start_lab
 
 CELLS = [
     """\
@@ -36,19 +36,8 @@ def lab(tmp_path_factory):
 
 @pytest.mark.timeout(240)
 def test_the_board_shows_the_cluster_and_its_dashboard_link(lab):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(30_000)
-        page.goto(f"{lab.url}lab/tree/dask.ipynb?token={lab.token}")
-        page.wait_for_function(
-            """() => {
-                const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-                const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-                return k && k.connectionStatus === 'connected' && k.status === 'idle';
-            }""",
-            timeout=60_000,
-        )
+    with browser_page() as (page, _errors):
+        open_notebook(page, lab, "dask.ipynb")
         run_cell(page, 0)
         board = page.locator(".wiz-board")
         expect(board).to_be_visible(timeout=30_000)
@@ -66,7 +55,6 @@ def test_the_board_shows_the_cluster_and_its_dashboard_link(lab):
         expect(board.locator("tr.wiz-row[data-job-id='1']")).to_have_class(
             "wiz-row wiz-row-completed", timeout=60_000
         )
-        browser.close()
     ws = lab.workspace()
     try:
         job = ws.jobs.get(1)

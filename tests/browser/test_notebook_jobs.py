@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from .test_sidebar import CHROMIUM, CHROMIUM_ARGS, run_cell, start_lab
+from tests.browser.lab import browser_page, open_notebook, run_cell, start_lab
 
 CELLS = [
     """\
@@ -42,22 +42,8 @@ def lab(tmp_path_factory):
 
 @pytest.mark.timeout(240)
 def test_the_sidebar_and_the_board_open_the_executed_notebook(lab):
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(30_000)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{lab.url}lab/tree/outer.ipynb?token={lab.token}")
-        page.wait_for_function(
-            """() => {
-                const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-                const k = w && w.sessionContext && w.sessionContext.session
-                    && w.sessionContext.session.kernel;
-                return k && k.connectionStatus === 'connected' && k.status === 'idle';
-            }""",
-            timeout=60_000,
-        )
+    with browser_page() as (page, errors):
+        open_notebook(page, lab, "outer.ipynb")
         run_cell(page, 0)
         expect(page.locator(".jp-OutputArea-output").first).to_contain_text(
             "wiz-runs/inner-1.ipynb", timeout=120_000
@@ -85,5 +71,4 @@ def test_the_sidebar_and_the_board_open_the_executed_notebook(lab):
         expect(
             page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output").last
         ).to_contain_text("doubled 42")
-        browser.close()
     assert [e for e in errors if "wiz" in e.lower()] == []

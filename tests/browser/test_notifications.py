@@ -10,9 +10,9 @@ so with its error. Real JupyterLab, kernel and Chromium, as in test_sidebar.py.
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.browser.test_sidebar import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, run_cell, start_lab
+from tests.browser.lab import SCREENSHOTS, browser_page, open_notebook, run_cell, start_lab
 
 CELLS = [
     "%load_ext wiz_jupyter\n%wiz agent helper --role assistant",
@@ -40,24 +40,8 @@ def lab(tmp_path_factory):
 
 @pytest.mark.timeout(240)
 def test_a_finished_background_job_becomes_a_notification(lab):
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(30_000)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-        page.goto(f"{lab.url}lab/tree/notify.ipynb?token={lab.token}")
-        page.wait_for_function(
-            """() => {
-                const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-                const kernel = w && w.sessionContext && w.sessionContext.session
-                    && w.sessionContext.session.kernel;
-                return kernel && kernel.connectionStatus === 'connected'
-                    && kernel.status === 'idle';
-            }""",
-            timeout=60_000,
-        )
+    with browser_page() as (page, errors):
+        open_notebook(page, lab, "notify.ipynb")
         toasts = page.locator(".jp-toast-message")
 
         run_cell(page, 0)
@@ -93,5 +77,4 @@ def test_a_finished_background_job_becomes_a_notification(lab):
         finally:
             ws.close()
         expect(toasts.filter(has_text="Wiz job 3")).to_have_count(0)
-        browser.close()
     assert [e for e in errors if "wiz" in e.lower()] == []

@@ -8,9 +8,9 @@ its cancel button cancels a running job. Screenshots of both widgets are saved.
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.browser.test_sidebar import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, run_cell, start_lab
+from tests.browser.lab import SCREENSHOTS, browser_page, open_notebook, run_cell, start_lab
 
 CELLS = [
     """\
@@ -49,19 +49,8 @@ def lab(tmp_path_factory):
 
 @pytest.mark.timeout(240)
 def test_chat_streams_escapes_html_and_the_board_cancels(lab):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        page.goto(f"{lab.url}lab/tree/widgets.ipynb?token={lab.token}")
-        page.wait_for_function(
-            """() => {
-                const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-                const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-                return k && k.connectionStatus === 'connected' && k.status === 'idle';
-            }""",
-            timeout=60_000,
-        )
+    with browser_page(height=1000) as (page, _errors):
+        open_notebook(page, lab, "widgets.ipynb")
         run_cell(page, 0)
         run_cell(page, 1)
         panel = page.locator(".wiz-chat-panel")
@@ -103,7 +92,6 @@ def test_chat_streams_escapes_html_and_the_board_cancels(lab):
             "cancelled 1"
         )
         board.screenshot(path=str(SCREENSHOTS / "board.png"))
-        browser.close()
     ws = lab.workspace()
     try:
         assert ws.jobs.get(4).status == "cancelled"
