@@ -6,20 +6,7 @@ import json
 
 import nbformat
 
-
-def make_nb(path, *cells):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    for source, tags in cells:
-        cell = nbformat.v4.new_code_cell(source)
-        cell.metadata["tags"] = tags
-        nb.cells.append(cell)
-    nbformat.write(nb, str(path))
-    return path
+from tests.jobs.test_notebook_jobs import make_nb
 
 
 def test_run_a_notebook_with_parameters_and_wait(kernel, tmp_path):
