@@ -125,3 +125,28 @@ def test_board_displays_a_widget(kernel):
     kernel.ok("%load_ext wiz_jupyter")
     res = kernel.ok("%wiz board")
     assert res.plain and "JobBoard" in res.plain[0]
+
+
+def test_a_question_mark_at_the_end_asks_instead_of_opening_help(kernel):
+    kernel.ok("%load_ext wiz_jupyter\nimport wiz_jupyter as wiz\nws = wiz.workspace()\nx = 3")
+    kernel.ok("%wiz agent echo --role helper")
+    res = kernel.ok("%wiz ask echo is {x} in df?", timeout=60)
+    assert "Object" not in res.stdout + res.stderr  # IPython's "Object `df` not found."
+    prompt = kernel.ok("print(ws.jobs.list(task='agent:echo')[0].data['prompt'])").stdout
+    assert prompt.strip() == "is 3 in df?"
+
+
+def test_the_question_mark_transformer_rewrites_only_wiz_lines():
+    from wiz_jupyter.notebook.magics import keep_question_marks
+
+    assert keep_question_marks(["%wiz ask a why?\n", "y = 1?\n"]) == [
+        "get_ipython().run_line_magic('wiz', 'ask a why?')\n",
+        "y = 1?\n",
+    ]
+    assert keep_question_marks(["if ok:\n", "    %wiz ask a how?  \n"])[1] == (
+        "    get_ipython().run_line_magic('wiz', 'ask a how?')\n"
+    )
+    assert keep_question_marks(["%wiz ask a 'how?'\n"]) == ["%wiz ask a 'how?'\n"]  # not help
+    cell = ["%%wiz ask a\n", "%wiz what?\n"]
+    assert keep_question_marks(cell) == cell
+    assert keep_question_marks(["%wiz jobs\n"]) == ["%wiz jobs\n"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -675,6 +676,27 @@ def _notify_flags(c: argparse.ArgumentParser) -> None:
 _loaded: dict[int, WizMagics] = {}
 
 
+_QUESTION_LINE = re.compile(r"^(?P<indent>[ \t]*)%wiz[ \t]+(?P<args>.*\?)[ \t]*$")
+
+
+def keep_question_marks(lines: list[str]) -> list[str]:
+    """An input transformer: IPython reads a line ending in ``?`` as a help request, so
+    ``%wiz ask analyst what is in df?`` would show help on ``df`` instead of asking. Such
+    ``%wiz`` lines go to the magic as written (``run_line_magic`` still expands
+    ``{var}``). A ``%%`` cell is left alone: its body is the magic's to read."""
+    first = next((ln for ln in lines if ln.strip()), "")
+    if first.lstrip().startswith("%%"):
+        return lines
+    out = []
+    for line in lines:
+        m = _QUESTION_LINE.match(line.rstrip("\n"))
+        if m:
+            end = "\n" if line.endswith("\n") else ""
+            line = f"{m['indent']}get_ipython().run_line_magic('wiz', {m['args']!r}){end}"
+        out.append(line)
+    return out
+
+
 def load(ipython: Any) -> None:
     """``%load_ext wiz_jupyter``: register the magics and start the runtime on the
     kernel's loop. Loading twice is harmless."""
@@ -682,6 +704,8 @@ def load(ipython: Any) -> None:
         return
     magics = WizMagics(ipython)
     ipython.register_magics(magics)
+    if keep_question_marks not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(keep_question_marks)
     _loaded[id(ipython)] = magics
     try:
         loop = asyncio.get_running_loop()
@@ -692,6 +716,8 @@ def load(ipython: Any) -> None:
 
 def unload(ipython: Any) -> None:
     """``%unload_ext wiz_jupyter``: stop the runtime gracefully."""
+    if keep_question_marks in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(keep_question_marks)
     magics = _loaded.pop(id(ipython), None)
     if magics is None or magics._ws is None:
         return
