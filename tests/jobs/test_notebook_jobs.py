@@ -102,6 +102,8 @@ async def test_parameters_go_after_the_tagged_cell_and_the_source_is_untouched(w
     assert all(c.metadata["papermill"]["status"] == "completed" for c in nb.cells)
     assert "duration" in nb.cells[3].metadata["papermill"]
     assert job.progress == {"done": 4, "of": 4}
+    [row] = repr(ws.jobs.list(task="notebook")).splitlines()[2:]
+    assert row.split()[:2] == [str(job.id), "completed"] and " 4/4 " in row  # cells, not JSON
     assert result["cells"] == 4 and result["source"] == str(src)
 
 

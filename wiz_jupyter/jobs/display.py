@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,13 @@ def short(value: Any, width: int = 60) -> str:
 
 
 def progress_text(p: Any) -> str:
-    """``{"done": 3, "of": 10}`` as ``3/10``; anything else as it is, shortened."""
+    """``{"done": 3, "of": 10}`` as ``3/10``; anything else as it is, shortened. ``p`` is
+    the value or, from a row, its JSON text."""
+    if isinstance(p, str) and p.startswith("{"):
+        try:
+            p = json.loads(p)
+        except ValueError:
+            pass
     if isinstance(p, dict) and isinstance(p.get("done"), int) and isinstance(p.get("of"), int):
         return f"{p['done']}/{p['of']}"
     return short(p, 12)
