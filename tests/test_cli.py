@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -232,3 +233,27 @@ def test_the_worker_without_a_reachable_cluster_says_so_in_one_line(db_path, tas
     assert out.returncode == 2
     assert out.stderr.startswith("wiz: could not connect to Dask at nonsense://x")
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_run_a_notebook_from_the_shell(db_path, tmp_path):
+    from tests.jobs.test_notebook_jobs import make_nb
+
+    src = make_nb(tmp_path / "report.ipynb", ("n = 1", ["parameters"]), "print('n is', n)")
+    out = wiz_cli("run", str(src), "-p", "n", "41", "--db", str(db_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("job 1: 3 cells in ") and "report-1.ipynb" in out.stdout
+    copy = Path(out.stdout.rsplit("-> ", 1)[1].strip())
+    assert "n is 41" in copy.read_text()
+
+    bad = make_nb(tmp_path / "bad.ipynb", "1 / 0")
+    out = wiz_cli("run", str(bad), "--db", str(db_path))
+    assert out.returncode == 1 and out.stderr.startswith("wiz: job 2 failed: NotebookFailed: ")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+    out = wiz_cli("run", str(src), "--db", str(db_path), "--background")
+    assert out.returncode == 0 and out.stdout.strip() == "job 3: report.ipynb waits for a worker"
+    ws = wiz.Workspace(db_path)
+    assert ws.jobs.get(3).status == "waiting"
+    ws.close()
+    out = wiz_cli("run", str(tmp_path / "nope.ipynb"), "--db", str(db_path))
+    assert out.returncode == 2 and out.stderr.startswith("wiz: notebook not found")

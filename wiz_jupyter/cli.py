@@ -7,6 +7,7 @@
     wiz worker --tasks my_tasks.py          # a headless runtime: fires schedules, works jobs
     wiz worker --tasks t.py --dask tcp://scheduler:8786   # executor="dask" bodies on a cluster
     wiz run-due --tasks my_tasks.py         # fire what is due, work it, exit (for an OS cron)
+    wiz run report.ipynb -p region eu       # a notebook as a job: wait for it (--background: queue it)
     wiz autowake install|remove|status      # a crontab entry that calls run-due
                                             # (--at-boot: and a worker started at boot)
 
@@ -159,6 +160,43 @@ def cmd_run_due(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .jobs.notebooks import parse_value
+
+    params = {}
+    for name, value in args.parameters:
+        if not name.isidentifier():
+            raise WizError(f"-p needs a parameter name, not {name!r}")
+        params[name] = parse_value(value)
+
+    async def main() -> int:
+        # concurrency 1 and a high priority: this notebook first, one kernel at a time
+        ws = _open(args, concurrency=1)
+        job = ws.jobs.add_notebook(
+            args.notebook, params, kernel=args.kernel, cwd=args.cwd, timeout=args.timeout,
+            attempts=args.attempts, priority=1_000_000,
+        )  # fmt: skip
+        if args.background:
+            print(f"job {job.id}: {Path(args.notebook).name} waits for a worker")
+            ws.close()
+            return 0
+        await ws.start()
+        try:
+            result = await job.wait()
+        except WizError as e:
+            print(f"wiz: {e}", file=sys.stderr)
+            return 1
+        finally:
+            await ws.stop(grace=1.0)
+            ws.close()
+        print(
+            f"job {job.id}: {result['cells']} cells in {result['duration']:.1f} s -> {result['notebook']}"
+        )
+        return 0
+
+    return asyncio.run(main())
+
+
 def cmd_autowake(args: argparse.Namespace) -> int:
     crontab = os.environ.get("WIZ_CRONTAB", "crontab")
     db = str(Path(args.db).resolve())
@@ -228,6 +266,20 @@ def parser() -> argparse.ArgumentParser:
                    help="run executor='dask' task bodies on this Dask scheduler (needs the dask extra)")  # fmt: skip
     c = command("run-due", cmd_run_due, "fire what is due, work it until idle, exit", tasks=True)
     c.add_argument("--timeout", type=float, default=3600.0)
+    c = command("run", cmd_run, "run a notebook as a job (a copy, in a fresh kernel) and wait")
+    c.add_argument("notebook", help="the .ipynb file (never modified)")
+    c.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], dest="parameters",
+        metavar=("NAME", "VALUE"), help="a parameter (repeatable): a Python literal or text",
+    )  # fmt: skip
+    c.add_argument("--kernel", help="the kernel to run in (default: the notebook's own)")
+    c.add_argument("--cwd", help="the folder to run in (default: the notebook's)")
+    c.add_argument("--timeout", type=float, default=None, help="seconds for the whole run")
+    c.add_argument("--attempts", type=int, default=None)
+    c.add_argument(
+        "--background", action="store_true", help="add the job and exit (a worker runs it)"
+    )
+    c.set_defaults(tasks=None)
     c = command("autowake", cmd_autowake, "a crontab entry that calls `wiz run-due`", tasks=True)
     c.add_argument("action", choices=["install", "remove", "status"])
     c.add_argument("--every", type=int, default=5, help="minutes between wake-ups (default 5)")
