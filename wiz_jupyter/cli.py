@@ -161,13 +161,9 @@ def cmd_run_due(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .jobs.notebooks import parse_value
+    from .jobs.notebooks import parse_parameters
 
-    params = {}
-    for name, value in args.parameters:
-        if not name.isidentifier():
-            raise WizError(f"-p needs a parameter name, not {name!r}")
-        params[name] = parse_value(value)
+    params = parse_parameters(args.parameters)
 
     async def main() -> int:
         # concurrency 1 and a high priority: this notebook first, one kernel at a time

@@ -51,6 +51,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_parameters(pairs: list[list[str]] | list[tuple[str, str]]) -> dict[str, Any]:
+    """``-p NAME VALUE`` pairs (of ``%wiz run`` and ``wiz run``) as parameters; each value
+    through :func:`parse_value`. A name that is not an identifier is a one-line error."""
+    out = {}
+    for name, value in pairs:
+        if not name.isidentifier():
+            raise InvalidJob(f"-p needs a parameter name, not {name!r}")
+        out[name] = parse_value(value)
+    return out
+
+
 class Notebook:
     """A notebook to run as a job, for ``ws.schedules.add`` and chains.
 

@@ -25,7 +25,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 from ..errors import WizError
-from ..jobs.notebooks import BUILTIN_TASKS, parse_value
+from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
 from . import provenance
@@ -348,18 +348,9 @@ class WizMagics(Magics):
         c.add_argument("--kernel", help="the kernel to run in (default: the notebook's own)")
         c.add_argument("--cwd", help="the folder to run in (default: the notebook's)")
 
-    @staticmethod
-    def _parameters(pairs: list[list[str]]) -> dict[str, Any]:
-        out = {}
-        for name, value in pairs:
-            if not name.isidentifier():
-                raise WizError(f"-p needs a parameter name, not {name!r}")
-            out[name] = parse_value(value)
-        return out
-
     def cmd_run(self, args: argparse.Namespace, cell: str | None) -> Any:
         job = self.ws.jobs.add_notebook(
-            args.notebook, self._parameters(args.parameters), kernel=args.kernel, cwd=args.cwd,
+            args.notebook, parse_parameters(args.parameters), kernel=args.kernel, cwd=args.cwd,
             timeout=args.timeout, attempts=args.attempts, depends_on=args.after or (),
         )  # fmt: skip
         self._ensure_running()
@@ -390,7 +381,7 @@ class WizMagics(Magics):
                     raise WizError("give a task or --notebook, not both") from None
             elif args.task is not None:
                 raise WizError("give a task or --notebook, not both")
-            params = {**(data or {}), **self._parameters(args.parameters)}
+            params = {**(data or {}), **parse_parameters(args.parameters)}
             target = self.ws.notebook(args.notebook, kernel=args.kernel, cwd=args.cwd)
             data = params
         elif args.task is None:
