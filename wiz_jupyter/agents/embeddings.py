@@ -178,11 +178,9 @@ class LiteLLMEmbedder(Embedder):
             try:
                 response = litellm.embedding(model=self.name, input=batch)
             except Exception as e:
-                self._logged(log, batch, t0, None, f"{type(e).__name__}: {str(e)[:500]}")
-                raise self._failed(e) from None
-            self._logged(log, batch, t0, response, None)
-            out.append(self._vectors(response))
-        return numpy().concatenate(out) if out else numpy().zeros((0, 0), dtype=numpy().float32)
+                raise self._call_failed(log, batch, t0, e) from None
+            out.append(self._call_done(log, batch, t0, response))
+        return _joined(out)
 
     async def aembed(self, texts: list[str], log: CallLog | None = None) -> Any:
         from . import _litellm
@@ -194,11 +192,23 @@ class LiteLLMEmbedder(Embedder):
             try:
                 response = await litellm.aembedding(model=self.name, input=batch)
             except Exception as e:
-                self._logged(log, batch, t0, None, f"{type(e).__name__}: {str(e)[:500]}")
-                raise self._failed(e) from None
-            self._logged(log, batch, t0, response, None)
-            out.append(self._vectors(response))
-        return numpy().concatenate(out) if out else numpy().zeros((0, 0), dtype=numpy().float32)
+                raise self._call_failed(log, batch, t0, e) from None
+            out.append(self._call_done(log, batch, t0, response))
+        return _joined(out)
+
+    # the sync and async paths differ only in the call: what surrounds it is shared
+
+    def _call_failed(self, log: CallLog | None, batch: list[str], t0: float, e: Exception) -> Any:
+        self._logged(log, batch, t0, None, f"{type(e).__name__}: {str(e)[:500]}")
+        return self._failed(e)
+
+    def _call_done(self, log: CallLog | None, batch: list[str], t0: float, response: Any) -> Any:
+        self._logged(log, batch, t0, response, None)
+        return self._vectors(response)
+
+
+def _joined(parts: list[Any]) -> Any:
+    return numpy().concatenate(parts) if parts else numpy().zeros((0, 0), dtype=numpy().float32)
 
 
 def get(name: str) -> Embedder:

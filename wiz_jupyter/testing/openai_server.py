@@ -229,18 +229,21 @@ class OpenAIServer:
             self.max_in_flight = self.in_flight
         return web.json_response({})
 
+    def _record(self, request: web.Request, body: Any) -> None:
+        """Keep the request for the test to read (call with the lock held)."""
+        self.requests.append(Request(request.path, body, dict(request.headers), time.time()))
+
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "gpt-test"}]})
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         """Deterministic embeddings: each word hashed into one of 64 dimensions (texts
         sharing words are similar), so litellm's embedding path runs end to end."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the request body is not JSON")
+        body = await _json_body(request)
+        if isinstance(body, web.Response):
+            return body
         with self._lock:
-            self.requests.append(Request(request.path, body, dict(request.headers), time.time()))
+            self._record(request, body)
         texts = body.get("input", [])
         texts = [texts] if isinstance(texts, str) else texts
         data = []
@@ -260,12 +263,11 @@ class OpenAIServer:
         )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the request body is not JSON")
+        body = await _json_body(request)
+        if isinstance(body, web.Response):
+            return body
         with self._lock:
-            self.requests.append(Request(request.path, body, dict(request.headers), time.time()))
+            self._record(request, body)
             reply = self._replies.popleft() if self._replies else Reply()
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -419,3 +421,11 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON body, or the 400 response to send back."""
+    try:
+        return await request.json()
+    except ValueError:
+        return _error(400, "the request body is not JSON")
