@@ -16,21 +16,23 @@ LAB_SOURCES := labextension/package.json labextension/tsconfig.json \
 
 .PHONY: lab test lint bench lock clean labextension
 
-# 1. the venv with exactly the locked packages
-$(DEPS): requirements.lock
+# 1. the venv with exactly the locked packages: scripts/install-lock first puts the lock's own
+# pip (hash-pinned) in place of the one `python -m venv` bundles, then installs the lock.
+$(DEPS): requirements.lock scripts/install-lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	scripts/install-lock $(BIN)/python
 	touch $(DEPS)
 
-# 2. the lab extension (its builder, jupyter-builder, comes with jupyterlab in the venv)
+# 2. the lab extension (its builder, jupyter-builder, comes with jupyterlab in the venv).
+# make installs its npm packages with `npm ci` (exactly package-lock.json).
 $(NPM_STAMP): labextension/package-lock.json
 	@command -v npm >/dev/null || { echo "the JupyterLab extension needs node >= 20.19 and npm"; exit 1; }
 	cd labextension && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NPM_STAMP)
 
+# the same build:prod a wheel's build hook runs (pyproject's hatch-jupyter-builder section)
 $(LABEXT): $(NPM_STAMP) $(LAB_SOURCES) | $(DEPS)
-	cd labextension && node_modules/.bin/tsc -p .
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter-builder build labextension
+	cd labextension && PATH="$(abspath $(BIN)):$$PATH" npm run --silent build:prod
 	touch $(LABEXT)
 
 labextension: $(LABEXT)
@@ -39,7 +41,7 @@ labextension: $(LABEXT)
 # .venv/share/jupyter/labextensions/wiz-jupyter and switches the server extension on in
 # .venv/etc/jupyter/jupyter_server_config.d/, as a released wheel does; so this step runs
 # again after each rebuild of the extension.
-$(STAMP): $(DEPS) $(LABEXT) pyproject.toml jupyter-config/jupyter_server_config.d/wiz_jupyter.json
+$(STAMP): $(DEPS) $(LABEXT) pyproject.toml install.json jupyter-config/jupyter_server_config.d/wiz_jupyter.json
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -87,6 +87,16 @@ def unload_ipython_extension(ipython: object) -> None:
     unload(ipython)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension (the Wiz sidebar), for ``jupyter labextension``."""
+    return [{"src": "labextension", "dest": "wiz-jupyter"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server extension (REST API, events, webhooks), as ``jupyter server extension`` finds it."""
+    return [{"module": "wiz_jupyter.server"}]
+
+
 def current_job() -> JobContext | None:
     """The job whose handler is running in this context (task or thread), else None."""
     return _current_job.get()
