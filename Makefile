@@ -14,7 +14,13 @@ NPM_STAMP  := labextension/node_modules/.wiz-npm-ci
 LAB_SOURCES := labextension/package.json labextension/tsconfig.json \
                $(wildcard labextension/src/*.ts labextension/style/*)
 
-.PHONY: lab test lint bench lock clean labextension
+.PHONY: lab test lint bench lock clean labextension prereqs-build prereqs-test
+
+# 0. what the system must have (scripts/check-prereqs says the one apt-get line if not)
+prereqs-build:
+	@scripts/check-prereqs build
+prereqs-test:
+	@scripts/check-prereqs test
 
 # 1. the venv with exactly the locked packages: scripts/install-lock first puts the lock's own
 # pip (hash-pinned) in place of the one `python -m venv` bundles, then installs the lock.
@@ -25,8 +31,7 @@ $(DEPS): requirements.lock scripts/install-lock
 
 # 2. the lab extension (its builder, jupyter-builder, comes with jupyterlab in the venv).
 # make installs its npm packages with `npm ci` (exactly package-lock.json).
-$(NPM_STAMP): labextension/package-lock.json
-	@command -v npm >/dev/null || { echo "the JupyterLab extension needs node >= 20.19 and npm"; exit 1; }
+$(NPM_STAMP): labextension/package-lock.json | prereqs-build
 	cd labextension && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NPM_STAMP)
 
@@ -45,11 +50,11 @@ $(STAMP): $(DEPS) $(LABEXT) pyproject.toml install.json jupyter-config/jupyter_s
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-lab: $(STAMP)
+lab: prereqs-build $(STAMP)
 	$(BIN)/jupyter lab notebooks/01_quickstart.ipynb
 
 # pytest exits 5 when it collected nothing: a run that tests nothing is a failure here.
-test: $(STAMP)
+test: prereqs-test $(STAMP)
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
 
