@@ -405,6 +405,33 @@ def test_redact_hides_key_like_environment_values(monkeypatch):
     assert redact("sk-explicit-123 failed", ["sk-explicit-123"]) == "*** failed"
 
 
+@pytest.mark.parametrize("pad", [250, 270, 285, 292, 299])
+async def test_an_error_echoing_the_key_near_the_cut_stores_no_piece_of_it(
+    llm, server, monkeypatch, caplog, db_path, pad
+):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    caplog.set_level(logging.DEBUG)
+    llm.retries = 1
+    server.fail(500, times=2, message="x" * pad + f" Bearer {SECRET} was refused")
+    with pytest.raises(wiz.LLMError) as raised:
+        await llm.complete("hello", model=GPT, api_base=server.url)
+    llm.db.store.close()
+    stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    pieces = {SECRET[i : i + 8] for i in range(len(SECRET) - 7)}
+    for text in (str(raised.value), caplog.text, stored.decode("utf-8", "replace")):
+        assert not [p for p in pieces if p in text], text[-400:]
+
+
+def test_redact_hides_every_piece_of_eight_or_more_characters(monkeypatch):
+    monkeypatch.setenv("WIZ_TEST_API_KEY", "sk-abcdefghijklmnop")
+    assert redact("cut at sk-abcdefg") == "cut at ***"  # a prefix, as a length limit leaves it
+    assert redact("...ijklmnop echoed") == "...*** echoed"  # a suffix
+    assert (
+        redact("sk-abcd is short enough to be ordinary") == "sk-abcd is short enough to be ordinary"
+    )
+    assert redact("two: sk-abcdefghijklmnop and sk-abcdefghij") == "two: *** and ***"
+
+
 def test_keys_file_fills_in_missing_variables_only(tmp_path, monkeypatch):
     path = tmp_path / "keys.env"
     path.write_text("WIZ_TEST_KEY_A=from-file-aaaa\nWIZ_TEST_KEY_B=from-file-bbbb\n")

@@ -64,8 +64,21 @@ def secrets(extra: Iterable[str | None] = ()) -> list[str]:
 
 
 def redact(text: str, extra: Iterable[str | None] = ()) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for value in secrets(extra):
-        if value in text:
-            text = text.replace(value, "***")
-    return text
+    """``text`` with every secret value, and every piece of one of 8 or more characters (a key
+    cut short by a length limit, or a suffix echoed back by a provider), replaced by ``***``."""
+    found = secrets(extra)
+    if not found or not text:
+        return text
+    hidden = bytearray(len(text))  # 1 where a character belongs to a piece of a secret
+    for value in found:
+        # every piece of _MIN_SECRET or more characters is covered by its windows of that size
+        for i in range(len(value) - _MIN_SECRET + 1):
+            window = value[i : i + _MIN_SECRET]
+            at = text.find(window)
+            while at >= 0:
+                hidden[at : at + _MIN_SECRET] = b"\x01" * _MIN_SECRET
+                at = text.find(window, at + 1)
+    if not any(hidden):
+        return text
+    # runs of hidden characters become one ***
+    return re.sub("\x01+", "***", "".join("\x01" if h else c for c, h in zip(text, hidden)))

@@ -27,7 +27,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -595,7 +595,7 @@ class LLM:
     ) -> float:
         """Log a failed attempt; return the delay before the next, or raise the error to give."""
         exc, retryable, retry_after = self._classify(req, error)
-        text = redact(_one_line(exc), [req.kwargs.get("api_key")])
+        text = _one_line(exc, [req.kwargs.get("api_key")])
         if retryable and attempt <= self.retries:
             delay = self._delay(attempt, retry_after)
             self._log(
@@ -630,7 +630,7 @@ class LLM:
             )
         inner = getattr(error, "original_exception", None) or error  # a stream's wrapper
         status = getattr(inner, "status_code", None)
-        message = _message(inner)
+        message = _message(inner, [req.kwargs.get("api_key")])
         lit = _litellm.loaded()
         if lit is not None and isinstance(inner, lit.Timeout):
             return (
@@ -734,7 +734,7 @@ class LLM:
         except Exception as e:
             state = "failed"
             exc, _, _ = self._classify(req, e)
-            text = redact(_one_line(exc), [req.kwargs.get("api_key")])
+            text = _one_line(exc, [req.kwargs.get("api_key")])
             latency = time.perf_counter() - t0
             self._log(req, latency=latency, attempt=attempt, stream=True, error=text)
             if isinstance(exc, LLMError):
@@ -874,15 +874,17 @@ def _retry_after(error: BaseException) -> float | None:
 _LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*|\w+Error:\s*|\w+Exception\s*-\s*)+")
 
 
-def _message(error: BaseException) -> str:
-    """A provider error's own words, without litellm's class-name prefixes."""
-    text = _one_line(error)
+def _message(error: BaseException, keys: Iterable[str | None] = ()) -> str:
+    """A provider error's own words, without litellm's class-name prefixes, keys redacted."""
+    text = _one_line(error, keys)
     return _LITELLM_PREFIX.sub("", text) or type(error).__name__
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException, keys: Iterable[str | None] = ()) -> str:
+    """The error's first line, keys redacted, at most 300 characters: redacted before the cut,
+    so no key is cut into a piece the redaction would have to guess at."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
+    text = redact(lines[0] if lines else type(error).__name__, keys)
     return text if len(text) <= 300 else text[:297] + "..."
 
 
