@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from . import announce
 from .jobs.events import EventBus
 from .jobs.executors import require_dask
 from .jobs.models import TaskSpec
@@ -78,6 +79,8 @@ class Workspace:
         self._kernel_hooked = False
         if embeddings is not None:  # kept in the database: every process ranks alike
             self.agents.set_embeddings(embeddings)
+        # in a kernel, tell the Jupyter server (its sidebar) which database this notebook uses
+        announce.announce(self.path)
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -343,6 +346,7 @@ class Workspace:
         if "agents" in self.__dict__:
             self.agents.mcp.close()
         self.store.close()
+        announce.withdraw(self.path)
 
     def __repr__(self) -> str:
         state = "running" if self.runtime.running else "stopped"
@@ -373,6 +377,8 @@ def workspace() -> Workspace:
     global _default
     if _default is None:
         _default = Workspace()
+    # again on every call: after %unload_ext / %load_ext the kernel announces it anew
+    announce.announce(_default.path, current=True)
     return _default
 
 
@@ -380,3 +386,4 @@ def set_default(ws: Workspace) -> None:
     """Make ``ws`` what :func:`workspace` returns (the CLI points it at ``--db``)."""
     global _default
     _default = ws
+    announce.announce(ws.path, current=True)
