@@ -40,6 +40,10 @@ class Workspace:
     (``"wordllama"``: offline, built in; or a litellm embedding model), stored
     as the workspace's setting (see ``ws.agents.set_embeddings``).
 
+    Made in a kernel, a workspace announces its database file to the Jupyter server,
+    so the Wiz sidebar can show it (:mod:`wiz_jupyter.announce`); :meth:`close`
+    withdraws it.
+
     ::
 
         ws = wiz.Workspace()
