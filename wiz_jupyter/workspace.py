@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from . import announce
 from .jobs.events import EventBus
 from .jobs.executors import require_dask
 from .jobs.models import TaskSpec
@@ -38,6 +39,10 @@ class Workspace:
     ``embeddings``: rank agents' memories by meaning with this model
     (``"wordllama"``: offline, built in; or a litellm embedding model), stored
     as the workspace's setting (see ``ws.agents.set_embeddings``).
+
+    Made in a kernel, a workspace announces its database file to the Jupyter server,
+    so the Wiz sidebar can show it (:mod:`wiz_jupyter.announce`); :meth:`close`
+    withdraws it.
 
     ::
 
@@ -78,6 +83,8 @@ class Workspace:
         self._kernel_hooked = False
         if embeddings is not None:  # kept in the database: every process ranks alike
             self.agents.set_embeddings(embeddings)
+        # in a kernel, tell the Jupyter server (its sidebar) which database this notebook uses
+        announce.announce(self.path)
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -343,6 +350,7 @@ class Workspace:
         if "agents" in self.__dict__:
             self.agents.mcp.close()
         self.store.close()
+        announce.withdraw(self.path)
 
     def __repr__(self) -> str:
         state = "running" if self.runtime.running else "stopped"
@@ -373,6 +381,8 @@ def workspace() -> Workspace:
     global _default
     if _default is None:
         _default = Workspace()
+    # again on every call: after %unload_ext / %load_ext the kernel announces it anew
+    announce.announce(_default.path, current=True)
     return _default
 
 
@@ -380,3 +390,4 @@ def set_default(ws: Workspace) -> None:
     """Make ``ws`` what :func:`workspace` returns (the CLI points it at ``--db``)."""
     global _default
     _default = ws
+    announce.announce(ws.path, current=True)

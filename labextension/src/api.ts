@@ -1,5 +1,7 @@
 // The REST API of the wiz_jupyter server extension (wiz_jupyter/server/handlers.py).
 // Requests go through ServerConnection, so they carry the server's token and XSRF cookie.
+// Every request but `workspaces` is about one workspace: `WizAPI.workspace` (an id from
+// `workspaces()`; null: the server's default) goes with it as `?workspace=`.
 
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
@@ -18,6 +20,8 @@ export const LIVE = new Set(['waiting', 'delayed', 'blocked', 'active']);
 export type Counts = Record<string, number>;
 
 export interface ISummary {
+  /** the id of the workspace this answer is about */
+  workspace: string;
   db: string;
   exists: boolean;
   counts: Counts;
@@ -120,6 +124,30 @@ export interface ISchedule {
   fail_count: number;
 }
 
+/** A workspace the server knows (GET /wiz/api/workspaces). */
+export interface IWorkspace {
+  id: string;
+  path: string;
+  /** the path under the server's root, when it is there */
+  rel: string | null;
+  /** `rel`, else `path` */
+  label: string;
+  exists: boolean;
+  default: boolean;
+  /** where the server learnt of it: "config", "WIZ_HOME", "root", "kernel" */
+  sources: string[];
+  kernels: string[];
+  /** the notebooks whose kernels use it */
+  notebooks: string[];
+}
+
+export interface IWorkspaces {
+  default: string;
+  workspaces: IWorkspace[];
+  /** kernel id -> the id of the workspace that kernel uses */
+  kernels: Record<string, string>;
+}
+
 export interface IJobFilter {
   status: string;
   task: string;
@@ -139,14 +167,19 @@ export class APIError extends Error {
 
 export class WizAPI {
   readonly settings = ServerConnection.makeSettings();
+  /** The workspace requests are about (an id of `workspaces()`); null: the server's default. */
+  workspace: string | null = null;
 
   /** The URL that fires a webhook schedule called `name`. */
   hookUrl(name: string): string {
     return URLExt.join(this.settings.baseUrl, 'wiz/hooks', encodeURIComponent(name));
   }
 
-  async request<T>(path: string, init: RequestInit = {}): Promise<T> {
-    const url = URLExt.join(this.settings.baseUrl, 'wiz/api', path);
+  async request<T>(path: string, init: RequestInit = {}, workspace = this.workspace): Promise<T> {
+    let url = URLExt.join(this.settings.baseUrl, 'wiz/api', path);
+    if (workspace) {
+      url += `${url.includes('?') ? '&' : '?'}workspace=${encodeURIComponent(workspace)}`;
+    }
     const response = await ServerConnection.makeRequest(url, init, this.settings);
     const text = await response.text();
     let body: any = null;
@@ -160,6 +193,11 @@ export class WizAPI {
       throw new APIError(message, response.status);
     }
     return body as T;
+  }
+
+  /** Every workspace the server knows, and which one each running kernel uses. */
+  workspaces(): Promise<IWorkspaces> {
+    return this.request<IWorkspaces>('workspaces', {}, null);
   }
 
   changes(since: string | null, timeout: number, signal?: AbortSignal): Promise<IChanges> {

@@ -4,6 +4,7 @@ import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyte
 import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
+import type { ISignal } from '@lumino/signaling';
 
 import { WizAPI } from './api';
 import { Notifier } from './notifier';
@@ -32,6 +33,49 @@ interface ICellLike {
 }
 interface INotebookPanelLike extends Widget {
   content: { activeCell: ICellLike | null };
+}
+
+// A notebook's (or console's) session, through its public shape as well.
+interface ISessionContextLike {
+  session: { kernel: { id: string } | null } | null;
+  kernelChanged: ISignal<unknown, unknown>;
+  statusChanged: ISignal<unknown, string>;
+}
+
+function sessionOf(w: Widget | null): ISessionContextLike | null {
+  const context = w && (w as unknown as { sessionContext?: ISessionContextLike }).sessionContext;
+  return context && context.kernelChanged && context.statusChanged ? context : null;
+}
+
+/**
+ * Tell the sidebar the kernel of the active notebook whenever it may have changed: another
+ * notebook becomes current, its kernel changes, or its kernel goes idle (a cell such as
+ * `%load_ext wiz_jupyter` may just have announced a workspace).
+ */
+function followActiveKernel(app: JupyterFrontEnd, sidebar: WizSidebar): void {
+  let watched: ISessionContextLike | null = null;
+  const tell = (): void => sidebar.followKernel(watched?.session?.kernel?.id ?? null);
+  const onStatus = (_: unknown, status: string): void => {
+    if (status === 'idle') {
+      tell();
+    }
+  };
+  const onCurrent = (): void => {
+    const context = sessionOf(app.shell.currentWidget);
+    if (!context || context === watched) {
+      return; // a text file or the launcher: keep following the last notebook
+    }
+    if (watched) {
+      watched.kernelChanged.disconnect(tell);
+      watched.statusChanged.disconnect(onStatus);
+    }
+    watched = context;
+    context.kernelChanged.connect(tell);
+    context.statusChanged.connect(onStatus);
+    tell();
+  };
+  app.shell.currentChanged?.connect(onCurrent);
+  onCurrent();
 }
 
 function currentNotebook(app: JupyterFrontEnd): INotebookPanelLike | null {
@@ -69,10 +113,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
   optional: [ICommandPalette, ILayoutRestorer],
   activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, restorer: ILayoutRestorer | null) => {
     const api = new WizAPI();
+    // finished jobs that asked to be announced (notify=True) become JupyterLab notifications;
+    // the notifier has its own API client, as it watches whatever workspace the sidebar shows
+    const notifier = new Notifier({
+      api: new WizAPI(),
+      openJob: id => void app.commands.execute(CommandIDs.openJob, { id })
+    });
     const sidebar = new WizSidebar({
       api,
       onChat: agent => void app.commands.execute(CommandIDs.chat, { agent }),
-      onOpen: path => void app.commands.execute('docmanager:open', { path })
+      onOpen: path => void app.commands.execute('docmanager:open', { path }),
+      onWorkspace: id => notifier.setWorkspace(id)
     });
     sidebar.id = SIDEBAR_ID;
     sidebar.title.icon = wizIcon;
@@ -100,12 +151,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
-    // finished jobs that asked to be announced (notify=True) become JupyterLab notifications
-    const notifier = new Notifier({
-      api,
-      openJob: id => void app.commands.execute(CommandIDs.openJob, { id })
+    void app.restored.then(() => {
+      notifier.start();
+      followActiveKernel(app, sidebar); // the sidebar shows the active notebook's workspace
     });
-    void app.restored.then(() => notifier.start());
 
     app.commands.addCommand(CommandIDs.chat, {
       label: args => (args.agent ? `Wiz: Chat with ${args.agent}` : 'Wiz: Insert a Chat Cell for an Agent'),

@@ -5,7 +5,8 @@
 // running whether or not the sidebar is shown; after each change, `GET /wiz/api/notifications`
 // with the cursor of the last answer. The first answer only sets the cursor: a lab that
 // opens does not replay old news (unless the database did not exist yet: then its news
-// is all new).
+// is all new). It watches the workspace the sidebar shows (`setWorkspace`); moving to
+// another starts its news from then.
 
 import { Notification } from '@jupyterlab/apputils';
 
@@ -33,10 +34,11 @@ export function noteMessage(n: INote): string {
 export class Notifier {
   private readonly api: WizAPI;
   private readonly openJob: (id: number) => void;
-  private readonly abort = new AbortController();
+  private abort = new AbortController();
   private cursor: number | null = null;
   // the database did not exist when we started: once it does, all of its news is new
   private fromStart = false;
+  private started = false;
 
   constructor(options: INotifierOptions) {
     this.api = options.api;
@@ -44,11 +46,27 @@ export class Notifier {
   }
 
   start(): void {
+    this.started = true;
     void this.run();
   }
 
   dispose(): void {
     this.abort.abort();
+  }
+
+  /** Watch workspace `id` from now on (the one the sidebar shows). */
+  setWorkspace(id: string): void {
+    if (id === this.api.workspace) {
+      return;
+    }
+    this.abort.abort();
+    this.abort = new AbortController();
+    this.api.workspace = id;
+    this.cursor = null;
+    this.fromStart = false;
+    if (this.started) {
+      void this.run();
+    }
   }
 
   private async run(): Promise<void> {
@@ -62,6 +80,9 @@ export class Notifier {
           this.fromStart = this.cursor === null;
         }
         const changes = await this.api.changes(token, POLL_TIMEOUT, signal);
+        if (signal.aborted) {
+          break; // another workspace is watched now
+        }
         if (changes.changed) {
           token = changes.token;
           await this.check();

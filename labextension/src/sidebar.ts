@@ -1,4 +1,6 @@
-// The Wiz sidebar: agents, a live job board with a job's detail, and schedules.
+// The Wiz sidebar: agents, a live job board with a job's detail, and schedules, of one
+// workspace: the active notebook's (its kernel announces it to the server), or the one
+// picked in the workspace <select>, which lists every workspace the server knows.
 //
 // Live without hammering the server: one long-poll (`GET /wiz/api/changes`) at a time,
 // answered when the workspace database changes; then the shown lists are fetched again,
@@ -16,6 +18,7 @@ import {
   IJobFilter,
   IJobRow,
   ISchedule,
+  IWorkspaces,
   LIVE,
   STATUSES,
   WizAPI
@@ -25,6 +28,9 @@ import { append, badge, button, fmtDuration, fmtJSON, fmtTime, h, progressBar, s
 const POLL_TIMEOUT = 25;
 const REFRESH_GAP = 300;
 const PAGE = 50;
+// how often the list of workspaces is fetched again while the sidebar is shown (kernels
+// come and go; the active notebook's kernel also triggers a fetch when it goes idle)
+const WORKSPACES_EVERY = 5000;
 
 export interface ISidebarOptions {
   api: WizAPI;
@@ -32,6 +38,8 @@ export interface ISidebarOptions {
   onChat: (agent: string) => void;
   /** Open a file (a notebook job's executed copy) by its path under the server's root. */
   onOpen?: (path: string) => void;
+  /** Told the id of the workspace shown, each time it changes (the notifier follows it). */
+  onWorkspace?: (id: string) => void;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -43,9 +51,15 @@ export class WizSidebar extends Widget {
   private readonly onChat: (agent: string) => void;
   private readonly onOpen: ((path: string) => void) | undefined;
 
+  private readonly onWorkspace: ((id: string) => void) | undefined;
+
   private token: string | null = null;
-  private polling = false;
   private abort: AbortController | null = null;
+  // the workspace shown: the active notebook's kernel's, unless one was picked by hand
+  private known: IWorkspaces | null = null;
+  private kernel: string | null = null;
+  private picked = false;
+  private workspacesTimer: number | undefined;
   private lastRefresh = 0;
   private filter: IJobFilter = { status: '', task: '', agent: '', limit: PAGE };
   private selected: number | null = null;
@@ -53,6 +67,7 @@ export class WizSidebar extends Widget {
   private agents: IAgent[] = [];
 
   // the parts of the panel that are redrawn
+  private readonly workspaceSelect = h('select', { className: 'wiz-workspace', title: 'The workspace shown' });
   private readonly dbLabel = h('span', { className: 'wiz-db' });
   private readonly conn = h('span', { className: 'wiz-conn', dataset: { state: 'connecting' } }, 'connecting');
   private readonly message = h('div', { className: 'wiz-message', role: 'status' });
@@ -72,7 +87,12 @@ export class WizSidebar extends Widget {
     this.api = options.api;
     this.onChat = options.onChat;
     this.onOpen = options.onOpen;
+    this.onWorkspace = options.onWorkspace;
     this.addClass('wiz-sidebar');
+    this.workspaceSelect.addEventListener('change', () => {
+      this.picked = true; // until the user moves to another notebook
+      this.switchTo(this.workspaceSelect.value);
+    });
 
     const taskInput = h('input', {
       className: 'wiz-filter-task',
@@ -95,6 +115,7 @@ export class WizSidebar extends Widget {
     append(
       this.node,
       h('div', { className: 'wiz-header' }, h('span', { className: 'wiz-title' }, 'Wiz'), this.conn),
+      this.workspaceSelect,
       this.dbLabel,
       this.message,
       section('agents', this.agentsTitle, this.agentList),
@@ -111,19 +132,20 @@ export class WizSidebar extends Widget {
     );
     this.drawChips();
     this.drawAgentSelect();
+    this.drawWorkspaces();
   }
 
   // -- lifecycle: poll only while visible ------------------------------------------------
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
-    void this.poll();
+    this.start();
   }
 
   protected onAfterAttach(msg: Message): void {
     super.onAfterAttach(msg);
     if (this.isVisible) {
-      void this.poll();
+      this.start();
     }
   }
 
@@ -142,18 +164,109 @@ export class WizSidebar extends Widget {
     super.dispose();
   }
 
+  private start(): void {
+    void this.poll();
+    void this.loadWorkspaces();
+    window.clearInterval(this.workspacesTimer);
+    this.workspacesTimer = window.setInterval(() => void this.loadWorkspaces(), WORKSPACES_EVERY);
+  }
+
   private stop(): void {
+    window.clearInterval(this.workspacesTimer);
+    this.workspacesTimer = undefined;
     this.abort?.abort();
     this.abort = null;
   }
 
-  private async poll(): Promise<void> {
-    if (this.polling) {
+  // -- which workspace ---------------------------------------------------------------------
+
+  /** The id of the workspace shown (null: the server's default, before the list came). */
+  get workspace(): string | null {
+    return this.api.workspace;
+  }
+
+  /**
+   * Follow the workspace of the kernel `kernelId` (the active notebook's; null: none).
+   * Moving to another notebook forgets a workspace picked by hand.
+   */
+  followKernel(kernelId: string | null): void {
+    if (kernelId !== this.kernel) {
+      this.picked = false;
+    }
+    this.kernel = kernelId;
+    void this.loadWorkspaces();
+  }
+
+  /** Fetch the workspaces the server knows, redraw the picker, and move to the one to show. */
+  async loadWorkspaces(): Promise<void> {
+    try {
+      this.known = await this.api.workspaces();
+    } catch (e) {
+      return; // the long-poll reports an unreachable server
+    }
+    this.drawWorkspaces();
+    const ids = new Set(this.known.workspaces.map(w => w.id));
+    const own = this.kernel ? this.known.kernels[this.kernel] : undefined;
+    let target = this.workspace;
+    if (!this.picked && own) {
+      target = own;
+    } else if (!target || !ids.has(target)) {
+      target = this.known.default; // gone (its kernel ended), or nothing chosen yet
+    }
+    if (target !== this.workspace) {
+      this.switchTo(target);
+    }
+  }
+
+  private drawWorkspaces(): void {
+    const list = this.known ? this.known.workspaces : [];
+    const current = this.workspace ?? this.known?.default ?? '';
+    // the notebooks first (what the user knows), then where the file is (relative to the
+    // server's root when it is under it)
+    const options = list.map(w => {
+      const names = w.notebooks.map(n => n.split('/').pop() || n).join(', ');
+      const where = w.default ? `${w.label} (default)` : w.label;
+      return h(
+        'option',
+        { value: w.id, title: w.path, dataset: { path: w.path, rel: w.rel || '' } },
+        names ? `${names} · ${where}` : where
+      );
+    });
+    this.workspaceSelect.replaceChildren(...(options.length ? options : [h('option', { value: '' }, 'default workspace')]));
+    this.workspaceSelect.value = current;
+    this.workspaceSelect.dataset.workspace = current;
+  }
+
+  /** Show workspace `id`: everything shown is fetched again from it. */
+  private switchTo(id: string): void {
+    if (id === this.workspace) {
       return;
     }
-    this.polling = true;
-    this.abort = new AbortController();
-    const signal = this.abort.signal;
+    this.api.workspace = id;
+    this.workspaceSelect.value = id;
+    this.workspaceSelect.dataset.workspace = id;
+    this.selected = null;
+    this.filter = { status: '', task: '', agent: '', limit: PAGE };
+    this.counts = {};
+    this.agents = [];
+    this.jobList.replaceChildren();
+    this.agentList.replaceChildren();
+    this.scheduleList.replaceChildren();
+    this.detail.hidden = true;
+    this.drawChips();
+    this.drawAgentSelect();
+    this.onWorkspace?.(id);
+    if (this.isVisible) {
+      void this.poll(); // a new long-poll, on this workspace (the old one is aborted)
+    }
+  }
+
+  private async poll(): Promise<void> {
+    this.abort?.abort();
+    const abort = new AbortController();
+    this.abort = abort;
+    const signal = abort.signal;
+    const workspace = this.workspace;
     let backoff = 1000;
     // a fresh start always fetches everything: the token is forgotten
     this.token = null;
@@ -166,12 +279,21 @@ export class WizSidebar extends Widget {
           if (signal.aborted) {
             break;
           }
+          if (e instanceof APIError && e.status === 403) {
+            await this.loadWorkspaces(); // its kernel ended: back to one the server knows
+            if (this.workspace !== workspace) {
+              break;
+            }
+          }
           this.setConn('offline', `cannot reach the Wiz API: ${(e as Error).message}; retrying`);
           await sleep(backoff);
           backoff = Math.min(backoff * 2, 15000);
           continue;
         }
         backoff = 1000;
+        if (signal.aborted) {
+          break; // another workspace is shown now
+        }
         this.setConn(changes.paused ? 'paused' : 'live');
         this.dbLabel.textContent = shortPath(changes.db) + (changes.exists ? '' : ' (not created yet)');
         this.dbLabel.title = changes.db;
@@ -188,7 +310,9 @@ export class WizSidebar extends Widget {
         }
       }
     } finally {
-      this.polling = false;
+      if (this.abort === abort) {
+        this.abort = null;
+      }
     }
   }
 
@@ -200,11 +324,17 @@ export class WizSidebar extends Widget {
   // -- agents -----------------------------------------------------------------------------
 
   private async loadAgents(): Promise<void> {
+    const workspace = this.workspace;
+    let agents: IAgent[];
     try {
-      this.agents = await this.api.agents();
+      agents = await this.api.agents();
     } catch (e) {
       return this.showError(e);
     }
+    if (workspace !== this.workspace) {
+      return; // another workspace is shown now
+    }
+    this.agents = agents;
     this.agentsTitle.textContent = `Agents (${this.agents.length})`;
     const items = this.agents.map(a => {
       const busy = (a.jobs.active || 0) + (a.jobs.waiting || 0);
@@ -275,14 +405,15 @@ export class WizSidebar extends Widget {
 
   private async loadJobs(): Promise<void> {
     const filter = this.filter;
+    const workspace = this.workspace;
     let page;
     try {
       page = await this.api.jobs(filter);
     } catch (e) {
       return this.showError(e);
     }
-    if (filter !== this.filter) {
-      return; // a newer filter's answer is on its way
+    if (filter !== this.filter || workspace !== this.workspace) {
+      return; // a newer filter's (or workspace's) answer is on its way
     }
     const items = page.jobs.map(j => this.jobItem(j));
     this.jobList.replaceChildren(...(items.length ? items : [h('li', { className: 'wiz-empty' }, 'no jobs')]));
@@ -372,6 +503,7 @@ export class WizSidebar extends Widget {
       this.detail.replaceChildren();
       return;
     }
+    const workspace = this.workspace;
     let d: IJobDetail;
     try {
       d = await this.api.job(id);
@@ -383,7 +515,7 @@ export class WizSidebar extends Widget {
       }
       return this.showError(e);
     }
-    if (id !== this.selected) {
+    if (id !== this.selected || workspace !== this.workspace) {
       return;
     }
     this.detail.hidden = false;
@@ -503,11 +635,15 @@ export class WizSidebar extends Widget {
   // -- schedules --------------------------------------------------------------------------
 
   private async loadSchedules(): Promise<void> {
+    const workspace = this.workspace;
     let schedules: ISchedule[];
     try {
       schedules = await this.api.schedules();
     } catch (e) {
       return this.showError(e);
+    }
+    if (workspace !== this.workspace) {
+      return;
     }
     this.schedulesTitle.textContent = `Schedules (${schedules.length})`;
     const items = schedules.map(s => {
@@ -546,6 +682,9 @@ export class WizSidebar extends Widget {
   }
 
   private showError(e: unknown): void {
+    if (e instanceof APIError && e.status === 403 && this.known) {
+      void this.loadWorkspaces(); // the workspace went away with its kernel
+    }
     this.showMessage(e instanceof Error ? e.message : String(e), 'error');
   }
 

@@ -23,20 +23,21 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
-def start_lab(tmp: Path, name: str, cells: list[str], *, own_home: bool = True) -> Jupyter:
-    """A real JupyterLab rooted at ``tmp/root`` with one notebook of ``cells``, and its own
-    WIZ_HOME (``own_home=False``: the default ``root/.wiz/wiz.db``); the news toast is
-    switched off so nothing covers the page."""
+def start_lab(tmp: Path, name: str | None, cells: list[str], *, own_home: bool = True) -> Jupyter:
+    """A real JupyterLab rooted at ``tmp/root`` with one notebook of ``cells`` (none when
+    ``name`` is None), and its own WIZ_HOME (``own_home=False``: the default
+    ``root/.wiz/wiz.db``); the news toast is switched off so nothing covers the page."""
     root = tmp / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / name)
+    root.mkdir(exist_ok=True)
+    if name is not None:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        nbformat.write(nb, root / name)
     labconfig = tmp / "jupyter-config" / "labconfig"
     labconfig.mkdir(parents=True)
     (labconfig / "page_config.json").write_text(
@@ -69,6 +70,11 @@ def browser_page(height: int = 900) -> Iterator[tuple[Page, list[str]]]:
 def open_notebook(page: Page, lab: Jupyter, name: str) -> None:
     """Open ``name`` in JupyterLab and wait until its kernel is connected and idle."""
     page.goto(f"{lab.url}lab/tree/{name}?token={lab.token}")
+    wait_for_kernel(page)
+
+
+def wait_for_kernel(page: Page, timeout: float = 60_000) -> None:
+    """Wait until the current notebook's kernel is connected and idle."""
     page.wait_for_function(
         """() => {
             const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
@@ -76,7 +82,7 @@ def open_notebook(page: Page, lab: Jupyter, name: str) -> None:
                 && w.sessionContext.session.kernel;
             return kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
         }""",
-        timeout=60_000,
+        timeout=timeout,
     )
 
 

@@ -39,6 +39,7 @@ class Jupyter:
     log: Path
     proc: subprocess.Popen
     env: dict[str, str] = field(repr=False, default_factory=dict)
+    runtime: Path | None = None  #: its Jupyter runtime folder (kernels' connection files)
 
     def client(self, *, token: bool = True, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"token {self.token}"} if token else {}
@@ -113,7 +114,10 @@ def start_jupyter(
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     db = (wiz_home / "wiz.db") if wiz_home is not None else (root / ".wiz" / "wiz.db")
-    server = Jupyter(url=url, token=token, root=root, db=db, log=log, proc=proc, env=full_env)
+    server = Jupyter(
+        url=url, token=token, root=root, db=db, log=log, proc=proc, env=full_env,
+        runtime=Path(full_env["JUPYTER_RUNTIME_DIR"]),
+    )  # fmt: skip
     deadline = time.monotonic() + timeout
     with server.client() as c:
         while True:

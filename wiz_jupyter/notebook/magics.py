@@ -24,6 +24,7 @@ from typing import Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
+from ..announce import withdraw as withdraw_workspaces
 from ..errors import WizError
 from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
@@ -710,6 +711,7 @@ def unload(ipython: Any) -> None:
     if keep_question_marks in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.remove(keep_question_marks)
     magics = _loaded.pop(id(ipython), None)
+    withdraw_workspaces()  # the Jupyter server's sidebar stops listing this kernel's workspaces
     if magics is None or magics._ws is None:
         return
     try:

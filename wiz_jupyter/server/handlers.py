@@ -1,4 +1,11 @@
-"""The REST API under ``/wiz/api/``: agents, jobs, schedules, counts, changes, actions.
+"""The REST API under ``/wiz/api/``: workspaces, agents, jobs, schedules, counts, changes,
+actions.
+
+Every endpoint but ``/workspaces`` serves one workspace, named by the query argument
+``?workspace=ID`` (or its path exactly as ``GET /wiz/api/workspaces`` lists it);
+without it, the server's default workspace. A value that names no known workspace is
+refused with 403: the API opens only databases the server knows (see
+:mod:`wiz_jupyter.server.workspaces`).
 
 Every handler is a jupyter_server ``APIHandler`` behind ``@web.authenticated``
 and ``@authorized`` (resource ``"wiz"``): a request needs the server's token
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +32,7 @@ from ..errors import InvalidJob, InvalidSchedule, JobNotFound, ScheduleNotFound,
 from ..jobs.models import STATUSES
 from .backend import Backend, to_json
 from .changes import ChangeFeed
+from .workspaces import Served, UnknownWorkspace, Workspaces
 
 #: the longest a client may ask ``/changes`` to wait, in seconds
 MAX_WAIT = 60.0
@@ -31,13 +40,41 @@ MAX_LIMIT = 500
 
 
 class WizHandler(APIHandler):
-    """Base: JSON replies, the backend's threads, errors mapped to status codes."""
+    """Base: the request's workspace, JSON replies, the backend's threads, errors mapped
+    to status codes."""
 
     auth_resource = "wiz"
 
-    def initialize(self, backend: Backend, feed: ChangeFeed) -> None:
-        self.backend = backend
-        self.feed = feed
+    def initialize(self, workspaces: Workspaces) -> None:
+        self.workspaces = workspaces
+        self._served: Served | None = None
+
+    @property
+    def served(self) -> Served:
+        """The workspace of ``?workspace=`` (default: the server's), held open until the
+        request ends. 403 for a value that names no known workspace."""
+        if self._served is None:
+            ref = self.get_argument("workspace", None, strip=False)
+            try:
+                known = self.workspaces.find(ref)
+            except UnknownWorkspace as e:
+                raise web.HTTPError(403, str(e)) from None
+            self._served = self.workspaces.acquire(known)
+        return self._served
+
+    @property
+    def backend(self) -> Backend:
+        return self.served.backend
+
+    @property
+    def feed(self) -> ChangeFeed:
+        return self.served.feed
+
+    def on_finish(self) -> None:
+        served, self._served = self._served, None
+        if served is not None:
+            self.workspaces.release(served)
+        super().on_finish()
 
     def reply(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -86,7 +123,8 @@ class CountsHandler(WizHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply(await self.call(self.backend.summary))
+        summary = await self.call(self.backend.summary)
+        self.reply({"workspace": self.served.known.id, **summary})
 
 
 class ChangesHandler(WizHandler):
@@ -100,8 +138,8 @@ class ChangesHandler(WizHandler):
 
     _track_activity = False
 
-    def initialize(self, backend: Backend, feed: ChangeFeed) -> None:
-        super().initialize(backend, feed)
+    def initialize(self, workspaces: Workspaces) -> None:
+        super().initialize(workspaces)
         self._closed = asyncio.Event()
 
     def on_connection_close(self) -> None:
@@ -113,9 +151,12 @@ class ChangesHandler(WizHandler):
         since = self.get_argument("since", None)
         raw = self.get_argument("timeout", "25")
         try:
-            timeout = min(max(float(raw), 0.0), MAX_WAIT)
+            timeout = float(raw)
         except ValueError:
-            raise web.HTTPError(400, f"timeout must be a number of seconds, not {raw!r}") from None
+            timeout = math.nan
+        if not math.isfinite(timeout):
+            raise web.HTTPError(400, f"timeout must be a number of seconds, not {raw!r}")
+        timeout = min(max(timeout, 0.0), MAX_WAIT)
         try:
             await self.feed.wait(since, timeout, self._closed)
         except StoreError as e:
@@ -123,7 +164,43 @@ class ChangesHandler(WizHandler):
         if self._closed.is_set():
             return
         summary = await self.call(self.backend.summary)
-        self.reply({"changed": summary["token"] != since, **summary})
+        changed = summary["token"] != since
+        self.reply({"changed": changed, "workspace": self.served.known.id, **summary})
+
+
+class WorkspacesHandler(WizHandler):
+    """``GET /wiz/api/workspaces``: every workspace the server knows (the default first),
+    which of them each running kernel uses (``kernels``: kernel id -> workspace id), and
+    the notebooks whose kernels use each one."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        ws = self.workspaces
+        notebooks = await self._notebooks()
+        views = []
+        for k in ws.known():
+            view = k.view(ws.default.id)
+            view["notebooks"] = sorted({p for kid in k.kernels for p in notebooks.get(kid, ())})
+            views.append(view)
+        self.reply(
+            {"default": ws.default.id, "workspaces": views, "kernels": ws.kernel_workspaces()}
+        )
+
+    async def _notebooks(self) -> dict[str, list[str]]:
+        """``{kernel id: [notebook paths]}`` from the server's sessions."""
+        sessions = self.settings.get("session_manager")
+        if sessions is None:
+            return {}
+        out: dict[str, list[str]] = {}
+        try:
+            for s in await sessions.list_sessions():
+                kernel = (s.get("kernel") or {}).get("id")
+                if kernel and s.get("path"):
+                    out.setdefault(kernel, []).append(s["path"])
+        except Exception:  # a session that vanished mid-listing: names are a nicety
+            return out
+        return out
 
 
 class AgentsHandler(WizHandler):
@@ -229,10 +306,11 @@ class ScheduleActionHandler(WizHandler):
         self.reply({"schedule": out})
 
 
-def api_handlers(backend: Backend, feed: ChangeFeed) -> list[tuple[str, type, dict[str, Any]]]:
+def api_handlers(workspaces: Workspaces) -> list[tuple[str, type, dict[str, Any]]]:
     """The API's routes, relative to the server's base URL."""
-    kw = {"backend": backend, "feed": feed}
+    kw = {"workspaces": workspaces}
     return [
+        (r"/wiz/api/workspaces", WorkspacesHandler, kw),
         (r"/wiz/api/counts", CountsHandler, kw),
         (r"/wiz/api/changes", ChangesHandler, kw),
         (r"/wiz/api/agents", AgentsHandler, kw),
