@@ -9,6 +9,17 @@ import pytest
 import wiz_jupyter as wiz
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _litellm_loaded():
+    """litellm imported once for the session, so the offline and scripted models answer
+    through litellm's own path in every test (as they do in a kernel once its background
+    import is done); the in-process path litellm's import time calls for has its own
+    tests (tests/agents/test_inprocess.py)."""
+    from wiz_jupyter.agents import _litellm
+
+    _litellm.load()
+
+
 @pytest.fixture
 def db_path(tmp_path):
     return tmp_path / "wiz.db"

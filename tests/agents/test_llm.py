@@ -60,6 +60,11 @@ socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
 from wiz_jupyter.agents import LLM, _litellm
 from wiz_jupyter.jobs.store import Store
 llm = LLM(Store(":memory:"))
+# before litellm is in, the offline model answers in-process (agents/inprocess.py) ...
+assert asyncio.run(llm.complete("Say ok")) == "ok"
+assert _litellm.loaded() is None
+# ... and once litellm is loaded, through it
+_litellm.load()
 assert asyncio.run(llm.complete("Say ok")) == "ok"
 assert asyncio.run(llm.stream("Say ok").collect()).text == "ok"
 assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
@@ -67,7 +72,7 @@ assert attempts == [], attempts
 """
 
 
-def test_the_first_call_imports_litellm_without_touching_the_network(tmp_path):
+def test_loading_litellm_touches_no_network(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "WIZ_"))}
     env["WIZ_CONFIG"] = str(tmp_path / "no-keys.env")
     subprocess.run([sys.executable, "-c", NO_NETWORK], check=True, timeout=120, env=env)

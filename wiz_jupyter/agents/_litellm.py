@@ -3,10 +3,16 @@
 ``import litellm`` takes seconds, so ``import wiz_jupyter`` and ``%load_ext``
 never pay it: :func:`load` runs on the first call (from a worker thread, so the
 kernel's loop keeps running meanwhile) and is a dictionary look-up after that.
+
+``%load_ext`` calls :func:`preload`, which starts that import in a daemon thread at
+once: by the time a person has typed their first question, litellm is in, and a
+first call made earlier waits for the same import (the lock) instead of starting
+its own.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from types import ModuleType
@@ -25,6 +31,8 @@ _ENV = {
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
+_preloading: threading.Thread | None = None
+_log = logging.getLogger("wiz_jupyter.llm")
 
 
 def loaded() -> ModuleType | None:
@@ -52,3 +60,23 @@ def load() -> ModuleType:
             provider.register()
             _module = litellm
     return _module
+
+
+def preload() -> None:
+    """Import litellm in a daemon thread now, so the first model call does not wait for it.
+
+    Returns at once; calling it again, or after litellm is in, does nothing. A failure
+    here is only logged: the first call imports again and reports the error itself.
+    """
+    global _preloading
+    if _module is not None or _preloading is not None:
+        return
+
+    def run() -> None:
+        try:
+            load()
+        except Exception as exc:  # the first real call raises it where the user sees it
+            _log.debug("preloading litellm failed: %s", exc)
+
+    _preloading = threading.Thread(target=run, name="wiz-preload-litellm", daemon=True)
+    _preloading.start()

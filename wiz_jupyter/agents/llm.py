@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidOutput, LLMAuthError, LLMError, ModelNotFound, ReplayMiss
 from ..jobs.models import current_job
-from . import _litellm
+from . import _litellm, inprocess
 from .keys import keys_file, redact
 from .llm_store import SEMANTIC_PARAMS, LLMStore, Usage, request_hash
 from .messages import Reply, ToolCall, chunk_text, last_user_text, to_messages
@@ -249,7 +249,7 @@ class LLM:
         hit = self._replay(req, stream=False)
         if hit is not None:
             return hit
-        lit = await self._load()
+        lit = await self._load(req.model)
         kwargs = self._kwargs(req, lit, stream=False)
         attempt = 0
         while True:
@@ -470,8 +470,12 @@ class LLM:
                 kwargs["stream_options"] = {"include_usage": True}
         return kwargs
 
-    async def _load(self) -> ModuleType:
+    async def _load(self, model: str) -> ModuleType:
         lit = _litellm.loaded()
+        if lit is None and inprocess.handles(model):
+            # litellm is still being imported (seconds): an offline or scripted model
+            # answers in-process, with the same reply (see inprocess.py)
+            return inprocess
         if lit is None:  # the first call: import litellm off the loop, which keeps running
             lit = await asyncio.to_thread(_litellm.load)
         return lit
@@ -480,7 +484,7 @@ class LLM:
         """Whether litellm's model map says ``model`` supports ``what`` (cached)."""
         key = (model, what)
         if key not in self._capabilities:
-            lit = await self._load()
+            lit = await self._load(model)
             check = getattr(lit, f"supports_{what}")
             try:
                 self._capabilities[key] = bool(check(model=model))
@@ -694,7 +698,7 @@ class LLM:
                 yield piece
             out.reply = hit
             return
-        lit = await self._load()
+        lit = await self._load(req.model)
         kwargs = self._kwargs(req, lit, stream=True)
         attempt = 0
         while True:

@@ -89,7 +89,8 @@ def _answer(
     return text or "", calls
 
 
-def _usage(messages: list[dict[str, Any]], text: str, calls: list[ToolCall]) -> dict[str, int]:
+def usage(messages: list[dict[str, Any]], text: str, calls: list[ToolCall]) -> dict[str, int]:
+    """Token counts of one offline reply, as litellm's ``usage`` fields."""
     prompt = offline.tokens(" ".join(text_of(m) for m in messages))
     completion = offline.tokens(text + "".join(json.dumps(c.args) for c in calls))
     return {
@@ -118,7 +119,7 @@ def _provider_class() -> type:
             )
             model_response.choices[0].finish_reason = "tool_calls" if calls else "stop"
             model_response.model = f"{PROVIDER}/{model}"
-            model_response.usage = litellm.Usage(**_usage(messages, text, calls))  # type: ignore[attr-defined]
+            model_response.usage = litellm.Usage(**usage(messages, text, calls))  # type: ignore[attr-defined]
             return model_response
 
         def _chunks(
@@ -147,7 +148,7 @@ def _provider_class() -> type:
                 text="",
                 is_finished=True,
                 finish_reason="tool_calls" if calls else "stop",
-                usage=_usage(messages, text, calls),  # type: ignore[typeddict-item]
+                usage=usage(messages, text, calls),  # type: ignore[typeddict-item]
                 index=0,
                 tool_use=None,
             )

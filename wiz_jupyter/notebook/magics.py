@@ -24,6 +24,7 @@ from typing import Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
+from ..agents import _litellm
 from ..announce import withdraw as withdraw_workspaces
 from ..errors import WizError
 from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
@@ -689,6 +690,10 @@ def keep_question_marks(lines: list[str]) -> list[str]:
     return out
 
 
+#: Seconds after ``%load_ext`` at which litellm's import starts in the background.
+PRELOAD_AFTER = 0.25
+
+
 def load(ipython: Any) -> None:
     """``%load_ext wiz_jupyter``: register the magics and start the runtime on the
     kernel's loop. Loading twice is harmless."""
@@ -702,8 +707,12 @@ def load(ipython: Any) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
+        _litellm.preload()
         return  # a plain IPython terminal: start with `await ws.start()`
     magics._lifecycle = loop.create_task(magics.ws.start())
+    # litellm's import (seconds) in a daemon thread, so the first answer does not wait for
+    # it; started once this cell has answered, so %load_ext itself does not share the CPU
+    loop.call_later(PRELOAD_AFTER, _litellm.preload)
 
 
 def unload(ipython: Any) -> None:
