@@ -103,3 +103,26 @@ def test_agent_from_a_persona_file_and_export(kernel, tmp_path):
     }.items():
         res = kernel.run(line)
         assert res.status == "ok" and message in res.stderr, (line, res.stderr)
+
+
+HOSTILE_ANSWER = (
+    "<img src=x onerror=alert(1)> <script>alert(2)</script> <svg onload=alert(3)> "
+    "[x](javascript:alert(4)) ![p](https://evil.example/?k=1)\n\n```python\nprint('<b>ok</b>')\n```"
+)
+
+
+def test_a_hostile_answer_is_displayed_as_inert_html_never_markdown(kernel):
+    """Issue 19: an answer that carries HTML (a prompt injection is enough) must not run in
+    a trusted output: %wiz ask, %%wiz ask and %wiz assign --wait display safe HTML only."""
+    kernel.ok("%load_ext wiz_jupyter\nimport wiz_jupyter as wiz\nws = wiz.workspace()")
+    kernel.ok(f"ws.agent('x', model=wiz.ScriptedModel([{HOSTILE_ANSWER!r}] * 2))")
+    for code in ["%wiz ask x hi", "%%wiz ask x\nhi"]:
+        res = kernel.ok(code)
+        shown = [o for o in res.outputs if o["type"] == "display_data" and o["data"]["text/plain"]]
+        assert len(shown) == 1, res.outputs
+        data = shown[0]["data"]
+        assert "text/markdown" not in data and data["text/plain"] == HOSTILE_ANSWER
+        page = data["text/html"]
+        for live in ["<img", "<script", "<svg", "javascript:"]:
+            assert live not in page, (live, page)
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<pre><code" in page

@@ -27,7 +27,8 @@ def test_an_answer_carries_its_provenance_and_the_listing_shows_it(kernel, tmp_p
     kernel.ok("%load_ext wiz_jupyter\n%wiz agent helper --role assistant")
     first = answer_output(kernel.ok("%wiz ask helper what is 6 * 7?"))
     p = first["metadata"]["wiz"]
-    assert first["data"]["text/plain"] == first["data"]["text/markdown"] != ""
+    assert first["data"]["text/plain"] != "" and "text/markdown" not in first["data"]
+    assert first["data"]["text/plain"] in first["data"]["text/html"]  # as inert HTML
     assert p["job_id"] == 1 and p["agent"] == "helper" and p["model"] == "wiz/offline"
     assert HEX64.match(p["request_hash"])
     assert p["calls"] >= 1 and p["tokens_in"] > 0 and p["tokens_out"] > 0

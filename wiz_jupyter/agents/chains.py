@@ -427,9 +427,10 @@ class Graph:
         lines = ["graph LR"]
         for nid, label, shape in self.nodes:
             o, c = shapes[shape]
-            lines.append(f'    {nid}{o}"{label.replace(chr(34), "#quot;")}"{c}')
+            lines.append(f'    {nid}{o}"{_mermaid_text(label)}"{c}')
         for a, b, label in self.edges:
-            lines.append(f"    {a} -->|{label}| {b}" if label else f"    {a} --> {b}")
+            text = _mermaid_text(label)
+            lines.append(f"    {a} -->|{text}| {b}" if label else f"    {a} --> {b}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -569,3 +570,11 @@ def chain(*nodes: Any) -> Node:
 
 
 __all__: Sequence[str] = ("CF", "IS", "Graph", "Node", "chain")
+
+
+def _mermaid_text(label: str) -> str:
+    """A label as mermaid text: its entity codes for the characters that would end the
+    label or open HTML (a chain's labels come from prompts and field names)."""
+    for ch, code in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("|", "#124;")):
+        label = label.replace(ch, code)
+    return label.replace("\n", " ").replace("\r", " ")

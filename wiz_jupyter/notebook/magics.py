@@ -30,7 +30,7 @@ from ..errors import WizError
 from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
-from . import provenance
+from . import provenance, safe_html
 
 
 class UsageError(Exception):
@@ -582,8 +582,8 @@ class WizMagics(Magics):
         )
         if live is not None:
             text = str(answer)
-            display(
-                {"text/plain": text, "text/markdown": text},
+            display(  # as safe HTML, never markdown: a trusted output would run its raw HTML
+                safe_html.answer_bundle(text),
                 raw=True,
                 metadata={provenance.KEY: entry},
             )
