@@ -30,9 +30,11 @@ import shlex
 import signal
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
+from .argtypes import count, positive_seconds, seconds
 from .errors import WizError
 from .jobs.store import default_path
 from .workspace import Workspace, set_default
@@ -65,9 +67,20 @@ def _load_tasks(spec: str) -> None:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         sys.path.insert(0, str(path.resolve().parent))
-        module_spec.loader.exec_module(module)
+        run = lambda: module_spec.loader.exec_module(module)  # noqa: E731
     else:
-        importlib.import_module(spec)
+        run = lambda: importlib.import_module(spec)  # noqa: E731
+    try:
+        run()
+    except ModuleNotFoundError as e:
+        if e.name and spec.split(".")[0] == e.name.split(".")[0]:
+            raise WizError(f"no tasks module {spec!r} (nor a file of that name)") from None
+        raise WizError(f"tasks {spec}: {e}") from None
+    except Exception as e:  # the tasks file's own error, in one line with where it was raised
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        raise WizError(
+            f"tasks {spec} raised {type(e).__name__}: {e} ({where.filename}:{where.lineno})"
+        ) from None
 
 
 # -- subcommands ---------------------------------------------------------------------------------
@@ -228,9 +241,16 @@ def cmd_autowake(args: argparse.Namespace) -> int:
 # -- the parser ----------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # NoReturn
+        # one line, not argparse's usage block: what is wrong, and where the usage is
+        message = " ".join(message.split())  # an argument may hold a newline
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wiz", description="wiz_jupyter's jobs and schedules.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="wiz", description="wiz_jupyter's jobs and schedules.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, fn: Any, help: str, tasks: bool = False) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
@@ -249,19 +269,19 @@ def parser() -> argparse.ArgumentParser:
         choices=["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"],
     )
     c.add_argument("--task")
-    c.add_argument("--limit", type=int, default=50)
+    c.add_argument("--limit", type=count, default=50)
     c.add_argument("--json", action="store_true")
     c.set_defaults(tasks=None)
     c = command("schedules", cmd_schedules, "list schedules")
     c.add_argument("--json", action="store_true")
     c.set_defaults(tasks=None)
     c = command("worker", cmd_worker, "run a headless worker until SIGINT/SIGTERM", tasks=True)
-    c.add_argument("--concurrency", type=int, default=16)
-    c.add_argument("--grace", type=float, default=10.0, help="seconds running jobs get on stop")
+    c.add_argument("--concurrency", type=count, default=16)
+    c.add_argument("--grace", type=seconds, default=10.0, help="seconds running jobs get on stop")
     c.add_argument("--dask", metavar="ADDRESS|local",
                    help="run executor='dask' task bodies on this Dask scheduler (needs the dask extra)")  # fmt: skip
     c = command("run-due", cmd_run_due, "fire what is due, work it until idle, exit", tasks=True)
-    c.add_argument("--timeout", type=float, default=3600.0)
+    c.add_argument("--timeout", type=positive_seconds, default=3600.0)
     c = command("run", cmd_run, "run a notebook as a job (a copy, in a fresh kernel) and wait")
     c.add_argument("notebook", help="the .ipynb file (never modified)")
     c.add_argument(
@@ -270,15 +290,19 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     c.add_argument("--kernel", help="the kernel to run in (default: the notebook's own)")
     c.add_argument("--cwd", help="the folder to run in (default: the notebook's)")
-    c.add_argument("--timeout", type=float, default=None, help="seconds for the whole run")
-    c.add_argument("--attempts", type=int, default=None)
+    c.add_argument(
+        "--timeout", type=positive_seconds, default=None, help="seconds for the whole run"
+    )
+    c.add_argument("--attempts", type=count, default=None)
     c.add_argument(
         "--background", action="store_true", help="add the job and exit (a worker runs it)"
     )
     c.set_defaults(tasks=None)
     c = command("autowake", cmd_autowake, "a crontab entry that calls `wiz run-due`", tasks=True)
     c.add_argument("action", choices=["install", "remove", "status"])
-    c.add_argument("--every", type=int, default=5, help="minutes between wake-ups (default 5)")
+    c.add_argument(
+        "--every", type=minutes, default=5, help="minutes between wake-ups, 1-59 (default 5)"
+    )
     c.add_argument(
         "--at-boot",
         action="store_true",
@@ -287,10 +311,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def minutes(text: str) -> int:
+    """Minutes between crontab wake-ups: ``*/N`` in the minute field means 1 to 59."""
+    value = count(text)
+    if value > 59:
+        raise argparse.ArgumentTypeError(f"expected 1 to 59 minutes, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
     except WizError as e:
         print(f"wiz: {e}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, OverflowError) as e:
+        print(
+            f"wiz: {args.command}: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr
+        )
+    return 2

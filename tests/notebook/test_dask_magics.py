@@ -44,4 +44,7 @@ def test_wiz_dask_help_and_bad_input(kernel):
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wiz: "), bad.stderr
     assert "Traceback" not in bad.stderr
-    assert "--workers must be at least 1" in kernel.ok("%wiz dask local --workers 0").stderr
+    assert (
+        "argument --workers: expected a number >= 1, got 0"
+        in kernel.ok("%wiz dask local --workers 0").stderr
+    )

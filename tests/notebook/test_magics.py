@@ -79,7 +79,7 @@ def test_bad_input_prints_a_short_message_never_a_traceback(kernel):
         "%wiz frobnicate": "invalid choice: 'frobnicate'",
         "%wiz result": "the following arguments are required: id",
         "%wiz result 999": "wiz: no job 999 in this workspace",
-        "%wiz result abc": "invalid int value: 'abc'",
+        "%wiz result abc": "expected a whole number, got 'abc'",
         "%wiz schedule t --cron 'not cron'": "wiz: malformed cron expression 'not cron'",
         "%wiz schedule t": "one of the arguments --cron --every --at --after --trigger is required",
         "%wiz schedule t --trigger reboot": "wiz: unknown trigger 'reboot'; named triggers: boot,",
@@ -92,6 +92,54 @@ def test_bad_input_prints_a_short_message_never_a_traceback(kernel):
         assert res.status == "ok" and res.error is None, line
         assert message in res.stderr, (line, res.stderr)
         assert "Traceback" not in res.stderr + res.stdout, line
+
+
+BIG = "9223372036854775808"  # 2**63: one past what SQLite stores
+
+
+def test_the_inputs_that_gave_tracebacks_give_one_line(kernel, tmp_path):
+    """Issue 19, item 5: each of these printed a traceback; now one `wiz`/usage line each."""
+    kernel.ok("%load_ext wiz_jupyter\n%wiz agent x --role r")
+    kernel.ok("import wiz_jupyter as wiz\nws = wiz.workspace()\nj = ws.jobs.add('never_handled')")
+    cases = {
+        f"%wiz cancel {BIG}": "is out of range",
+        f"%wiz result {BIG}": "is out of range",
+        f"%wiz retry {BIG}": "is out of range",
+        f"%wiz priority 1 {BIG}": "is out of range",
+        f"%wiz priority {BIG} 1": "is out of range",
+        f"%wiz jobs --limit {BIG}": "is out of range",
+        f"%wiz assign x --priority {BIG} go": "is out of range",
+        f"%wiz agent y --max-steps {BIG}": "is out of range",
+        f"%wiz run nb.ipynb --attempts {BIG}": "is out of range",
+        "%wiz result 1 --wait --timeout 0.2": "wiz: result: no answer within its timeout",
+        "%wiz ask x hi --timeout 0": "expected seconds > 0, got 0",
+        "%wiz ask x hi --timeout nan": "expected a finite number of seconds",
+        "%wiz result 1 --wait --timeout -1": "expected seconds > 0, got -1",
+        "%wiz assign x --delay -5 go": "expected seconds >= 0, got -5",
+        "%wiz schedule t --every 0": "expected seconds > 0",
+        "%wiz agent x --export nodir/x.yaml": "wiz: agent:",
+        f"%wiz agent {'n' * 300} --role r": "wiz: agent:",
+        "%wiz jobs --limit 0": "expected a number >= 1",
+    }
+    for line, message in cases.items():
+        res = kernel.run(line)
+        assert res.status == "ok" and res.error is None, (line, res.error)
+        assert message in res.stderr, (line, res.stderr)
+        assert "Traceback" not in res.stderr + res.stdout, line
+        assert res.stderr.strip().count("\n") == 0, (line, res.stderr)  # one line
+    usage = kernel.run("%wiz result").stderr.strip()
+    assert usage.endswith("see %wiz result --help") and "\n" not in usage
+
+
+def test_a_dask_address_that_cannot_be_reached_fails_within_its_timeout(kernel):
+    import time
+
+    kernel.ok("%load_ext wiz_jupyter")
+    t0 = time.monotonic()
+    res = kernel.run("%wiz dask tcp://127.0.0.1:1 --timeout 3", timeout=60)
+    assert time.monotonic() - t0 < 20
+    assert res.status == "ok" and res.stderr.startswith("wiz: "), res.stderr
+    assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
 
 
 def test_help_is_generated_for_every_subcommand(kernel):

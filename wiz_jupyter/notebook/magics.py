@@ -26,6 +26,7 @@ from IPython.display import display
 
 from ..agents import _litellm
 from ..announce import withdraw as withdraw_workspaces
+from ..argtypes import count, integer, positive_seconds, seconds
 from ..errors import WizError
 from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
@@ -39,7 +40,9 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse would sys.exit()
-        raise UsageError(f"{self.format_usage().rstrip()}\n{self.prog}: {message}")
+        # one line: what is wrong, and where the full usage is
+        message = " ".join(message.split())  # an argument may hold a newline
+        raise UsageError(f"{self.prog}: {message}; see {self.prog} --help")
 
     def exit(self, status: int = 0, message: str | None = None) -> None:
         raise _Exit(message)
@@ -47,6 +50,11 @@ class _Parser(argparse.ArgumentParser):
 
 class _Exit(Exception):
     """``--help`` was printed."""
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def run_sync(awaitable: Any) -> Any:
@@ -103,30 +111,32 @@ class WizMagics(Magics):
         )
         c.add_argument("--task")
         c.add_argument("--agent")
-        c.add_argument("--limit", type=int, default=20)
+        c.add_argument("--limit", type=count, default=20)
         c = command("result", self.cmd_result, "show a job's result (--wait for it)")
-        c.add_argument("id", type=int)
+        c.add_argument("id", type=count)
         c.add_argument("--wait", action="store_true", help="wait until the job finishes")
-        c.add_argument("--timeout", type=float, default=None)
+        c.add_argument("--timeout", type=positive_seconds, default=None)
         c.add_argument("-o", "--output", metavar="VAR", help="store the result in this variable")
         for name, fn, what in (
             ("cancel", self.cmd_cancel, "cancel a job (a running one too)"),
             ("retry", self.cmd_retry, "run a failed or cancelled job again"),
         ):
             c = command(name, fn, what)
-            c.add_argument("id", type=int)
+            c.add_argument("id", type=count)
         c = command("priority", self.cmd_priority, "change a waiting job's priority")
-        c.add_argument("id", type=int)
-        c.add_argument("priority", type=int)
+        c.add_argument("id", type=count)
+        c.add_argument("priority", type=integer)
         command("pause", self.cmd_pause, "stop starting jobs (running ones finish)")
         command("resume", self.cmd_resume, "start jobs again")
         c = command("run", self.cmd_run, "run a notebook as a job (a copy, in a fresh kernel)")
         c.add_argument("notebook", help="the .ipynb file (never modified)")
         self._notebook_options(c)
-        c.add_argument("--timeout", type=float, default=None, help="seconds for the whole run")
-        c.add_argument("--attempts", type=int, default=None)
         c.add_argument(
-            "--after", type=int, action="append", metavar="JOB", help="wait for this job"
+            "--timeout", type=positive_seconds, default=None, help="seconds for the whole run"
+        )
+        c.add_argument("--attempts", type=count, default=None)
+        c.add_argument(
+            "--after", type=count, action="append", metavar="JOB", help="wait for this job"
         )
         c.add_argument("--background", action="store_true", help="return the job at once")
         c.add_argument(
@@ -141,7 +151,7 @@ class WizMagics(Magics):
         self._notebook_options(c)
         when = c.add_mutually_exclusive_group(required=True)
         when.add_argument("--cron", help="a cron expression, e.g. '0 9 * * 1-5'")
-        when.add_argument("--every", type=float, help="seconds between runs")
+        when.add_argument("--every", type=positive_seconds, help="seconds between runs")
         when.add_argument("--at", help="an ISO date-time, once")
         when.add_argument("--after", help="a job id, or a schedule name")
         when.add_argument(
@@ -164,7 +174,7 @@ class WizMagics(Magics):
         c.add_argument(
             "--tools", help="comma-separated built-in tool names, e.g. read_file,list_dir"
         )
-        c.add_argument("--max-steps", type=int, dest="max_steps")
+        c.add_argument("--max-steps", type=count, dest="max_steps")
         c.add_argument(
             "--from",
             dest="from_file",
@@ -188,22 +198,22 @@ class WizMagics(Magics):
         c.add_argument("prompt", nargs="*")
         c.add_argument("-o", "--output", metavar="VAR", help="store the answer in this variable")
         c.add_argument("--background", action="store_true", help="return the job at once")
-        c.add_argument("--timeout", type=float, default=None)
+        c.add_argument("--timeout", type=positive_seconds, default=None)
         _notify_flags(c)
         c = command("assign", self.cmd_assign, "give an agent a job (planned, checked, retried)")
         c.add_argument("name")
         c.add_argument("task", nargs="*")
-        c.add_argument("--priority", type=int, default=0)
-        c.add_argument("--delay", type=float, default=0)
+        c.add_argument("--priority", type=integer, default=0)
+        c.add_argument("--delay", type=seconds, default=0)
         c.add_argument(
             "--after",
-            type=int,
+            type=count,
             action="append",
             metavar="JOB",
             help="wait for this job (repeatable)",
         )
-        c.add_argument("--attempts", type=int, default=None)
-        c.add_argument("--timeout", type=float, default=None)
+        c.add_argument("--attempts", type=count, default=None)
+        c.add_argument("--timeout", type=positive_seconds, default=None)
         c.add_argument(
             "--validate",
             action="append",
@@ -242,13 +252,19 @@ class WizMagics(Magics):
             help="a scheduler address (tcp://host:8786), or 'local' for a LocalCluster",
         )  # fmt: skip
         c.add_argument(
-            "--workers", type=int, default=None, help="worker processes of 'local' (default: cores)"
+            "--workers",
+            type=count,
+            default=None,
+            help="worker processes of 'local' (default: cores)",
         )
         c.add_argument(
-            "--timeout", type=float, default=60.0, help="seconds to wait for the connection"
+            "--timeout",
+            type=positive_seconds,
+            default=60.0,
+            help="seconds to wait for the connection",
         )
         c = command("board", self.cmd_board, "the live job board widget")
-        c.add_argument("--limit", type=int, default=200, help="jobs shown (default 200)")
+        c.add_argument("--limit", type=count, default=200, help="jobs shown (default 200)")
         for c in self.subparsers.values():
             # argparse %-formats usage with the prog, and our prog starts with '%'
             c.usage = c.format_usage()[len("usage: ") :].rstrip().replace("%", "%%")
@@ -282,7 +298,13 @@ class WizMagics(Magics):
             return self.handlers[args.command](args, cell)
         except WizError as e:
             print(f"wiz: {e}", file=sys.stderr)
-            return None
+        except (TimeoutError, asyncio.TimeoutError):
+            print(f"wiz: {args.command}: no answer within its timeout", file=sys.stderr)
+        except (OSError, ValueError, OverflowError) as e:
+            # a file that cannot be written, a name too long for a folder, a value the
+            # database cannot hold: what went wrong, in one line, and nothing changed
+            print(f"wiz: {args.command}: {_one_line(e)}", file=sys.stderr)
+        return None
 
     def _store(self, name: str | None, value: Any) -> None:
         if name:
@@ -636,8 +658,6 @@ class WizMagics(Magics):
         if args.target is None:
             print(ws.dask.summary() if ws.dask is not None else "dask: off (%wiz dask local)")
             return
-        if args.workers is not None and args.workers < 1:
-            raise WizError("--workers must be at least 1")
         self._ensure_running()
         cluster = ws.use_dask(args.target, n_workers=args.workers)
         try:
