@@ -245,3 +245,37 @@ async def test_the_offline_model_carries_out_an_assigned_job(ws):
     assert await job.wait(timeout=30) == "HELLO QUEUE"
     act = ws.store.read("SELECT phase, plan FROM activity WHERE job_id = ?", (job.id,))[0]
     assert act["phase"] == "done" and "uppercase: hello queue" in act["plan"]
+
+
+async def test_run_python_captures_its_own_prints_only(ws, capsys):
+    """Issue 19: redirect_stdout swapped sys.stdout for the whole process, so what the
+    notebook printed while the tool ran went to the model and never reached the cell."""
+    import threading
+
+    code = (
+        "import time\n"
+        "def helper():\n    print('from a function of the code')\n"
+        "for i in range(5):\n    print('tool', i)\n    time.sleep(0.02)\n"
+        "helper()\nprint('to stderr', file=__import__('sys').stderr)"
+    )
+    model = ScriptedModel([ToolCall("run_python", {"code": code}), "ok"])
+    a = ws.agent("coder", model=model, tools=["run_python"])
+    stop = threading.Event()
+
+    def notebook_prints() -> None:
+        while not stop.is_set():
+            print("cell output")
+            stop.wait(0.005)
+
+    printer = threading.Thread(target=notebook_prints)
+    printer.start()
+    try:
+        assert await a.ask("run it", timeout=10) == "ok"
+    finally:
+        stop.set()
+        printer.join()
+    result = next(m["content"] for m in model.requests[-1]["messages"] if m["role"] == "tool")
+    assert result == "tool 0\ntool 1\ntool 2\ntool 3\ntool 4\nfrom a function of the code\n"
+    captured = capsys.readouterr()
+    assert "cell output" in captured.out and "tool 0" not in captured.out
+    assert "to stderr" in captured.err

@@ -13,7 +13,7 @@ folder, the workspace, the running job); name them in ``tools=[...]``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import builtins
 import inspect
 import io
 import json
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from ..errors import WizError
+from . import confined
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -161,18 +162,14 @@ class ToolContext:
     )
 
 
-def _inside(folder: Path, path: str) -> Path:
-    """``path`` resolved inside ``folder``; refuses absolute paths, ``..`` escapes and
-    symlinks that lead outside."""
-    if not isinstance(path, str) or not path.strip():
-        raise ToolError("give a path relative to your folder")
-    if Path(path).is_absolute() or path.startswith("~"):
-        raise ToolError(f"{path!r} is absolute; use a path relative to your folder")
-    root = folder.resolve()
-    target = (root / path).resolve()
-    if target != root and root not in target.parents:
-        raise ToolError(f"{path!r} is outside your folder")
-    return target
+def _confined(call: Callable[[], Any]) -> Any:
+    """Run a file operation of :mod:`confined`; what goes wrong is a ToolError the model reads."""
+    try:
+        return call()
+    except confined.OutsideFolder as e:
+        raise ToolError(str(e)) from None
+    except OSError as e:
+        raise ToolError(e.strerror if e.filename is None and e.strerror else str(e)) from None
 
 
 def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
@@ -185,10 +182,7 @@ def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
         Args:
             path: the file's path, relative to your folder
         """
-        target = _inside(folder, path)
-        if not target.is_file():
-            raise ToolError(f"no file {path!r} in your folder")
-        return target.read_text(errors="replace")
+        return _confined(lambda: confined.read_text(folder, path))
 
     def write_file(path: str, content: str) -> str:
         """Write a text file in your folder (replacing it if it exists).
@@ -197,9 +191,7 @@ def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
             path: the file's path, relative to your folder
             content: the text to write
         """
-        target = _inside(folder, path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
+        _confined(lambda: confined.write_text(folder, path, content))
         return f"wrote {len(content)} characters to {path}"
 
     def list_dir(path: str = ".") -> list[str]:
@@ -208,10 +200,7 @@ def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
         Args:
             path: the folder, relative to your folder
         """
-        target = _inside(folder, path)
-        if not target.is_dir():
-            raise ToolError(f"no folder {path!r} in your folder")
-        return sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir())
+        return _confined(lambda: confined.list_dir(folder, path))
 
     def memory_save(content: str, kind: str = "fact") -> str:
         """Remember something for later jobs.
@@ -293,8 +282,14 @@ def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
             code: the Python source to run
         """
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, "<agent>", "exec"), {"__name__": "__agent__"})
+
+        def captured_print(*args: Any, file: Any = None, **kwargs: Any) -> None:
+            print(*args, file=out if file is None else file, **kwargs)
+
+        # the code's own print, not a swap of sys.stdout: that is process-wide, and would
+        # take what the notebook (or any other thread) prints while the tool runs
+        env = {"__name__": "__agent__", "__builtins__": {**vars(builtins), "print": captured_print}}
+        exec(compile(code, "<agent>", "exec"), env)
         return out.getvalue()
 
     made = {f.__name__: f for f in (read_file, write_file, list_dir, memory_save, memory_search,
