@@ -294,3 +294,49 @@ async def test_a_webhook_payload_reaches_the_notebook_as_a_parameter(ws, tmp_pat
     assert stdout_of(nb.cells[-1]) == "raw sales.csv\n"
     assert result["parameters"] == {"bucket": "raw", "payload": {"file": "sales.csv"}}
     assert ws.schedules.list()[0].name.startswith("on_upload.ipynb webhook")
+
+
+EXITS = {  # the last statement of the second cell, and whether papermill calls it a success
+    "sys.exit()": True,
+    "sys.exit(0)": True,
+    "raise SystemExit": True,
+    "sys.exit(1)": False,
+    "sys.exit('bye')": False,
+    "pass": True,
+}
+
+
+@pytest.mark.timeout(300)
+async def test_sys_exit_ends_a_notebook_job_as_it_ends_a_papermill_run(ws, tmp_path):
+    """Issue 19: sys.exit() / sys.exit(0) / raise SystemExit end a papermill run
+    successfully with the cells after it skipped; they failed a notebook job."""
+    import papermill
+
+    await ws.start()
+    for i, (stmt, ok) in enumerate(EXITS.items()):
+        src = make_nb(tmp_path / f"exit{i}.ipynb", "import sys\nx = 1", f"x = 2\n{stmt}", "x = 3")
+        try:
+            await asyncio.to_thread(
+                papermill.execute_notebook, str(src), str(tmp_path / f"pm{i}.ipynb"),
+                progress_bar=False, log_output=False,
+            )  # fmt: skip
+            pm_ok = True
+        except papermill.PapermillExecutionError:
+            pm_ok = False
+        assert pm_ok is ok, stmt
+        job = ws.jobs.add_notebook(src)
+        try:
+            result = await job.wait(timeout=120)
+        except wiz.JobFailed:
+            result = None
+        assert (job.status == "completed") is pm_ok, (stmt, job.error)
+        pm_copy = nbformat.read(str(tmp_path / f"pm{i}.ipynb"), as_version=4)
+        ours = nbformat.read(str(Path(ws.runs_dir) / f"exit{i}-{job.id}.ipynb"), as_version=4)
+        # the same cells ran: the last one only when nothing exited
+        def ran(nb):  # papermill adds markdown cells around an error: code cells only
+            return [c.get("execution_count") is not None for c in nb.cells if c.cell_type == "code"]
+
+        assert ran(ours) == ran(pm_copy), stmt
+        if pm_ok and stmt != "pass":
+            assert result["exited_at_cell"] == 2 and ours.metadata["wiz"]["exited"] == {"cell": 1}
+            assert ours.cells[2].metadata["papermill"]["status"].startswith("not run")

@@ -320,6 +320,27 @@ async def test_add_bulk_in_one_transaction_with_dependencies_between_items(ws):
     assert ws.jobs.add_bulk([]) == []
 
 
+async def test_add_bulk_with_a_parent_and_its_children_blocks_the_parent(ws):
+    """Issue 19: the parent's row did not exist yet when it was blocked, so it stayed
+    waiting and could run before its children."""
+    order = []
+
+    @ws.task
+    async def s(n: int) -> None:
+        order.append(n)
+
+    base = ws.jobs.add("s", {"n": -1}).id
+    await ws.run_until_idle(timeout=5)
+    parent, *children = ws.jobs.add_bulk(
+        [("s", {"n": 0}, {"priority": 9})] + [("s", {"n": i}, {"parent": base + 1}) for i in (1, 2)]
+    )
+    assert parent.id == base + 1 and [c.parent_id for c in children] == [parent.id] * 2
+    assert parent.status == "blocked" and ws.jobs.get(parent.id).status == "blocked"
+    assert [e["event"] for e in parent.events()][:2] == ["job.added", "job.blocked"]
+    await ws.run_until_idle(timeout=5)
+    assert order == [-1, 1, 2, 0] or order == [-1, 2, 1, 0]
+
+
 async def test_cancel_stops_waiting_blocked_and_running_jobs(ws):
     started = asyncio.Event()
 
@@ -546,3 +567,12 @@ async def test_wait_times_out_without_touching_the_job(ws):
     with pytest.raises(TimeoutError, match="still waiting"):
         await job.wait(timeout=0.1)
     assert job.status == "waiting"
+
+
+async def test_run_at_takes_what_at_takes_and_refuses_the_rest(ws):
+    """Issue 19: run_at=True was stored as 1.0, and ISO strings (which at= takes) failed."""
+    later = ws.jobs.add("t", run_at="2099-01-01T00:00:00+00:00")
+    assert later.status == "delayed" and later.run_at == 4070908800.0
+    for bad in [True, False, "tomorrow", float("nan"), float("inf"), [1]]:
+        with pytest.raises(wiz.InvalidJob, match="run_at must be"):
+            ws.jobs.add("t", run_at=bad)

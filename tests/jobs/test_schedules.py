@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 from zoneinfo import ZoneInfo
 
@@ -148,6 +149,65 @@ def test_cron_in_a_time_zone_across_both_daylight_saving_changes(db_path):
     ws2.close()
 
 
+CLOCK_CHANGES = {
+    # zone: (a moment before clocks go back, one before they go forward), 2026
+    "Europe/Paris": ("2026-10-24T21:00:00+00:00", "2026-03-28T21:00:00+00:00"),
+    "America/New_York": ("2026-11-01T03:00:00+00:00", "2026-03-08T04:00:00+00:00"),
+    "Australia/Lord_Howe": ("2026-04-04T12:00:00+00:00", "2026-10-03T12:00:00+00:00"),
+}
+
+
+def fire_times(db_path, zone: str, start: str, cron: str, hours: int) -> list[float]:
+    """Run a cron schedule under a ManualClock in 5-minute ticks (every fire time here
+    falls on one); the real times it fired."""
+    clock = wiz.ManualClock(dt.datetime.fromisoformat(start))
+    ws = wiz.Workspace(db_path.with_name(f"{abs(hash((zone, start, cron)))}.db"), clock=clock)
+    s = ws.schedules.add("job", cron=cron, tz=zone)
+    fired_at = []
+    for _ in range(hours * 12):
+        clock.advance(300)
+        before = len(s.runs())
+        ws.scheduler.tick()
+        fired_at += [clock.now()] * (len(s.runs()) - before)
+    ws.close()
+    return fired_at
+
+
+@pytest.mark.parametrize("zone", sorted(CLOCK_CHANGES))
+def test_cron_across_clock_changes_follows_cron8(db_path, zone):
+    """Issue 19: `0 * * * *` fired 5 times in the 6 real hours around a fall-back. As
+    cron(8) says: wildcard-hour jobs run as the new time says (every real hour, the
+    repeated one included); a fixed-time job runs once; a time skipped by the spring
+    change fires when the clock resumes."""
+    back, forward = CLOCK_CHANGES[zone]
+    tz = ZoneInfo(zone)
+    hourly = fire_times(db_path, zone, back, "0 * * * *", 8)
+    walls = [dt.datetime.fromtimestamp(t, tz) for t in hourly]
+    assert all(w.minute == 0 for w in walls), walls
+    gaps = {round(b - a) for a, b in itertools.pairwise(hourly)}
+    if zone == "Australia/Lord_Howe":  # a half-hour shift: 60 minutes, or 90 across it
+        assert gaps <= {3600, 5400} and len(hourly) >= 7, walls
+    else:  # every real hour: 8 hours, 8 fires, the repeated wall hour twice
+        assert gaps == {3600} and len(hourly) == 8, walls
+        assert len({w.strftime("%H:%M") for w in walls}) == 7
+    # a fixed time inside the repeated interval: once
+    repeated = {"Europe/Paris": "30 2 * * *", "America/New_York": "30 1 * * *",
+                "Australia/Lord_Howe": "45 1 * * *"}[zone]  # fmt: skip
+    once = fire_times(db_path, zone, back, repeated, 8)
+    assert len(once) == 1, [dt.datetime.fromtimestamp(t, tz) for t in once]
+    # spring forward: a wall time that does not exist fires when the clock resumes
+    skipped = {"Europe/Paris": "30 2 * * *", "America/New_York": "30 2 * * *",
+               "Australia/Lord_Howe": "15 2 * * *"}[zone]  # fmt: skip
+    resumed = fire_times(db_path, zone, forward, skipped, 12)
+    assert len(resumed) == 1
+    wall = dt.datetime.fromtimestamp(resumed[0], tz)
+    assert (wall.hour, wall.minute) in ((3, 0), (2, 30)), wall  # the first minute after the jump
+    # and a wildcard job skips the minutes that do not exist, never firing twice in one
+    every_quarter = fire_times(db_path, zone, forward, "*/15 * * * *", 12)
+    assert len(set(every_quarter)) == len(every_quarter)
+    assert all(dt.datetime.fromtimestamp(t, tz).minute % 15 == 0 for t in every_quarter)
+
+
 def test_a_misfire_after_downtime_catches_up_once_or_is_skipped(db_path, clock):
     ws = wiz.Workspace(db_path, clock=clock)
     catch = ws.schedules.add("report", every=60, name="catch")
@@ -237,6 +297,53 @@ async def test_after_chains_on_completed_failed_and_timeout(cws):
     assert statuses == dict.fromkeys(
         ["on-ok", "never", "on-bad", "on-timeout", "not-timeout"], "expired"
     )
+
+
+async def test_after_runs_handlers_that_do_not_take_upstream(cws):
+    """Issue 19: `def cleanup(): ...` failed every run with "unexpected keyword argument
+    'upstream'"; what the trigger brings is on job.trigger for every handler."""
+    seen = []
+
+    @cws.task
+    async def ok() -> int:
+        return 7
+
+    @cws.task
+    def plain() -> str:
+        return "ran"
+
+    @cws.task
+    def curious(job) -> None:
+        seen.append(job.trigger["upstream"]["result"])
+
+    @cws.task
+    def typo(n: int) -> None:  # a job data key it does not take still fails the job
+        pass
+
+    a = cws.jobs.add("ok")
+    cws.schedules.add("plain", after=a)
+    cws.schedules.add("curious", after=a)
+    cws.schedules.add("typo", {"n": 1, "m": 2}, after=a)
+    await cws.start()
+    await fired(cws, count=3)
+    await cws.run_until_idle(timeout=5)
+    outcomes = {j.task: (j.status, j.result) for j in cws.jobs.list() if j.task != "ok"}
+    assert outcomes["plain"] == ("completed", "ran")
+    assert outcomes["curious"][0] == "completed" and seen == [7]
+    assert outcomes["typo"][0] == "failed"
+
+
+def test_an_interval_below_the_floor_is_refused(ws):
+    """Issue 19: every=1e-9 made 6,145 jobs in 3 s."""
+    for tiny in [1e-9, 0.01, 0.049]:
+        with pytest.raises(
+            wiz.InvalidSchedule, match=r"shorter than the shortest interval, 0\.05 s"
+        ):
+            ws.schedules.add("beat", every=tiny)
+    for bad in [0, -1, float("nan"), float("inf"), True]:
+        with pytest.raises(wiz.InvalidSchedule, match="positive number of seconds"):
+            ws.schedules.add("beat", every=bad)
+    assert ws.schedules.list() == []
 
 
 async def test_after_a_job_that_already_finished_fires_at_once(cws):

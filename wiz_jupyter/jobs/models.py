@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import inspect
 import json
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -242,6 +243,7 @@ class TaskSpec:
     executor: str = "auto"
     resources: dict[str, float] | None = None  # Dask resource annotations, e.g. {"GPU": 1}
     wants_job: bool = False
+    takes: frozenset[str] | None = None  # its parameter names; None: it takes **kwargs
 
     def __post_init__(self) -> None:
         if self.executor == "auto":
@@ -251,7 +253,36 @@ class TaskSpec:
         except (TypeError, ValueError):
             params = {}
         self.wants_job = "job" in params
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            self.takes = frozenset(params)
 
+    def arguments(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments for a job's ``data``: what a trigger added (``payload``,
+        ``changes``, ``upstream``) only if the handler takes it; it is always on
+        ``job.trigger``. Everything else is passed as it is, so a typo still fails."""
+        if self.takes is None or not any(k in data for k in TRIGGER_DATA):
+            return data
+        return {k: v for k, v in data.items() if k not in TRIGGER_DATA or k in self.takes}
+
+
+def epoch(value: Any) -> float | None:
+    """A moment as a Unix time: a datetime (naive ones are local time, as users write
+    them), an ISO date-time string, or a finite number of seconds; None for anything else
+    (``True`` included). Callers raise their own error with the option's name."""
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value.strip()).timestamp()
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+#: The keys a schedule's trigger adds to a job's data (webhook, watch, after).
+TRIGGER_DATA = ("payload", "changes", "upstream")
 
 current_job: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
     "wiz_current_job", default=None
@@ -280,6 +311,12 @@ class JobContext:
         self.attempts: int = row["attempts"]
         self.data: dict[str, Any] = loads(row["data"])
         self._cancelled = False  # set by the runtime; a plain flag is enough across threads
+
+    @property
+    def trigger(self) -> dict[str, Any]:
+        """What the schedule's trigger brought: ``payload`` (webhook), ``changes`` (watch),
+        ``upstream`` (after); empty for a job not made by such a trigger."""
+        return {k: self.data[k] for k in TRIGGER_DATA if k in self.data}
 
     def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         try:

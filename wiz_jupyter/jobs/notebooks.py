@@ -207,7 +207,7 @@ class NotebookRunner:
         if job is not None:
             job.log(f"running a copy of {source.name} in kernel {kernel_name}: {out}")
             job.progress({"done": 0, "of": len(code)})
-        status, failed, at = "failed", None, None
+        status, failed, at, exited = "failed", None, None, None
         try:
             client.km = client.create_kernel_manager()
             # the kernel's own stderr (start-up warnings, a crash's last words) goes to a log
@@ -239,8 +239,16 @@ class NotebookRunner:
                     run.cancel()
                     raise
                 except nbclient.exceptions.CellExecutionError as e:
-                    pm.update(status="failed", exception=True, end_time=_now())
                     pm["duration"] = time.monotonic() - t0
+                    if _clean_exit(e):  # sys.exit(), sys.exit(0): papermill ends the run here
+                        pm.update(status="completed", exception=False, end_time=_now())
+                        exited = index
+                        for later in code[done:]:  # the cells not run, marked so
+                            nb.cells[later].metadata.setdefault("papermill", {})["status"] = (
+                                "not run: an earlier cell exited"
+                            )
+                        break
+                    pm.update(status="failed", exception=True, end_time=_now())
                     failed = (done, index, cell, e)
                     break
                 pm.update(status="completed", end_time=_now(), duration=time.monotonic() - t0)
@@ -251,6 +259,8 @@ class NotebookRunner:
                     saved = time.monotonic()
             if failed is None:
                 status = "completed"
+                if exited is not None:
+                    meta["exited"] = {"cell": exited}
         except asyncio.CancelledError:
             status = "stopped"  # cancelled or timed out: the job's status says which
             raise
@@ -283,13 +293,27 @@ class NotebookRunner:
                 cell=index,
                 output=str(out),
             )
-        return {
+        result = {
             "notebook": str(out),
             "source": str(source),
             "parameters": params,
             "cells": len(code),
             "duration": round(time.time() - started, 3),
         }
+        if exited is not None:
+            result["exited_at_cell"] = exited + 1
+            if job is not None:
+                job.log(f"cell {exited + 1} exited with sys.exit(); the cells after it did not run")
+        return result
+
+
+def _clean_exit(error: Any) -> bool:
+    """A cell that raised SystemExit with no code or code 0, which papermill counts as the
+    notebook ending successfully (its raise_for_execution_errors)."""
+    return getattr(error, "ename", None) == "SystemExit" and getattr(error, "evalue", None) in (
+        "",
+        "0",
+    )
 
 
 def _retrieve(task: asyncio.Future) -> None:

@@ -44,6 +44,7 @@ from .models import (
     Job,
     TaskSpec,
     dumps,
+    epoch,
     loads,
 )
 from .store import Store
@@ -108,11 +109,13 @@ def backoff_delay(
 
 
 def _epoch(value: Any, name: str) -> float:
-    if isinstance(value, dt.datetime):
-        return value.timestamp()  # naive datetimes are local time, as users write them
-    if isinstance(value, (int, float)):
-        return float(value)
-    raise InvalidJob(f"{name} must be a datetime or a Unix time in seconds, not {value!r}")
+    when = epoch(value)
+    if when is None:
+        raise InvalidJob(
+            f"{name} must be a datetime, an ISO date-time or a Unix time in seconds, "
+            f"not {value!r:.60}"
+        )
+    return when
 
 
 def _job_id(value: Any, what: str) -> int:
@@ -396,6 +399,7 @@ class Queue:
         next_id = c.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0]
         new_status: dict[int, str] = {}  # statuses of jobs created in this call
         rows, edges, finished = [], [], []
+        batch: dict[int, tuple[int, int]] = {}  # id -> (its row, its place in out), this call
         added_payloads: dict[tuple[str, str], dict[str, Any]] = {}
         for i, s in enumerate(specs):
             if s.key is not None:
@@ -427,7 +431,14 @@ class Queue:
                     )
                 edges.append((s.parent, jid, "fail" if s.fail_parent else "ignore"))
                 if p_status in (WAITING, DELAYED):
-                    self._set_status(ch, s.parent, BLOCKED, {"reason": "children"})
+                    at = batch.get(s.parent)
+                    if at is None:
+                        self._set_status(ch, s.parent, BLOCKED, {"reason": "children"})
+                    else:  # the parent is in this batch: its row is not written yet
+                        row_at, out_at = at
+                        rows[row_at] = (*rows[row_at][:4], BLOCKED, *rows[row_at][5:])
+                        out[out_at]["status"] = BLOCKED  # type: ignore[index]
+                        ch.event(s.parent, "job.blocked", {"reason": "children"})
                     new_status[s.parent] = BLOCKED
             if status == WAITING and s.run_at is not None and s.run_at > now:
                 status = DELAYED
@@ -440,6 +451,7 @@ class Queue:
                 s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
                 now, finished_at, int(s.notify),
             )  # fmt: skip
+            batch[jid] = (len(rows), i)
             rows.append(row)
             added = added_payloads.get((s.task, status))
             if added is None:  # one dict per (task, status): encoded once per transaction

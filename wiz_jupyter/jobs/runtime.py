@@ -324,7 +324,7 @@ class Runtime(RuntimeHooks):
         try:
             if spec is None:  # unregistered between claim and start
                 raise LookupError(f"no handler for task {name!r} in this process")
-            kwargs = ctx.data
+            kwargs = spec.arguments(ctx.data)
             if spec.wants_job:
                 kwargs = {**kwargs, "job": ctx}
             body = self.executors[spec.executor].run(spec.fn, kwargs, ctx, spec)

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import InvalidSchedule
+from .models import epoch
 
 TIME_KINDS = frozenset({"at", "every", "cron"})
 OUTCOMES = ("completed", "failed", "timeout", "finished")
@@ -90,28 +92,35 @@ class Fire:
     not_since: float | None = None
 
 
+#: The shortest interval of ``every=``: a smaller one only floods the queue.
+MIN_EVERY = 0.05
+
+
 def _epoch(value: Any, what: str) -> float:
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            pass
-    raise InvalidSchedule(
-        f"{what} must be a datetime, an ISO date-time or a Unix time, not {value!r}"
-    )
+    when = epoch(value)
+    if when is None:
+        raise InvalidSchedule(
+            f"{what} must be a datetime, an ISO date-time or a Unix time, not {value!r:.60}"
+        )
+    return when
 
 
 def _seconds(value: Any, what: str) -> float:
     if isinstance(value, dt.timedelta):
         value = value.total_seconds()
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    ):
+        if what == "every" and value < MIN_EVERY:
+            raise InvalidSchedule(
+                f"every={value!r} s is shorter than the shortest interval, {MIN_EVERY} s"
+            )
         return float(value)
     raise InvalidSchedule(
-        f"{what} must be a positive number of seconds or a timedelta, not {value!r}"
+        f"{what} must be a positive number of seconds or a timedelta, not {value!r:.60}"
     )
 
 
@@ -141,21 +150,51 @@ def cron_spec(expr: str, tz: str | None) -> dict[str, Any]:
 def next_cron(expr: str, tz: str | None, after: float, previous: float | None = None) -> float:
     """The first fire time strictly after ``after``, in the schedule's time zone.
 
-    When clocks go back, a wall-clock time happens twice; a schedule that fires
-    once a day (or less often) fires at the first one only (``previous``, the
-    last fire time, is skipped in its second coming), as cron users expect.
-    When clocks go forward past the time, it fires when the hour resumes.
+    Clock changes follow cron(8). When clocks go back, a wall-clock time happens
+    twice: a job at a fixed time (minute and hour fields both specific, like
+    ``30 2 * * *``) fires at the first one only; one with a wildcard minute or hour
+    (``0 * * * *``, ``*/5 * * * *``) runs as the new time says, so at both. When
+    clocks go forward, a wildcard job skips the wall times that do not exist, and a
+    fixed-time job whose time was skipped fires when the clock resumes.
+    (``previous`` is accepted for callers of older versions; it is not needed.)
     """
     from croniter import croniter
 
     zone = _zone(tz) or dt.datetime.now().astimezone().tzinfo
-    it = croniter(expr, dt.datetime.fromtimestamp(after, zone))
-    nxt = it.get_next(dt.datetime)
-    if previous is not None:
-        prev = dt.datetime.fromtimestamp(previous, zone)
-        while nxt.replace(tzinfo=None) == prev.replace(tzinfo=None, microsecond=0):
-            nxt = it.get_next(dt.datetime)  # the repeated hour after a fall-back
-    return nxt.timestamp()
+    minute, hour = [*expr.split(), "*", "*"][:2]
+    fixed = not (minute.startswith("*") or hour.startswith("*"))
+    # walk wall-clock times (naive), from a little before `after`'s: a repeated hour
+    # lies up to an hour (or half) behind the wall time that `after` shows
+    wall = dt.datetime.fromtimestamp(after, zone).replace(tzinfo=None)
+    it = croniter(expr, wall - dt.timedelta(hours=3))
+    for _ in range(100_000):
+        candidate = it.get_next(dt.datetime)
+        for instant in _instants(candidate, zone, fixed):
+            if instant > after:
+                return instant
+    raise InvalidSchedule(f"cron expression {expr!r} never fires")
+
+
+def _instants(wall: dt.datetime, zone: Any, fixed: bool) -> list[float]:
+    """The real moments at which the clock of ``zone`` shows ``wall``."""
+    first = wall.replace(tzinfo=zone, fold=0).timestamp()
+    second = wall.replace(tzinfo=zone, fold=1).timestamp()
+    shows = [t for t in sorted({first, second}) if _wall(t, zone) == wall]
+    if len(shows) == 2:  # a repeated time (clocks went back)
+        return shows[:1] if fixed else shows
+    if shows:
+        return shows
+    if not fixed:  # a time that never happens (clocks went forward)
+        return []
+    lo, hi = min(first, second), max(first, second)  # the jump lies between them
+    while hi - lo > 1:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _wall(mid, zone) < wall else (lo, mid)
+    return [float(round(hi))]
+
+
+def _wall(t: float, zone: Any) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, zone).replace(tzinfo=None)
 
 
 def build(
@@ -331,7 +370,10 @@ def verify_webhook(secret: str, body: bytes | str, signature: str | None) -> boo
     """True if ``signature`` is ``sign_webhook(secret, body)`` (compared in constant time)."""
     if not signature:
         return False
-    return hmac.compare_digest(sign_webhook(secret, body), signature.strip())
+    # compared as bytes: compare_digest refuses str with non-ASCII characters, and a
+    # header is whatever the sender put there
+    given = signature.strip().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sign_webhook(secret, body).encode("ascii"), given)
 
 
 # -- clocks --------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..argtypes import INT_MAX
 from ..errors import InvalidJob, InvalidSchedule, JobNotFound, ScheduleNotFound, StoreError
 from ..jobs.models import STATUSES
 from .backend import Backend, to_json
@@ -110,7 +111,7 @@ class WizHandler(APIHandler):
             return {}
         try:
             body = json.loads(self.request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             raise web.HTTPError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise web.HTTPError(400, "the request body must be a JSON object")
@@ -270,7 +271,9 @@ class JobActionHandler(WizHandler):
         else:
             priority = self.json_body().get("priority")
             if not isinstance(priority, int) or isinstance(priority, bool):
-                raise web.HTTPError(400, f"priority must be an integer, not {priority!r}")
+                raise web.HTTPError(400, f"priority must be an integer, not {priority!r:.50}")
+            if not -INT_MAX <= priority <= INT_MAX:
+                raise web.HTTPError(400, f"priority must be between {-INT_MAX} and {INT_MAX}")
             out = await self.call(self.backend.set_priority, jid, priority)
         self.feed.poke()
         self.reply(out)

@@ -80,11 +80,17 @@ class WebhookHandler(JupyterHandler):
         self._size += len(chunk)
         if self._size <= self.max_body:
             self._chunks.append(chunk)
-        else:
-            self._chunks.clear()
+            return
+        self._chunks.clear()
+        if self._size > 2 * self.max_body and not self._finished:
+            # far past the limit: answer 413 now; tornado drops the rest of the body and
+            # closes the connection (otherwise its own cap would answer an empty 400)
+            self.send_error(413, exc_info=(web.HTTPError, self._too_large(), None))
 
     @allow_unauthenticated
     async def post(self, name: str) -> None:
+        if self._finished:  # answered 413 while the body was arriving
+            return
         if self._size > self.max_body:
             raise self._too_large()
         body = b"".join(self._chunks)
@@ -148,5 +154,5 @@ def _payload(body: bytes, content_type: str) -> Any:
                 raise ValueError("no payload field")
             return json.loads(fields["payload"][0])
         return json.loads(body) if body.strip() else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise web.HTTPError(400, "the webhook body is not valid JSON") from None
