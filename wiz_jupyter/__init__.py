@@ -23,6 +23,8 @@ from .errors import (
     StoreError,
     WebhookRejected,
     WizError,
+    WorkspaceBusy,
+    WorkspaceFull,
 )
 from .jobs.events import Event
 from .jobs.models import Job, JobContext
@@ -151,6 +153,8 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "WebhookRejected",
     "WizError",
     "Workspace",
+    "WorkspaceBusy",
+    "WorkspaceFull",
     "__version__",
     "current_job",
     "sign_webhook",

@@ -14,6 +14,15 @@ class StoreError(WizError):
     """The workspace database cannot be used (corrupt, foreign, or too new)."""
 
 
+class WorkspaceBusy(StoreError):
+    """Another process holds the workspace database's write lock for longer than this call
+    may wait. Nothing was written; try again, or find what holds the file."""
+
+
+class WorkspaceFull(StoreError):
+    """The disk holding the workspace database is full: nothing more can be written."""
+
+
 class JobNotFound(WizError, KeyError):
     """No job with that id in this workspace."""
 

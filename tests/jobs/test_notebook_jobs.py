@@ -332,6 +332,7 @@ async def test_sys_exit_ends_a_notebook_job_as_it_ends_a_papermill_run(ws, tmp_p
         assert (job.status == "completed") is pm_ok, (stmt, job.error)
         pm_copy = nbformat.read(str(tmp_path / f"pm{i}.ipynb"), as_version=4)
         ours = nbformat.read(str(Path(ws.runs_dir) / f"exit{i}-{job.id}.ipynb"), as_version=4)
+
         # the same cells ran: the last one only when nothing exited
         def ran(nb):  # papermill adds markdown cells around an error: code cells only
             return [c.get("execution_count") is not None for c in nb.cells if c.cell_type == "code"]

@@ -18,7 +18,8 @@ def digest(path) -> str:
 def test_new_database_is_wal_with_recorded_migrations(db_path):
     store = Store(db_path)
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10  # one try (LOCK_POLL)
+    assert store.busy_timeout == 10.0  # what a synchronous write waits in all, between tries
     assert store.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     rows = store.read("SELECT component, version FROM wiz_migrations")
     assert [tuple(r) for r in rows] == [("jobs", 1), ("jobs", 2), ("jobs", 3)]

@@ -10,10 +10,11 @@ import datetime as dt
 import inspect
 import json
 import math
+import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobCancelled, JobFailed
+from ..errors import JobCancelled, JobFailed, StoreError
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -324,9 +325,18 @@ class JobContext:
         except RuntimeError:
             running = None
         if running is self._loop:
-            fn(*args)
+            self._write(fn, *args)
         else:
-            self._loop.call_soon_threadsafe(fn, *args)
+            self._loop.call_soon_threadsafe(self._write, fn, *args)
+
+    def _write(self, fn: Callable[..., Any], *args: Any) -> None:
+        """A progress report or log line, now or, while another process holds the
+        database (or the disk is full), a little later: never an error for the job."""
+        try:
+            fn(*args)
+        except (StoreError, sqlite3.Error):
+            if not self._loop.is_closed():
+                self._loop.call_later(0.2, self._write, fn, *args)
 
     def progress(self, value: float | dict[str, Any]) -> None:
         """Report progress: a number 0-100 or a dict (``{"done": 3, "of": 10}``)."""

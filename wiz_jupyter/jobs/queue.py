@@ -917,22 +917,29 @@ class Queue:
                     ch.event(jid, "job.waiting", {"reason": "released"})
                     ch.ready = True
 
-    def recover_stalled(self, owner: str) -> int:
+    def recover_stalled(self, owner: str, keep: Iterable[int] = ()) -> int:
         """Jobs whose lease ran out (their process died) go back to waiting, or fail
-        when their attempts are used up. Returns how many were recovered."""
+        when their attempts are used up. Returns how many were recovered.
+
+        ``owner``'s own jobs are recovered too (a lease it lost track of), except those
+        in ``keep``: the jobs it still runs or has an outcome to write for."""
+        kept = set(keep)
         expired = self.store.read(  # a read first: the usual answer is "none", and needs no lock
-            "SELECT 1 FROM jobs WHERE status = 'active' AND lease_expires < ? AND lease_owner != ? "
-            "LIMIT 1",
-            (time.time(), owner),
+            "SELECT id, lease_owner FROM jobs WHERE status = 'active' AND lease_expires < ?",
+            (time.time(),),
         )
-        if not expired:
+        if not any(o != owner or i not in kept for i, o in expired):
             return 0
         with self._tx() as ch:
-            rows = ch.c.execute(
-                "SELECT id, task, attempts, attempts_made, backoff, lease_owner FROM jobs "
-                "WHERE status = 'active' AND lease_expires < ? AND lease_owner != ?",
-                (ch.now, owner),
-            ).fetchall()
+            rows = [
+                r
+                for r in ch.c.execute(
+                    "SELECT id, task, attempts, attempts_made, backoff, lease_owner FROM jobs "
+                    "WHERE status = 'active' AND lease_expires < ?",
+                    (ch.now,),
+                ).fetchall()
+                if r[5] != owner or r[0] not in kept
+            ]
             for jid, task, attempts, made, backoff, dead in rows:
                 error = f"stalled: worker {dead} stopped renewing its lease (process ended?)"
                 info = {"task": task, "error": error, "reason": "stalled", "attempt": made}

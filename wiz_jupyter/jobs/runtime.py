@@ -27,6 +27,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from ..errors import StoreError
 from .executors import (
     DaskExecutor,
     Encoded,
@@ -37,6 +38,11 @@ from .executors import (
 )
 from .models import JobContext, TaskSpec, current_job, dumps
 from .queue import Queue, RuntimeHooks
+from .store import background
+
+#: What a write the database refused right now raises: SQLite's own errors, and the
+#: store's WorkspaceBusy / WorkspaceFull. The runtime keeps such writes and retries them.
+UNWRITTEN = (sqlite3.Error, StoreError)
 
 log = logging.getLogger("wiz_jupyter.runtime")
 
@@ -77,7 +83,10 @@ class Runtime(RuntimeHooks):
         self._by_task: Counter[str] = Counter()
         self._stopped_ids: set[int] = set()  # cancelled, lost or released: record nothing
         self._pending: list[tuple[int, str, str]] = []
+        # failures (and timeouts) the database could not take yet: (job id, fn, args, kwargs)
+        self._unwritten: list[tuple[int, Any, tuple, dict]] = []
         self._flush_scheduled = False
+        self._refusing = False  # the database refused a write; said once until it takes one
         self._next_due: float | None = None
         self._quiet_at: tuple[int, int] | None = None  # db version when a claim found no more
         self._stopping = False
@@ -200,8 +209,12 @@ class Runtime(RuntimeHooks):
             if started_here:
                 await self.stop(grace=0 if timed_out else 10.0)
 
+    def _held(self) -> set[int]:
+        """Jobs this process still answers for: running, or with an outcome to write."""
+        return {*self._active, *(j for j, _, _ in self._pending), *(u[0] for u in self._unwritten)}
+
     def _idle(self) -> bool:
-        if self._active or self._pending:
+        if self._active or self._pending or self._unwritten:
             return False
         names = [n for n, spec in self.queue.tasks.items() if self._runnable(spec)]
         if self.queue.paused or not names:
@@ -264,6 +277,7 @@ class Runtime(RuntimeHooks):
     # -- the worker ----------------------------------------------------------------------------
 
     async def _work(self) -> None:
+        background()  # our writes (and those of the jobs started here) never wait on the loop
         loop = asyncio.get_running_loop()
         q = self.queue
         next_stall_check = 0.0
@@ -279,7 +293,7 @@ class Runtime(RuntimeHooks):
                         self._set_due(nxt)
                 if now >= next_stall_check:
                     next_stall_check = now + self.lease / 2
-                    q.recover_stalled(self.owner)
+                    q.recover_stalled(self.owner, keep=self._held())
                 free = self.concurrency - len(self._active)
                 if free > 0 and q.tasks and q.store.version() != self._quiet_at and not q.paused:
                     slots = {
@@ -293,8 +307,8 @@ class Runtime(RuntimeHooks):
                     for row in rows:
                         self._start_job(row)
                     self._quiet_at = None if len(rows) == free else q.store.version()
-            except sqlite3.Error as e:  # a locked or busy database: try again shortly
-                log.warning("wiz runtime: database error, retrying: %s", e)
+            except UNWRITTEN as e:  # a locked or full database: try again shortly
+                self._refused(e)
             except Exception:
                 log.exception("wiz runtime: unexpected error")
             wait = self.poll_interval
@@ -336,7 +350,9 @@ class Runtime(RuntimeHooks):
                     if time.monotonic() - started < timeout * 0.99:
                         raise  # the handler's own TimeoutError, not ours
                     ctx._cancelled = True
-                    self._safe(q.fail, owner, jid, f"timed out after {timeout:g} s", "timeout")
+                    self._outcome(
+                        jid, q.fail, owner, jid, f"timed out after {timeout:g} s", "timeout"
+                    )
                     return
             else:
                 result = await body
@@ -345,21 +361,22 @@ class Runtime(RuntimeHooks):
             if jid not in self._stopped_ids:
                 raise
         except UnserialisableResult as e:
-            self._safe(
-                q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
+            self._outcome(
+                jid, q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
                 retryable=False,
             )  # fmt: skip
         except Exception as e:
             tb = traceback.format_exc(limit=-8)
-            self._safe(
-                q.fail, owner, jid, f"{type(e).__name__}: {e}", "error", details={"traceback": tb}
-            )
+            self._outcome(
+                jid, q.fail, owner, jid, f"{type(e).__name__}: {e}", "error",
+                details={"traceback": tb},
+            )  # fmt: skip
         else:
             try:
                 encoded = str(result) if isinstance(result, Encoded) else dumps(result)
             except (TypeError, ValueError) as e:
-                self._safe(
-                    q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
+                self._outcome(
+                    jid, q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
                     retryable=False,
                 )  # fmt: skip
             else:
@@ -374,28 +391,59 @@ class Runtime(RuntimeHooks):
             self._wake_up()
 
     def _flush(self) -> None:
-        """Commit the completions gathered since the last flush in one transaction."""
+        """Commit the completions gathered since the last flush in one transaction, and
+        the failures the database could not take before. What it still refuses (locked
+        by another process, a full disk) is kept, and tried again shortly: an outcome is
+        never dropped, and its job's lease is renewed meanwhile."""
         self._flush_scheduled = False
-        if not self._pending:
+        if not self._pending and not self._unwritten:
             return
         batch, self._pending = self._pending, []
-        try:
-            self.queue.complete_many(self.owner, batch)
-        except sqlite3.Error as e:
-            log.warning("wiz runtime: could not record %d results, retrying: %s", len(batch), e)
-            self._pending[:0] = batch
-            if self._loop is not None:
-                self._flush_scheduled = True
-                self._loop.call_later(0.05, self._flush)
-            return
-        self._wake_up()
+        failures, self._unwritten = self._unwritten, []
+        written = False
+        if batch:
+            try:
+                self.queue.complete_many(self.owner, batch)
+                written = True
+            except UNWRITTEN as e:
+                self._refused(e)
+                self._pending[:0] = batch
+        for i, (_jid, fn, args, kwargs) in enumerate(failures):
+            try:
+                fn(*args, **kwargs)
+                written = True
+            except UNWRITTEN:
+                self._unwritten.extend(failures[i:])
+                break
+        if self._pending or self._unwritten:
+            self._retry_flush()
+        elif self._refusing:
+            self._refusing = False
+            log.warning(
+                "wiz runtime: the database takes writes again; every kept outcome is written"
+            )
+        if written:
+            self._wake_up()
 
-    def _safe(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _refused(self, error: BaseException) -> None:
+        """Say once (not on every retry) that the database refuses writes for now."""
+        if not self._refusing:
+            self._refusing = True
+            log.warning("wiz runtime: %s; outcomes are kept and written when it allows", error)
+
+    def _retry_flush(self) -> None:
+        if self._loop is not None and not self._loop.is_closed() and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_later(0.05, self._flush)
+
+    def _outcome(self, jid: int, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """Record a job's failure now, or keep it for :meth:`_flush` to write later."""
         try:
-            return fn(*args, **kwargs)
-        except sqlite3.Error as e:  # the lease runs out and another worker takes over
-            log.error("wiz runtime: could not record a job outcome: %s", e)
-            return None
+            fn(*args, **kwargs)
+        except UNWRITTEN as e:
+            self._refused(e)
+            self._unwritten.append((jid, fn, args, kwargs))
+            self._retry_flush()
 
     def _maintain(self) -> None:
         """The maintenance thread: renew leases every third of a lease, checkpoint the WAL."""
@@ -426,14 +474,14 @@ class Runtime(RuntimeHooks):
 
     def _renew(self) -> None:
         try:
-            ids = list(self._active)
+            ids = list(self._held())
         except RuntimeError:  # resized while copied; next time
             return
         if not ids:
             return
         try:
             lost = self.queue.renew(self.owner, ids, self.lease)
-        except sqlite3.Error as e:
+        except UNWRITTEN as e:
             log.warning("wiz runtime: lease renewal failed: %s", e)
             return
         if lost:

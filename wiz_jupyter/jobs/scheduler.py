@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import StoreError
 from .models import Job, loads
 from .schedules import Schedule, Schedules
+from .store import background
 from .triggers import SYSTEM_TRIGGERS, TIME_KINDS, Fire, Trigger, following_run
 
 log = logging.getLogger("wiz_jupyter.scheduler")
@@ -145,12 +147,15 @@ class Scheduler:
         self.wake()
 
     async def _run(self) -> None:
+        background()  # its writes never wait for another process's lock on the loop
         loop = asyncio.get_running_loop()
         while True:
             self._wake = loop.create_future()
             nxt = None
             try:
                 nxt = self.tick()
+            except StoreError as e:  # locked by another process, a full disk: next pass
+                log.warning("wiz scheduler: %s; trying again", e)
             except Exception:
                 log.exception("wiz scheduler: a pass failed; trying again")
             handles = [loop.call_later(self.poll_interval, self._resolve_wake)]
@@ -177,6 +182,9 @@ class Scheduler:
         for s in list(self._active.values()):
             try:
                 due = self._check(s, now)
+            except StoreError as e:  # it fires on a later pass, once the database allows
+                log.warning("wiz scheduler: schedule %r could not fire yet: %s", s.name, e)
+                due = now + self.poll_interval
             except Exception:
                 log.exception("wiz scheduler: schedule %r failed to fire", s.name)
                 continue

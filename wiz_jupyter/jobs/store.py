@@ -8,11 +8,25 @@ convenient reads.
 One connection per process is shared by the loop and by handler threads, so
 every use goes through a re-entrant lock. Transactions are short (well under
 a millisecond), so holding the lock on the event loop does not stall it.
+
+Another process may hold SQLite's write lock for long (a worker, a second
+notebook, a backup). A write never waits for it while holding our lock: each
+try waits at most :data:`LOCK_POLL` (SQLite's busy timeout), then the lock is
+released and the try repeated after a pause. Work of the in-kernel runtime
+(marked with :func:`background`) tries once and gets :class:`WorkspaceBusy`,
+which the runtime keeps and retries later (and for :data:`BUSY_BACKOFF` after
+such a failure, its other writes give up without trying), so the kernel's loop
+never stalls for more than one try; a synchronous call from a person waits up to the store's
+``busy_timeout`` and then raises :class:`WorkspaceBusy`, one line. A full disk
+is :class:`WorkspaceFull`, naming the file and the space left.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import os
+import shutil
 import sqlite3
 import sys
 import threading
@@ -21,7 +35,32 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, WorkspaceBusy, WorkspaceFull
+
+#: How long one try of a write may wait for another process's write lock, holding our
+#: connection meanwhile (SQLite's busy timeout). Longer waits happen between tries.
+LOCK_POLL = 0.01
+#: After a background try found the lock held, other background tries give up at once for
+#: this long, without touching SQLite: the loop stalls for one try, not one per write.
+BUSY_BACKOFF = 0.1
+
+_background: contextvars.ContextVar[bool] = contextvars.ContextVar("wiz_background", default=False)
+
+
+def background() -> None:
+    """Mark the current context (the runtime's tasks) as background work: its writes made
+    on the event loop try once and raise :class:`WorkspaceBusy` instead of waiting for the
+    lock. Tasks created from it inherit the mark; handler threads may still wait."""
+    _background.set(True)
+
+
+def _on_a_loop() -> bool:
+    """Whether this thread is running an event loop (a handler thread is not: it may wait)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _import_sqlite_utils():  # type: ignore[no-untyped-def]
@@ -55,6 +94,11 @@ QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
 
 
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
 def default_path() -> str:
     """``$WIZ_HOME/wiz.db`` if ``WIZ_HOME`` is set, else ``.wiz/wiz.db`` under the cwd."""
     home = os.environ.get("WIZ_HOME")
@@ -71,6 +115,8 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0):
         self.path = str(path)
+        self.busy_timeout = busy_timeout  # the longest a synchronous write waits for the lock
+        self._busy_until = 0.0  # background writes fail at once until then (BUSY_BACKOFF)
         self.lock = threading.RLock()
         self._local_version = 0  # bumped on every commit made through this store
         self.conn = self._open(busy_timeout)
@@ -104,7 +150,7 @@ class Store:
         )
         try:
             self._check(conn, memory)
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {int(LOCK_POLL * 1000)}")  # one try's wait
             if not memory:
                 conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL in WAL mode survives a killed process (a committed job is never
@@ -182,19 +228,65 @@ class Store:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so the
         reads inside it (a claim's ``SELECT``) cannot race another process."""
-        with self.lock:
-            conn = self.conn
-            if conn.in_transaction:  # nested use joins the outer transaction
-                yield conn
-                return
-            conn.execute("BEGIN IMMEDIATE")
+        quick = _background.get() and _on_a_loop()
+        if quick and time.monotonic() < self._busy_until and not self.conn.in_transaction:
+            raise self._busy()
+        wait = 0.0 if quick else self.busy_timeout
+        deadline = time.monotonic() + wait
+        pause = 0.002
+        while True:
+            with self.lock:
+                conn = self.conn
+                if conn.in_transaction:  # nested use joins the outer transaction
+                    yield conn
+                    return
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as e:
+                    if not _is_busy(e):
+                        raise self._translate(e) from None
+                else:
+                    try:
+                        yield conn
+                        conn.execute("COMMIT")
+                    except BaseException as e:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        if isinstance(e, sqlite3.OperationalError):
+                            raise self._translate(e) from None
+                        raise
+                    self._local_version += 1
+                    return
+            # busy: wait outside our lock, so that reads (and the loop) go on meanwhile
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if quick:
+                    self._busy_until = time.monotonic() + BUSY_BACKOFF
+                raise self._busy()
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.1)
+
+    def _busy(self) -> WorkspaceBusy:
+        return WorkspaceBusy(
+            f"{self.path} is locked by another process (a worker, another notebook?); "
+            "nothing was written, try again"
+        )
+
+    def _translate(self, error: sqlite3.OperationalError) -> Exception:
+        """The one-line wiz error for a failed write, or the error itself."""
+        if _is_busy(error):
+            return self._busy()
+        if "full" in str(error).lower():
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            self._local_version += 1
+                free = shutil.disk_usage(Path(self.path).parent).free
+                left = f"{free / 2**20:.1f} MiB free"
+            except OSError:
+                left = "free space unknown"
+            return WorkspaceFull(
+                f"no space left for {self.path} ({left}); nothing was written: free some "
+                "space and try again"
+            )
+        return error
 
     def read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         with self.lock:
