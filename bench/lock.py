@@ -24,22 +24,13 @@ sys.path[:] = [
 ]
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import textwrap  # noqa: E402
 import time  # noqa: E402
 
 from jupyter_client.manager import start_new_kernel  # noqa: E402
 
-HOLD = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
-conn.execute("UPDATE jobs SET priority = priority WHERE id = -1")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-"""
+from wiz_jupyter.testing.lock import hold_write_lock  # noqa: E402
 
 SETUP = """
 import asyncio, time, wiz_jupyter as wiz
@@ -98,11 +89,7 @@ def phase(kc, db: str, hold: float | None, cells: int) -> tuple[float, float, fl
     """(cell p50 ms, cell p99 ms, loop's longest stall ms, s until every outcome is written)."""
     run(kc, "jobs = [ws.jobs.add('finish', {'i': i}) for i in range(100)]")
     run(kc, "while ws.jobs.counts().get('active', 0) < 16: await asyncio.sleep(0.01)")
-    holder = None
-    if hold is not None:
-        holder = subprocess.Popen([sys.executable, "-c", HOLD, db, str(hold)],
-                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    holder = hold_write_lock(db, hold) if hold is not None else None
     run(kc, "meter.worst = 0.0; gate.set()")
     started = time.monotonic()
     times = []

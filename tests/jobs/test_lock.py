@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,24 +17,7 @@ import pytest
 import wiz_jupyter as wiz
 from wiz_jupyter.errors import WorkspaceBusy, WorkspaceFull
 from wiz_jupyter.jobs.store import Store
-
-HOLD = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
-conn.execute("UPDATE jobs SET priority = priority WHERE id = -1")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-"""
-
-
-def hold_lock(db, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-    return proc
+from wiz_jupyter.testing.lock import hold_write_lock
 
 
 class StallMeter:
@@ -88,7 +69,7 @@ async def test_a_held_write_lock_neither_freezes_the_loop_nor_loses_outcomes(db_
     await ws.start()
     while ws.jobs.counts().get("active", 0) < len(jobs):
         await asyncio.sleep(0.01)
-    holder = hold_lock(db_path, 4.0)
+    holder = hold_write_lock(db_path, 4.0)
     try:
         with StallMeter() as meter:
             late = None

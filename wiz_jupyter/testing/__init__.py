@@ -1,4 +1,5 @@
-"""Helpers for testing code that uses wiz_jupyter: a loopback OpenAI-compatible server.
+"""Helpers for testing code that uses wiz_jupyter: a loopback OpenAI-compatible server, and
+a process that holds a workspace's write lock (``wiz_jupyter.testing.lock``).
 
 Imported only by tests and benchmarks (it loads aiohttp, which litellm brings).
 """
