@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import importlib
 import importlib.util
 import json
@@ -36,15 +35,14 @@ from typing import Any
 
 from .argtypes import count, positive_seconds, seconds
 from .errors import WizError
+from .jobs.display import when
+from .jobs.models import STATUSES
+from .jobs.notebooks import add_notebook_options
 from .jobs.store import default_path
 from .workspace import Workspace, set_default
 
 AUTOWAKE_TAG = "# wiz-autowake"
 AUTOWAKE_BOOT_TAG = "# wiz-autowake-boot"
-
-
-def _when(t: float | None) -> str:
-    return "-" if t is None else dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
 
 
 def _open(args: argparse.Namespace, **kwargs: Any) -> Workspace:
@@ -95,7 +93,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k} {v}" for k, v in ws.jobs.counts().items() if v)
     print(f"{ws.path}: {counts or 'no jobs'}")
     for j in jobs:
-        line = f"{j.id:>6}  {j.status:<9}  {j.task:<20}  {_when(j.created_at)}"
+        line = f"{j.id:>6}  {j.status:<9}  {j.task:<20}  {when(j.created_at, '-')}"
         if j.error:
             line += f"  {j.error[:60]}"
         print(line)
@@ -112,7 +110,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         print(f"{ws.path}: no schedules")
     for s in schedules:
         print(
-            f"{s.id:>4}  {s.status:<7}  {s.name:<30}  {s.task:<16}  next {_when(s.next_run)}  "
+            f"{s.id:>4}  {s.status:<7}  {s.name:<30}  {s.task:<16}  next {when(s.next_run, '-')}  "
             f"runs {s.run_count}  failed {s.fail_count}"
         )
     return 0
@@ -266,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
     c = command("jobs", cmd_jobs, "list jobs, newest first")
     c.add_argument(
         "--status",
-        choices=["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"],
+        choices=STATUSES,
     )
     c.add_argument("--task")
     c.add_argument("--limit", type=count, default=50)
@@ -284,12 +282,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=positive_seconds, default=3600.0)
     c = command("run", cmd_run, "run a notebook as a job (a copy, in a fresh kernel) and wait")
     c.add_argument("notebook", help="the .ipynb file (never modified)")
-    c.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], dest="parameters",
-        metavar=("NAME", "VALUE"), help="a parameter (repeatable): a Python literal or text",
-    )  # fmt: skip
-    c.add_argument("--kernel", help="the kernel to run in (default: the notebook's own)")
-    c.add_argument("--cwd", help="the folder to run in (default: the notebook's)")
+    add_notebook_options(c)
     c.add_argument(
         "--timeout", type=positive_seconds, default=None, help="seconds for the whole run"
     )

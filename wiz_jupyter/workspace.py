@@ -8,7 +8,7 @@ import inspect
 import os
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import announce
 from .jobs.events import EventBus
@@ -21,6 +21,11 @@ from .jobs.runtime import Runtime
 from .jobs.scheduler import Scheduler
 from .jobs.schedules import Schedules
 from .jobs.store import Store, default_path
+
+if TYPE_CHECKING:
+    from .agents.chat import Chat, Chats
+    from .agents.llm import LLM
+    from .agents.personas import Agent, Agents
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: seconds running jobs get when the kernel is asked to shut down
@@ -272,14 +277,14 @@ class Workspace:
     # -- agents (the agents layer loads on first use: importing wiz_jupyter stays light) -------
 
     @functools.cached_property
-    def llm(self) -> Any:
+    def llm(self) -> LLM:
         """Model calls for this workspace (litellm is imported on the first call)."""
         from .agents.llm import LLM
 
         return LLM(self.store)
 
     @functools.cached_property
-    def agents(self) -> Any:
+    def agents(self) -> Agents:
         """The personas of this workspace: ``get``, ``list``, ``remove``, ``memory``."""
         from .agents.chat import Chats
         from .agents.personas import Agents
@@ -293,12 +298,12 @@ class Workspace:
         return registry
 
     @functools.cached_property
-    def chats(self) -> Any:
+    def chats(self) -> Chats:
         """The workspace's conversations (``ws.chat`` opens one)."""
         self.agents  # noqa: B018 - creates the chats with the agents
         return self.__dict__["chats"]
 
-    def agent(self, name: str, **persona: Any) -> Any:
+    def agent(self, name: str, **persona: Any) -> Agent:
         """Create the agent ``name``, or update the persona fields given; return it.
 
         Fields: ``role``, ``goal``, ``backstory``, ``instructions`` (else built from
@@ -317,7 +322,7 @@ class Workspace:
             return self.agents.get(name)
         return self.agents.define(name, **persona)
 
-    def chat(self, agents: str | list[str], *, title: str | None = None) -> Any:
+    def chat(self, agents: str | list[str], *, title: str | None = None) -> Chat:
         """Open a conversation with one or more agents (``@name`` addresses one)."""
         return self.chats.open(agents, title=title)
 

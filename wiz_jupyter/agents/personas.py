@@ -63,10 +63,25 @@ class Agent(ChainOps):
     def name(self) -> str:
         return self._row["name"]
 
-    def __getattr__(self, item: str) -> Any:
-        if item in ("role", "goal", "backstory", "max_steps", "concurrency"):
-            return self._row[item]
-        raise AttributeError(item)
+    @property
+    def role(self) -> str | None:
+        return self._row["role"]
+
+    @property
+    def goal(self) -> str | None:
+        return self._row["goal"]
+
+    @property
+    def backstory(self) -> str | None:
+        return self._row["backstory"]
+
+    @property
+    def max_steps(self) -> int:
+        return self._row["max_steps"]
+
+    @property
+    def concurrency(self) -> int | None:
+        return self._row["concurrency"]
 
     @property
     def model(self) -> str | None:

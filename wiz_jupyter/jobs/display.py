@@ -18,8 +18,9 @@ STATUS_COLOURS = {
 }  # fmt: skip
 
 
-def when(t: float | None) -> str:
-    return "" if t is None else dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+def when(t: float | None, missing: str = "") -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM:SS``; ``missing`` for None."""
+    return missing if t is None else dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def short(value: Any, width: int = 60) -> str:

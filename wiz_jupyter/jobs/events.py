@@ -112,3 +112,10 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def resolve(fut: asyncio.Future) -> None:
+    """Wake whoever awaits ``fut``: its result becomes None, unless it is already done
+    (so a wake-up may come twice, or after a cancel)."""
+    if not fut.done():
+        fut.set_result(None)

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ..errors import InvalidJob, JobCancelled, MissingExtra
+from .events import resolve
 from .models import current_job, dumps
 
 log = logging.getLogger("wiz_jupyter.dask")
@@ -455,13 +456,8 @@ async def _settled(future: Any) -> None:
         return
     loop = asyncio.get_running_loop()  # the public way: a callback on Dask's callback thread
     done = loop.create_future()
-    future.add_done_callback(lambda _: loop.call_soon_threadsafe(_set_done, done))
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(resolve, done))
     await done
-
-
-def _set_done(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class _Remote:

@@ -51,6 +51,18 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def add_notebook_options(parser: Any) -> None:
+    """The options of a notebook run, shared by ``%wiz run``/``schedule`` and ``wiz run``:
+    ``-p NAME VALUE`` (repeatable; see :func:`parse_parameters`), ``--kernel``, ``--cwd``."""
+    parser.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], dest="parameters",
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter (repeatable); VALUE is a Python literal or plain text",
+    )  # fmt: skip
+    parser.add_argument("--kernel", help="the kernel to run in (default: the notebook's own)")
+    parser.add_argument("--cwd", help="the folder to run in (default: the notebook's)")
+
+
 def parse_parameters(pairs: list[list[str]] | list[tuple[str, str]]) -> dict[str, Any]:
     """``-p NAME VALUE`` pairs (of ``%wiz run`` and ``wiz run``) as parameters; each value
     through :func:`parse_value`. A name that is not an identifier is a one-line error."""

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import InvalidJob, JobNotFound
 from .display import JobList
-from .events import Event, EventBus
+from .events import Event, EventBus, resolve
 from .models import (
     ACTIVE,
     BLOCKED,
@@ -992,7 +992,7 @@ class Queue:
                 bus.emit(Event(name, jid, data or {}, ch.now))
         for jid in ch.finished:
             for fut in self._waiters.pop(jid, ()):
-                fut.get_loop().call_soon_threadsafe(_wake_future, fut)
+                fut.get_loop().call_soon_threadsafe(resolve, fut)
         if ch.cancelled_active:
             self.hooks.cancelled(ch.cancelled_active)
         if ch.due is not None:
@@ -1049,8 +1049,3 @@ class Queue:
                     else:
                         self._set_status(ch, dep, WAITING, {"task": task, "reason": "unblocked"})
                         ch.ready = True
-
-
-def _wake_future(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)

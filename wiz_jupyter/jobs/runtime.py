@@ -28,6 +28,7 @@ from collections import Counter
 from typing import Any
 
 from ..errors import StoreError
+from .events import resolve
 from .executors import (
     DaskExecutor,
     Encoded,
@@ -200,7 +201,7 @@ class Runtime(RuntimeHooks):
                     step = min(step, left)
                 fut = loop.create_future()
                 self._tick_futs.append(fut)
-                handle = loop.call_later(step, _resolve, fut)
+                handle = loop.call_later(step, resolve, fut)
                 try:
                     await fut
                 finally:
@@ -266,13 +267,12 @@ class Runtime(RuntimeHooks):
                 entry[0].cancel()
 
     def _wake_up(self) -> None:
-        fut = self._wake_fut
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        if self._wake_fut is not None:
+            resolve(self._wake_fut)
         if self._tick_futs:
             futs, self._tick_futs = self._tick_futs, []
             for f in futs:
-                _resolve(f)
+                resolve(f)
 
     # -- the worker ----------------------------------------------------------------------------
 
@@ -315,7 +315,7 @@ class Runtime(RuntimeHooks):
             if self._next_due is not None:
                 wait = min(wait, self._next_due - time.time())
             wait = max(0.0, min(wait, next_stall_check - time.time()))
-            handle = loop.call_later(wait, _resolve, self._wake_fut)
+            handle = loop.call_later(wait, resolve, self._wake_fut)
             try:
                 await self._wake_fut
             finally:
@@ -486,8 +486,3 @@ class Runtime(RuntimeHooks):
             return
         if lost:
             self.cancelled(sorted(lost))
-
-
-def _resolve(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)

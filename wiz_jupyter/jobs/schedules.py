@@ -9,7 +9,6 @@ therefore run schedulers on one database.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import os
 import uuid
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidSchedule, ScheduleNotFound, WebhookRejected
 from . import triggers
-from .display import ScheduleList
+from .display import ScheduleList, when
 from .models import Job, dumps, loads
 from .notebooks import TASK as NOTEBOOK_TASK
 from .notebooks import Notebook
@@ -72,7 +71,7 @@ class Schedule:
         return self._schedules.runs(self.id)
 
     def __repr__(self) -> str:
-        nxt = _when(self.next_run)
+        nxt = when(self.next_run, "-")
         return (
             f"<Schedule {self.id} {self.name!r}: {self.task} {self.description}, {self.status}, "
             f"runs {self.run_count}, failed {self.fail_count}, next {nxt}>"
@@ -83,12 +82,8 @@ class Schedule:
         return (
             f"<code>Schedule {self.id}</code> <b>{e(self.name)}</b>: {e(self.task)} "
             f"<i>{e(self.description)}</i> · {e(self.status)} · runs {self.run_count} · "
-            f"failed {self.fail_count} · next {e(_when(self.next_run))}"
+            f"failed {self.fail_count} · next {e(when(self.next_run, '-'))}"
         )
-
-
-def _when(t: float | None) -> str:
-    return "-" if t is None else dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
 
 
 class Schedules:

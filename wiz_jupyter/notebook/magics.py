@@ -28,7 +28,8 @@ from ..agents import _litellm
 from ..announce import withdraw as withdraw_workspaces
 from ..argtypes import count, integer, positive_seconds, seconds
 from ..errors import WizError
-from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
+from ..jobs.models import STATUSES
+from ..jobs.notebooks import BUILTIN_TASKS, add_notebook_options, parse_parameters
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
 from . import provenance, safe_html
@@ -107,7 +108,7 @@ class WizMagics(Magics):
         c = command("jobs", self.cmd_jobs, "list jobs, newest first")
         c.add_argument(
             "--status",
-            choices=["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"],
+            choices=STATUSES,
         )
         c.add_argument("--task")
         c.add_argument("--agent")
@@ -130,7 +131,7 @@ class WizMagics(Magics):
         command("resume", self.cmd_resume, "start jobs again")
         c = command("run", self.cmd_run, "run a notebook as a job (a copy, in a fresh kernel)")
         c.add_argument("notebook", help="the .ipynb file (never modified)")
-        self._notebook_options(c)
+        add_notebook_options(c)
         c.add_argument(
             "--timeout", type=positive_seconds, default=None, help="seconds for the whole run"
         )
@@ -148,7 +149,7 @@ class WizMagics(Magics):
             "data", nargs="?", default=None, help="the job's data (a notebook's parameters) as JSON"
         )
         c.add_argument("--notebook", metavar="NOTEBOOK", help="schedule runs of this notebook")
-        self._notebook_options(c)
+        add_notebook_options(c)
         when = c.add_mutually_exclusive_group(required=True)
         when.add_argument("--cron", help="a cron expression, e.g. '0 9 * * 1-5'")
         when.add_argument("--every", type=positive_seconds, help="seconds between runs")
@@ -361,16 +362,6 @@ class WizMagics(Magics):
     def cmd_resume(self, args: argparse.Namespace, cell: str | None) -> None:
         self.ws.jobs.resume()
         print("queue resumed")
-
-    @staticmethod
-    def _notebook_options(c: _Parser) -> None:
-        c.add_argument(
-            "-p", "--parameter", nargs=2, action="append", default=[], dest="parameters",
-            metavar=("NAME", "VALUE"),
-            help="a notebook parameter (repeatable); VALUE is a Python literal or plain text",
-        )  # fmt: skip
-        c.add_argument("--kernel", help="the kernel to run in (default: the notebook's own)")
-        c.add_argument("--cwd", help="the folder to run in (default: the notebook's)")
 
     def cmd_run(self, args: argparse.Namespace, cell: str | None) -> Any:
         job = self.ws.jobs.add_notebook(
