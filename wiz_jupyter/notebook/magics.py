@@ -61,8 +61,9 @@ def _one_line(error: BaseException) -> str:
 def run_sync(awaitable: Any) -> Any:
     """Wait for ``awaitable`` from synchronous cell code on the kernel's running loop.
 
-    The one bridge (DESIGN.md): ``nest_asyncio2`` lets ``run_until_complete``
-    re-enter the running loop, and the runtime's tasks progress meanwhile.
+    The one bridge from synchronous code to the kernel's loop: ``nest_asyncio2`` lets
+    ``run_until_complete`` re-enter the running loop, and the runtime's tasks progress
+    meanwhile.
     Applied on first use only, never at ``%load_ext``.
     """
     try:
