@@ -11,6 +11,8 @@ Importing this package stays light: no LLM library is loaded until a model is ca
 from __future__ import annotations
 
 from .errors import (
+    AgentFailed,
+    AgentNotFound,
     InvalidJob,
     InvalidPersona,
     InvalidSchedule,
@@ -21,6 +23,7 @@ from .errors import (
     NotebookFailed,
     ScheduleNotFound,
     StoreError,
+    ToolError,
     WebhookRejected,
     WizError,
     WorkspaceBusy,
@@ -46,8 +49,6 @@ _LAZY = {
     "tool": "wiz_jupyter.agents.tools",
     "Tool": "wiz_jupyter.agents.tools",
     "Agent": "wiz_jupyter.agents.personas",
-    "AgentNotFound": "wiz_jupyter.agents.personas",
-    "AgentFailed": "wiz_jupyter.agents.runtime",
     "Chat": "wiz_jupyter.agents.chat",
     "Memory": "wiz_jupyter.agents.memory",
     "LLMError": "wiz_jupyter.errors",
@@ -148,6 +149,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "ScheduleNotFound",
     "Shutdown",
     "StoreError",
+    "ToolError",
     "SystemIdle",
     "Trigger",
     "WebhookRejected",

@@ -113,3 +113,18 @@ class InvalidPersona(WizError, ValueError):
 class EmbeddingsError(WizError):
     """An embedding model for agent memory cannot be loaded or called (or none is chosen
     for a search that needs one)."""
+
+
+class AgentNotFound(WizError, KeyError):
+    """No agent of that name in this workspace."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "agent not found"
+
+
+class AgentFailed(WizError):
+    """An agent could not finish its job (steps exhausted, validation failed)."""
+
+
+class ToolError(WizError):
+    """A tool refused its input; the message goes back to the model."""

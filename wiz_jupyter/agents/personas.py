@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import WizError
+from ..errors import AgentNotFound, WizError
 from ..jobs.models import Job, TaskSpec, dumps, loads
 from .chains import ChainOps
 from .mcp import MCPClients, MCPServer
@@ -34,13 +34,6 @@ FIELDS = (
 TASK_PREFIX = "agent:"
 #: the task of an agent's memory consolidation jobs: ``agent:NAME:consolidate``
 CONSOLIDATE_SUFFIX = ":consolidate"
-
-
-class AgentNotFound(WizError, KeyError):
-    """No agent of that name in this workspace."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "agent not found"
 
 
 class Agent(ChainOps):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from ..errors import WizError
+from ..errors import AgentFailed
 from ..jobs.events import Event
 from ..jobs.models import JobContext, dumps, loads
 from .messages import ToolCall
@@ -56,10 +56,6 @@ class Verdict(BaseModel):
     passed: bool = Field(description="true if the answer meets every criterion")
     reasons: str = Field(default="", description="what is wrong, when it is not right")
     learnings: list[str] = Field(default_factory=list, description="lessons worth remembering")
-
-
-class AgentFailed(WizError):
-    """An agent could not finish its job (steps exhausted, validation failed)."""
 
 
 @dataclass

@@ -26,17 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from ..errors import WizError
+from ..errors import ToolError
 from . import confined
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
 
 MAX_RESULT_CHARS = 20_000
-
-
-class ToolError(WizError):
-    """A tool refused its input; the message goes back to the model."""
 
 
 def _doc_parts(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
