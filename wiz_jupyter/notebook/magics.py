@@ -26,13 +26,12 @@ from IPython.display import display
 
 from ..agents import _litellm
 from ..announce import withdraw as withdraw_workspaces
-from ..argtypes import count, integer, positive_seconds, seconds
 from ..errors import WizError
-from ..jobs.models import STATUSES
-from ..jobs.notebooks import BUILTIN_TASKS, add_notebook_options, parse_parameters
+from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
 from . import provenance, safe_html
+from .magic_args import SUBCOMMANDS
 
 
 class UsageError(Exception):
@@ -96,180 +95,18 @@ class WizMagics(Magics):
     # -- parsing -------------------------------------------------------------------------------
 
     def _build(self) -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, str | None], Any]]]:
+        """The %wiz parser: one subparser per row of :data:`magic_args.SUBCOMMANDS`, whose
+        handler is the ``cmd_NAME`` method."""
         p = _Parser(prog="%wiz", description="wiz_jupyter: agents, jobs and schedules.")
         sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="SUBCOMMAND")
         handlers: dict[str, Callable[[argparse.Namespace, str | None], Any]] = {}
-
-        def command(name: str, fn: Any, help: str) -> _Parser:
+        for name, help, add_arguments in SUBCOMMANDS:
             c = sub.add_parser(name, help=help, description=help)
-            handlers[name] = fn
-            self.subparsers[name] = c
-            return c
-
-        c = command("jobs", self.cmd_jobs, "list jobs, newest first")
-        c.add_argument(
-            "--status",
-            choices=STATUSES,
-        )
-        c.add_argument("--task")
-        c.add_argument("--agent")
-        c.add_argument("--limit", type=count, default=20)
-        c = command("result", self.cmd_result, "show a job's result (--wait for it)")
-        c.add_argument("id", type=count)
-        c.add_argument("--wait", action="store_true", help="wait until the job finishes")
-        c.add_argument("--timeout", type=positive_seconds, default=None)
-        c.add_argument("-o", "--output", metavar="VAR", help="store the result in this variable")
-        for name, fn, what in (
-            ("cancel", self.cmd_cancel, "cancel a job (a running one too)"),
-            ("retry", self.cmd_retry, "run a failed or cancelled job again"),
-        ):
-            c = command(name, fn, what)
-            c.add_argument("id", type=count)
-        c = command("priority", self.cmd_priority, "change a waiting job's priority")
-        c.add_argument("id", type=count)
-        c.add_argument("priority", type=integer)
-        command("pause", self.cmd_pause, "stop starting jobs (running ones finish)")
-        command("resume", self.cmd_resume, "start jobs again")
-        c = command("run", self.cmd_run, "run a notebook as a job (a copy, in a fresh kernel)")
-        c.add_argument("notebook", help="the .ipynb file (never modified)")
-        add_notebook_options(c)
-        c.add_argument(
-            "--timeout", type=positive_seconds, default=None, help="seconds for the whole run"
-        )
-        c.add_argument("--attempts", type=count, default=None)
-        c.add_argument(
-            "--after", type=count, action="append", metavar="JOB", help="wait for this job"
-        )
-        c.add_argument("--background", action="store_true", help="return the job at once")
-        c.add_argument(
-            "-o", "--output", metavar="VAR", help="store the result (with --background the job)"
-        )
-        c = command("schedule", self.cmd_schedule, "add a schedule for a task or a notebook")
-        c.add_argument("task", nargs="?", help="a task name (or --notebook)")
-        c.add_argument(
-            "data", nargs="?", default=None, help="the job's data (a notebook's parameters) as JSON"
-        )
-        c.add_argument("--notebook", metavar="NOTEBOOK", help="schedule runs of this notebook")
-        add_notebook_options(c)
-        when = c.add_mutually_exclusive_group(required=True)
-        when.add_argument("--cron", help="a cron expression, e.g. '0 9 * * 1-5'")
-        when.add_argument("--every", type=positive_seconds, help="seconds between runs")
-        when.add_argument("--at", help="an ISO date-time, once")
-        when.add_argument("--after", help="a job id, or a schedule name")
-        when.add_argument(
-            "--trigger",
-            help="a named trigger: boot, system_idle, shutdown, network_available (or a registered one)",
-        )
-        c.add_argument(
-            "--on", default="completed", choices=["completed", "failed", "timeout", "finished"]
-        )
-        c.add_argument("--tz", help="time zone for --cron, e.g. Europe/Paris")
-        c.add_argument("--name")
-        command("schedules", self.cmd_schedules, "list schedules")
-        c = command("agent", self.cmd_agent, "create or update an agent, show one, or list them")
-        c.add_argument("name", nargs="?", help="the agent (none: list the agents)")
-        c.add_argument("--role")
-        c.add_argument("--goal")
-        c.add_argument("--backstory")
-        c.add_argument("--instructions")
-        c.add_argument("--model")
-        c.add_argument(
-            "--tools", help="comma-separated built-in tool names, e.g. read_file,list_dir"
-        )
-        c.add_argument("--max-steps", type=count, dest="max_steps")
-        c.add_argument(
-            "--from",
-            dest="from_file",
-            metavar="FILE",
-            help="load the persona from a YAML or JSON persona file (NAME: load it as NAME)",
-        )
-        c.add_argument(
-            "--export", metavar="FILE", help="write the agent's persona to a YAML or JSON file"
-        )
-        c.add_argument(
-            "--notebook",
-            action="store_true",
-            help="let it see this notebook's variables (list_variables, describe_variable)",
-        )
-        c = command(
-            "ask",
-            self.cmd_ask,
-            "ask an agent; the answer streams into this cell (%%wiz ask NAME: the cell is the prompt)",
-        )
-        c.add_argument("name")
-        c.add_argument("prompt", nargs="*")
-        c.add_argument("-o", "--output", metavar="VAR", help="store the answer in this variable")
-        c.add_argument("--background", action="store_true", help="return the job at once")
-        c.add_argument("--timeout", type=positive_seconds, default=None)
-        _notify_flags(c)
-        c = command("assign", self.cmd_assign, "give an agent a job (planned, checked, retried)")
-        c.add_argument("name")
-        c.add_argument("task", nargs="*")
-        c.add_argument("--priority", type=integer, default=0)
-        c.add_argument("--delay", type=seconds, default=0)
-        c.add_argument(
-            "--after",
-            type=count,
-            action="append",
-            metavar="JOB",
-            help="wait for this job (repeatable)",
-        )
-        c.add_argument("--attempts", type=count, default=None)
-        c.add_argument("--timeout", type=positive_seconds, default=None)
-        c.add_argument(
-            "--validate",
-            action="append",
-            metavar="CRITERION",
-            help="a check the answer must pass (repeatable)",
-        )
-        c.add_argument("--wait", action="store_true", help="wait for the answer")
-        c.add_argument(
-            "-o", "--output", metavar="VAR", help="store the job (or with --wait the answer)"
-        )
-        _notify_flags(c)
-        c = command("chat", self.cmd_chat, "a chat panel with an agent (or all agents)")
-        c.add_argument("names", nargs="*")
-        c = command("model", self.cmd_model, "show the workspace's default model, or set it")
-        c.add_argument("name", nargs="?")
-        command("status", self.cmd_status, "the workspace, its runtime and its counts")
-        c = command(
-            "notify",
-            self.cmd_notify,
-            "turn notifications of finished background jobs on or off (no argument: show)",
-        )
-        c.add_argument("state", nargs="?", choices=["on", "off"])
-        c = command(
-            "provenance",
-            self.cmd_provenance,
-            "how each answer shown in this notebook was made (job, model, request hash, cost)",
-        )
-        c.add_argument("-o", "--output", metavar="VAR", help="store the records (a list of dicts)")
-        c = command(
-            "dask",
-            self.cmd_dask,
-            "run executor='dask' tasks on a Dask cluster (no argument: show the cluster)",
-        )
-        c.add_argument(
-            "target", nargs="?", metavar="ADDRESS|local",
-            help="a scheduler address (tcp://host:8786), or 'local' for a LocalCluster",
-        )  # fmt: skip
-        c.add_argument(
-            "--workers",
-            type=count,
-            default=None,
-            help="worker processes of 'local' (default: cores)",
-        )
-        c.add_argument(
-            "--timeout",
-            type=positive_seconds,
-            default=60.0,
-            help="seconds to wait for the connection",
-        )
-        c = command("board", self.cmd_board, "the live job board widget")
-        c.add_argument("--limit", type=count, default=200, help="jobs shown (default 200)")
-        for c in self.subparsers.values():
+            add_arguments(c)
             # argparse %-formats usage with the prog, and our prog starts with '%'
             c.usage = c.format_usage()[len("usage: ") :].rstrip().replace("%", "%%")
+            handlers[name] = getattr(self, f"cmd_{name}")
+            self.subparsers[name] = c
         return p, handlers
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -663,19 +500,6 @@ class WizMagics(Magics):
         except Exception as e:
             raise WizError(cluster.error or f"could not connect to Dask: {e}") from None
         print(cluster.summary())
-
-
-def _notify_flags(c: argparse.ArgumentParser) -> None:
-    c.add_argument(
-        "--notify",
-        dest="notify",
-        action="store_true",
-        default=None,
-        help="say when the job finishes (default: for background jobs, see %%wiz notify)",
-    )
-    c.add_argument(
-        "--no-notify", dest="notify", action="store_false", help="do not say when it finishes"
-    )
 
 
 _loaded: dict[int, WizMagics] = {}
