@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
+import functools
 import inspect
 import io
 import json
@@ -118,11 +120,24 @@ def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, descr
         return lambda f: tool(f, name=name, description=description, timeout=timeout)
     if isinstance(fn, Tool):
         return fn
+    return _make_tool(fn, name, description, timeout)
+
+
+def _make_tool(
+    fn: Callable[..., Any],
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float = 60.0,
+    *,
+    bound: tuple[str, ...] = (),
+) -> Tool:
+    """The Tool of ``fn``: its arguments model from the signature, leaving out the
+    ``bound`` parameters (a built-in's ``ctx``, given when the tool is bound to a job)."""
     summary, param_docs = _doc_parts(fn)
     fields: dict[str, Any] = {}
     hints = _hints(fn)
     for p in inspect.signature(fn).parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in bound:
             continue
         annotation = hints.get(p.name, Any)
         default = ... if p.default is p.empty else p.default
@@ -168,130 +183,150 @@ def _confined(call: Callable[[], Any]) -> Any:
         raise ToolError(e.strerror if e.filename is None and e.strerror else str(e)) from None
 
 
+def read_file(ctx: ToolContext, path: str) -> str:
+    """Read a text file from your folder.
+
+    Args:
+        path: the file's path, relative to your folder
+    """
+    return _confined(lambda: confined.read_text(ctx.folder, path))
+
+
+def write_file(ctx: ToolContext, path: str, content: str) -> str:
+    """Write a text file in your folder (replacing it if it exists).
+
+    Args:
+        path: the file's path, relative to your folder
+        content: the text to write
+    """
+    _confined(lambda: confined.write_text(ctx.folder, path, content))
+    return f"wrote {len(content)} characters to {path}"
+
+
+def list_dir(ctx: ToolContext, path: str = ".") -> list[str]:
+    """List a folder inside your folder (sub-folders end with '/').
+
+    Args:
+        path: the folder, relative to your folder
+    """
+    return _confined(lambda: confined.list_dir(ctx.folder, path))
+
+
+def memory_save(ctx: ToolContext, content: str, kind: str = "fact") -> str:
+    """Remember something for later jobs.
+
+    Args:
+        content: what to remember
+        kind: fact, learning or goal
+    """
+    ctx.ws.agents.memory(ctx.agent).save(content, kind=kind, job_id=ctx.job_id)
+    return "saved"
+
+
+async def memory_search(ctx: ToolContext, query: str, limit: int = 5) -> list[str]:
+    """Search your long-term memory (best matches first, by meaning when embeddings
+    are on).
+
+    Args:
+        query: what to look for, in your own words
+        limit: how many memories at most
+    """
+    found = await ctx.ws.agents.memory(ctx.agent).asearch(query, limit=limit)
+    return [m["content"] for m in found]
+
+
+async def send_message(ctx: ToolContext, agent: str, message: str) -> str:
+    """Ask another agent something and get its answer.
+
+    Args:
+        agent: the other agent's name
+        message: what to ask or tell it
+    """
+    if agent == ctx.agent:
+        raise ToolError("you cannot message yourself")
+    other = ctx.ws.agents.get(agent)
+    job = other.submit("message", message, sender=ctx.agent)
+    return str(await job.wait())
+
+
+def create_subjob(
+    ctx: ToolContext, prompt: str, agent: str | None = None, priority: int = 0
+) -> str:
+    """Create a sub-job (a child of the current job) for yourself or another agent.
+    The current job completes only after its sub-jobs.
+
+    Args:
+        prompt: what the sub-job must do
+        agent: who does it (default: you)
+        priority: higher runs sooner
+    """
+    if ctx.job_id is None:
+        raise ToolError("sub-jobs need a running job")
+    target = ctx.ws.agents.get(agent or ctx.agent)
+    job = target.submit("assign", prompt, parent=ctx.job_id, priority=priority)
+    return f"created job {job.id} for {target.name}"
+
+
+def set_priority(ctx: ToolContext, job_id: int, priority: int) -> str:
+    """Change the priority of your own job or of one of its sub-jobs.
+
+    Args:
+        job_id: the job
+        priority: the new priority (higher runs sooner)
+    """
+    job = ctx.ws.jobs.get(job_id)
+    if job.id != ctx.job_id and job.parent_id != ctx.job_id:
+        raise ToolError(f"job {job_id} is neither yours nor one of your sub-jobs")
+    ctx.ws.jobs.set_priority(job_id, priority)
+    return f"job {job_id} now has priority {priority}"
+
+
+def post_to_chat(ctx: ToolContext, message: str) -> str:
+    """Post a message to the chat this job answers.
+
+    Args:
+        message: the text to post
+    """
+    if ctx.chat_id is None:
+        raise ToolError("this job does not belong to a chat")
+    ctx.ws.chats.get(ctx.chat_id).post(ctx.agent, message, job_id=ctx.job_id)
+    return "posted"
+
+
+def run_python(ctx: ToolContext, code: str) -> str:
+    """Run Python code and return what it prints (enabled for this agent on purpose).
+
+    Args:
+        code: the Python source to run
+    """
+    out = io.StringIO()
+
+    def captured_print(*args: Any, file: Any = None, **kwargs: Any) -> None:
+        print(*args, file=out if file is None else file, **kwargs)
+
+    # the code's own print, not a swap of sys.stdout: that is process-wide, and would
+    # take what the notebook (or any other thread) prints while the tool runs
+    env = {"__name__": "__agent__", "__builtins__": {**vars(builtins), "print": captured_print}}
+    exec(compile(code, "<agent>", "exec"), env)
+    return out.getvalue()
+
+
+#: The built-in tools, their argument models built once (``ctx`` is bound per job).
+_BUILTINS: dict[str, Tool] = {
+    f.__name__: _make_tool(f, bound=("ctx",))
+    for f in (read_file, write_file, list_dir, memory_save, memory_search, send_message,
+              create_subjob, set_priority, post_to_chat, run_python)
+}  # fmt: skip
+
+
 def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
-    """The built-in tools named in ``names`` (others are ignored here)."""
-    ws, folder = ctx.ws, ctx.folder
-
-    def read_file(path: str) -> str:
-        """Read a text file from your folder.
-
-        Args:
-            path: the file's path, relative to your folder
-        """
-        return _confined(lambda: confined.read_text(folder, path))
-
-    def write_file(path: str, content: str) -> str:
-        """Write a text file in your folder (replacing it if it exists).
-
-        Args:
-            path: the file's path, relative to your folder
-            content: the text to write
-        """
-        _confined(lambda: confined.write_text(folder, path, content))
-        return f"wrote {len(content)} characters to {path}"
-
-    def list_dir(path: str = ".") -> list[str]:
-        """List a folder inside your folder (sub-folders end with '/').
-
-        Args:
-            path: the folder, relative to your folder
-        """
-        return _confined(lambda: confined.list_dir(folder, path))
-
-    def memory_save(content: str, kind: str = "fact") -> str:
-        """Remember something for later jobs.
-
-        Args:
-            content: what to remember
-            kind: fact, learning or goal
-        """
-        ws.agents.memory(ctx.agent).save(content, kind=kind, job_id=ctx.job_id)
-        return "saved"
-
-    async def memory_search(query: str, limit: int = 5) -> list[str]:
-        """Search your long-term memory (best matches first, by meaning when embeddings
-        are on).
-
-        Args:
-            query: what to look for, in your own words
-            limit: how many memories at most
-        """
-        found = await ws.agents.memory(ctx.agent).asearch(query, limit=limit)
-        return [m["content"] for m in found]
-
-    async def send_message(agent: str, message: str) -> str:
-        """Ask another agent something and get its answer.
-
-        Args:
-            agent: the other agent's name
-            message: what to ask or tell it
-        """
-        if agent == ctx.agent:
-            raise ToolError("you cannot message yourself")
-        other = ws.agents.get(agent)
-        job = other.submit("message", message, sender=ctx.agent)
-        return str(await job.wait())
-
-    def create_subjob(prompt: str, agent: str | None = None, priority: int = 0) -> str:
-        """Create a sub-job (a child of the current job) for yourself or another agent.
-        The current job completes only after its sub-jobs.
-
-        Args:
-            prompt: what the sub-job must do
-            agent: who does it (default: you)
-            priority: higher runs sooner
-        """
-        if ctx.job_id is None:
-            raise ToolError("sub-jobs need a running job")
-        target = ws.agents.get(agent or ctx.agent)
-        job = target.submit("assign", prompt, parent=ctx.job_id, priority=priority)
-        return f"created job {job.id} for {target.name}"
-
-    def set_priority(job_id: int, priority: int) -> str:
-        """Change the priority of your own job or of one of its sub-jobs.
-
-        Args:
-            job_id: the job
-            priority: the new priority (higher runs sooner)
-        """
-        job = ws.jobs.get(job_id)
-        if job.id != ctx.job_id and job.parent_id != ctx.job_id:
-            raise ToolError(f"job {job_id} is neither yours nor one of your sub-jobs")
-        ws.jobs.set_priority(job_id, priority)
-        return f"job {job_id} now has priority {priority}"
-
-    def post_to_chat(message: str) -> str:
-        """Post a message to the chat this job answers.
-
-        Args:
-            message: the text to post
-        """
-        if ctx.chat_id is None:
-            raise ToolError("this job does not belong to a chat")
-        ws.chats.get(ctx.chat_id).post(ctx.agent, message, job_id=ctx.job_id)
-        return "posted"
-
-    def run_python(code: str) -> str:
-        """Run Python code and return what it prints (enabled for this agent on purpose).
-
-        Args:
-            code: the Python source to run
-        """
-        out = io.StringIO()
-
-        def captured_print(*args: Any, file: Any = None, **kwargs: Any) -> None:
-            print(*args, file=out if file is None else file, **kwargs)
-
-        # the code's own print, not a swap of sys.stdout: that is process-wide, and would
-        # take what the notebook (or any other thread) prints while the tool runs
-        env = {"__name__": "__agent__", "__builtins__": {**vars(builtins), "print": captured_print}}
-        exec(compile(code, "<agent>", "exec"), env)
-        return out.getvalue()
-
-    made = {f.__name__: f for f in (read_file, write_file, list_dir, memory_save, memory_search,
-                                    send_message, create_subjob, set_priority, post_to_chat, run_python)}  # fmt: skip
+    """The built-in tools named in ``names``, bound to ``ctx`` (others are ignored here)."""
     names = expand(names)
-    out = [tool(made[n]) for n in names if n in made]
+    out = [
+        dataclasses.replace(_BUILTINS[n], fn=functools.partial(_BUILTINS[n].fn, ctx))
+        for n in names
+        if n in _BUILTINS
+    ]
     if any(n in NOTEBOOK for n in names):
         from .notebook_tools import notebook_tools
 
