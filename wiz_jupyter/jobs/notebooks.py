@@ -31,6 +31,7 @@ import datetime as dt
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
@@ -186,19 +187,10 @@ class NotebookRunner:
         params = {**(parameters or {}), **trigger_data}
         job_id = job.id if job is not None else 0
         out = output_path(self.runs_dir, job_id, str(source))
-
-        try:
-            nb = iorw.load_notebook_node(str(source))  # reads the source; never writes it
-        except FileNotFoundError:
-            raise NotebookFailed(f"notebook not found (moved or deleted?): {source}") from None
-        if params:
-            nb = papermill.parameterize.parameterize_notebook(nb, params, kernel_name=kernel)
-        nb = papermill.execute.prepare_notebook_metadata(nb, str(source), str(out))
-        nb = papermill.execute.remove_error_markers(nb)
-        kernel_name = kernel or papermill.engines.papermill_engines.nb_kernel_name(None, nb, None)
+        nb, kernel_name = _prepare(iorw, papermill, source, params, kernel, out)
         code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
         started = time.time()
-        meta: dict[str, Any] = {
+        nb.metadata["wiz"] = {
             "job_id": job_id,
             "attempt": job.attempt if job is not None else 1,
             "source": str(source),
@@ -207,7 +199,6 @@ class NotebookRunner:
             "started_at": _now(),
             "status": "running",
         }
-        nb.metadata["wiz"] = meta
         meta = nb.metadata["wiz"]  # the notebook holds a converted copy: update that one
         client = nbclient.NotebookClient(
             nb,
@@ -219,64 +210,20 @@ class NotebookRunner:
         if job is not None:
             job.log(f"running a copy of {source.name} in kernel {kernel_name}: {out}")
             job.progress({"done": 0, "of": len(code)})
-        status, failed, at, exited = "failed", None, None, None
+        run = _Run(code)
+        status = "failed"
         try:
-            client.km = client.create_kernel_manager()
-            # the kernel's own stderr (start-up warnings, a crash's last words) goes to a log
-            # beside the copy, not into the output of the cell that started the job
-            with open(out.with_suffix(".log"), "wb") as kernel_log:  # noqa: ASYNC230 - instant
-                await client.async_start_new_kernel(stdout=DEVNULL, stderr=kernel_log)
-            await client.async_start_new_kernel_client()
-            reply = await client.async_wait_for_reply(client.kc.kernel_info())
-            if reply and "language_info" in reply.get("content", {}):
-                nb.metadata["language_info"] = reply["content"]["language_info"]
-            saved = time.monotonic()
-            for done, index in enumerate(code, 1):
-                at, cell = index, nb.cells[index]
-                cell.metadata.setdefault("papermill", {})
-                pm = cell.metadata["papermill"]
-                pm.update(start_time=_now(), status="running", exception=False)
-                t0 = time.monotonic()
-                run = asyncio.ensure_future(
-                    client.async_execute_cell(
-                        cell, index, execution_count=client.code_cells_executed + 1
-                    )
-                )
-                run.add_done_callback(_retrieve)
-                try:
-                    # shielded: nbclient turns a cancel into DeadKernelError, which would
-                    # make a cancel or timeout look like a crash; ours must stay a cancel
-                    await asyncio.shield(run)
-                except asyncio.CancelledError:
-                    run.cancel()
-                    raise
-                except nbclient.exceptions.CellExecutionError as e:
-                    pm["duration"] = time.monotonic() - t0
-                    if _clean_exit(e):  # sys.exit(), sys.exit(0): papermill ends the run here
-                        pm.update(status="completed", exception=False, end_time=_now())
-                        exited = index
-                        for later in code[done:]:  # the cells not run, marked so
-                            nb.cells[later].metadata.setdefault("papermill", {})["status"] = (
-                                "not run: an earlier cell exited"
-                            )
-                        break
-                    pm.update(status="failed", exception=True, end_time=_now())
-                    failed = (done, index, cell, e)
-                    break
-                pm.update(status="completed", end_time=_now(), duration=time.monotonic() - t0)
-                if job is not None:
-                    job.progress({"done": done, "of": len(code)})
-                if time.monotonic() - saved > 1.0:  # keep the copy current on long runs
-                    nbformat.write(nb, str(out))
-                    saved = time.monotonic()
-            if failed is None:
+            await _start_kernel(client, nb, out)
+            await run.cells(client, nb, job, lambda: nbformat.write(nb, str(out)), nbclient)
+            if run.failed is None:
                 status = "completed"
-                if exited is not None:
-                    meta["exited"] = {"cell": exited}
+                if run.exited is not None:
+                    meta["exited"] = {"cell": run.exited}
         except asyncio.CancelledError:
             status = "stopped"  # cancelled or timed out: the job's status says which
             raise
         except Exception as e:
+            at = run.at
             where = f"cell {at + 1}" if at is not None else f"kernel {kernel_name!r} start"
             meta["error"] = {"cell": at, "ename": type(e).__name__, "evalue": str(e)}
             raise NotebookFailed(
@@ -286,25 +233,14 @@ class NotebookRunner:
             ) from None
         finally:
             meta.update(status=status, finished_at=_now(), duration=time.time() - started)
-            if failed is not None:
-                meta["error"] = {"cell": failed[1], "ename": failed[3].ename,
-                                 "evalue": failed[3].evalue}  # fmt: skip
+            if run.failed is not None:
+                meta["error"] = {"cell": run.failed[0], "ename": run.failed[1].ename,
+                                 "evalue": run.failed[1].evalue}  # fmt: skip
             nbformat.write(nb, str(out))  # before the kernel stops: the copy is there when it has
             await asyncio.shield(_stop_kernel(client))
 
-        if failed is not None:
-            _, index, cell, e = failed
-            first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
-            if len(first) > 60:
-                first = first[:57] + "..."
-            if job is not None:
-                job.log(_ANSI.sub("", e.traceback or "").strip()[-4000:])
-            raise NotebookFailed(
-                f"{source.name} cell {index + 1} ({first!r}) raised {e.ename}: {e.evalue}; "
-                f"executed copy: {out}",
-                cell=index,
-                output=str(out),
-            )
+        if run.failed is not None:
+            raise _cell_failed(source, out, nb.cells[run.failed[0]], *run.failed, job)
         result = {
             "notebook": str(out),
             "source": str(source),
@@ -312,11 +248,112 @@ class NotebookRunner:
             "cells": len(code),
             "duration": round(time.time() - started, 3),
         }
-        if exited is not None:
-            result["exited_at_cell"] = exited + 1
+        if run.exited is not None:
+            result["exited_at_cell"] = run.exited + 1
             if job is not None:
-                job.log(f"cell {exited + 1} exited with sys.exit(); the cells after it did not run")
+                job.log(
+                    f"cell {run.exited + 1} exited with sys.exit(); the cells after it did not run"
+                )
         return result
+
+
+def _prepare(
+    iorw: Any, papermill: Any, source: Path, params: dict[str, Any], kernel: str | None, out: Path
+) -> tuple[Any, str]:
+    """The notebook to run (read from ``source``, never written) with its parameters
+    injected as papermill does, and the name of the kernel to run it in."""
+    try:
+        nb = iorw.load_notebook_node(str(source))
+    except FileNotFoundError:
+        raise NotebookFailed(f"notebook not found (moved or deleted?): {source}") from None
+    if params:
+        nb = papermill.parameterize.parameterize_notebook(nb, params, kernel_name=kernel)
+    nb = papermill.execute.prepare_notebook_metadata(nb, str(source), str(out))
+    nb = papermill.execute.remove_error_markers(nb)
+    return nb, kernel or papermill.engines.papermill_engines.nb_kernel_name(None, nb, None)
+
+
+async def _start_kernel(client: Any, nb: Any, out: Path) -> None:
+    """Start the notebook's kernel; its own stderr (start-up warnings, a crash's last
+    words) goes to a log beside the copy, not into the cell that started the job."""
+    client.km = client.create_kernel_manager()
+    with open(out.with_suffix(".log"), "wb") as kernel_log:  # noqa: ASYNC230 - instant
+        await client.async_start_new_kernel(stdout=DEVNULL, stderr=kernel_log)
+    await client.async_start_new_kernel_client()
+    reply = await client.async_wait_for_reply(client.kc.kernel_info())
+    if reply and "language_info" in reply.get("content", {}):
+        nb.metadata["language_info"] = reply["content"]["language_info"]
+
+
+class _Run:
+    """The code cells of one run, executed in order: where it is (``at``), the cell that
+    failed (``failed``: its index and the CellExecutionError), or the one that called
+    ``sys.exit()`` (``exited``)."""
+
+    def __init__(self, code: list[int]):
+        self.code = code
+        self.at: int | None = None
+        self.failed: tuple[int, Any] | None = None
+        self.exited: int | None = None
+
+    async def cells(
+        self, client: Any, nb: Any, job: Any, save: Callable[[], None], nbclient: Any
+    ) -> None:
+        saved = time.monotonic()
+        for done, index in enumerate(self.code, 1):
+            self.at, cell = index, nb.cells[index]
+            pm = cell.metadata.setdefault("papermill", {})
+            pm.update(start_time=_now(), status="running", exception=False)
+            t0 = time.monotonic()
+            run = asyncio.ensure_future(
+                client.async_execute_cell(
+                    cell, index, execution_count=client.code_cells_executed + 1
+                )
+            )
+            run.add_done_callback(_retrieve)
+            try:
+                # shielded: nbclient turns a cancel into DeadKernelError, which would
+                # make a cancel or timeout look like a crash; ours must stay a cancel
+                await asyncio.shield(run)
+            except asyncio.CancelledError:
+                run.cancel()
+                raise
+            except nbclient.exceptions.CellExecutionError as e:
+                pm["duration"] = time.monotonic() - t0
+                if _clean_exit(e):  # sys.exit(), sys.exit(0): papermill ends the run here
+                    pm.update(status="completed", exception=False, end_time=_now())
+                    self.exited = index
+                    for later in self.code[done:]:  # the cells not run, marked so
+                        nb.cells[later].metadata.setdefault("papermill", {})["status"] = (
+                            "not run: an earlier cell exited"
+                        )
+                    return
+                pm.update(status="failed", exception=True, end_time=_now())
+                self.failed = (index, e)
+                return
+            pm.update(status="completed", end_time=_now(), duration=time.monotonic() - t0)
+            if job is not None:
+                job.progress({"done": done, "of": len(self.code)})
+            if time.monotonic() - saved > 1.0:  # keep the copy current on long runs
+                save()
+                saved = time.monotonic()
+
+
+def _cell_failed(
+    source: Path, out: Path, cell: Any, index: int, e: Any, job: Any
+) -> NotebookFailed:
+    """The error of a job whose cell ``index`` raised ``e``; its traceback goes to the job's log."""
+    first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+    if len(first) > 60:
+        first = first[:57] + "..."
+    if job is not None:
+        job.log(_ANSI.sub("", e.traceback or "").strip()[-4000:])
+    return NotebookFailed(
+        f"{source.name} cell {index + 1} ({first!r}) raised {e.ename}: {e.evalue}; "
+        f"executed copy: {out}",
+        cell=index,
+        output=str(out),
+    )
 
 
 def _clean_exit(error: Any) -> bool:
