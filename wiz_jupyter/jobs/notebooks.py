@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import datetime as dt
+import logging
 import os
 import re
 import time
@@ -204,8 +205,13 @@ class NotebookRunner:
             nb,
             kernel_name=kernel_name,
             timeout=None,  # the job's timeout bounds the whole run
+            # a loaded machine can be slow to send a cell's last output: wait for it
+            iopub_timeout=IOPUB_TIMEOUT,
             record_timing=True,
             resources={"metadata": {"path": cwd or str(source.parent)}},
+            # nbclient's warnings belong to the job, not on the stderr of whoever runs it
+            # (in a notebook, that is the output of whatever cell is running)
+            log=_client_log(job),
         )
         if job is not None:
             job.log(f"running a copy of {source.name} in kernel {kernel_name}: {out}")
@@ -257,6 +263,31 @@ class NotebookRunner:
         return result
 
 
+#: Seconds nbclient waits for a cell's outputs after its reply (its default is 4).
+IOPUB_TIMEOUT = 30
+
+
+def _client_log(job: Any) -> logging.Logger:
+    """A logger for nbclient whose records go to the job's log lines, and nowhere else."""
+    # a Logger of its own, not registered with logging (no logger per job kept for ever)
+    log = logging.Logger("wiz_jupyter.notebooks.client", logging.INFO)
+    log.addHandler(_JobLog(job))
+    return log
+
+
+class _JobLog(logging.Handler):
+    def __init__(self, job: Any):
+        super().__init__(logging.INFO)
+        self.job = job
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.job is not None:
+            try:
+                self.job.log(f"nbclient: {record.getMessage()}")
+            except Exception:  # a log line is never worth failing the run
+                pass
+
+
 def _prepare(
     iorw: Any, papermill: Any, source: Path, params: dict[str, Any], kernel: str | None, out: Path
 ) -> tuple[Any, str]:
@@ -277,6 +308,7 @@ async def _start_kernel(client: Any, nb: Any, out: Path) -> None:
     """Start the notebook's kernel; its own stderr (start-up warnings, a crash's last
     words) goes to a log beside the copy, not into the cell that started the job."""
     client.km = client.create_kernel_manager()
+    client.km.log = client.log  # the kernel manager's warnings, too, go to the job's log
     with open(out.with_suffix(".log"), "wb") as kernel_log:  # noqa: ASYNC230 - instant
         await client.async_start_new_kernel(stdout=DEVNULL, stderr=kernel_log)
     await client.async_start_new_kernel_client()
