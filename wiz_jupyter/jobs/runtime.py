@@ -44,6 +44,8 @@ from .store import background
 #: What a write the database refused right now raises: SQLite's own errors, and the
 #: store's WorkspaceBusy / WorkspaceFull. The runtime keeps such writes and retries them.
 UNWRITTEN = (sqlite3.Error, StoreError)
+#: Seconds the database may refuse writes before the runtime says so (a warning).
+REFUSAL_QUIET = 2.0
 
 log = logging.getLogger("wiz_jupyter.runtime")
 
@@ -87,7 +89,10 @@ class Runtime(RuntimeHooks):
         # failures (and timeouts) the database could not take yet: (job id, fn, args, kwargs)
         self._unwritten: list[tuple[int, Any, tuple, dict]] = []
         self._flush_scheduled = False
-        self._refusing = False  # the database refused a write; said once until it takes one
+        # since when the database has refused writes (None: it takes them), and whether that
+        # was said: a refusal shorter than REFUSAL_QUIET is routine contention, not news
+        self._refusing_since: float | None = None
+        self._refusal_said = False
         self._next_due: float | None = None
         self._quiet_at: tuple[int, int] | None = None  # db version when a claim found no more
         self._stopping = False
@@ -417,18 +422,28 @@ class Runtime(RuntimeHooks):
                 break
         if self._pending or self._unwritten:
             self._retry_flush()
-        elif self._refusing:
-            self._refusing = False
-            log.warning(
-                "wiz runtime: the database takes writes again; every kept outcome is written"
-            )
+        elif self._refusing_since is not None:
+            self._refusing_since = None
+            if self._refusal_said:
+                self._refusal_said = False
+                log.warning(
+                    "wiz runtime: the database takes writes again; every kept outcome is written"
+                )
         if written:
             self._wake_up()
 
     def _refused(self, error: BaseException) -> None:
-        """Say once (not on every retry) that the database refuses writes for now."""
-        if not self._refusing:
-            self._refusing = True
+        """Note that the database refuses writes; say so once, and only when it lasts.
+
+        A kernel has no logging set up, so a warning lands on stderr, in whatever cell is
+        running: a moment's contention (another connection's checkpoint, a second
+        process's commit) is retried quietly."""
+        now = time.monotonic()
+        if self._refusing_since is None:
+            self._refusing_since = now
+        log.debug("wiz runtime: a write was refused, kept for later: %s", error)
+        if not self._refusal_said and now - self._refusing_since >= REFUSAL_QUIET:
+            self._refusal_said = True
             log.warning("wiz runtime: %s; outcomes are kept and written when it allows", error)
 
     def _retry_flush(self) -> None:

@@ -155,7 +155,7 @@ class Scheduler:
             try:
                 nxt = self.tick()
             except StoreError as e:  # locked by another process, a full disk: next pass
-                log.warning("wiz scheduler: %s; trying again", e)
+                log.debug("wiz scheduler: %s; trying again", e)
             except Exception:
                 log.exception("wiz scheduler: a pass failed; trying again")
             handles = [loop.call_later(self.poll_interval, self._resolve_wake)]
@@ -183,7 +183,7 @@ class Scheduler:
             try:
                 due = self._check(s, now)
             except StoreError as e:  # it fires on a later pass, once the database allows
-                log.warning("wiz scheduler: schedule %r could not fire yet: %s", s.name, e)
+                log.debug("wiz scheduler: schedule %r could not fire yet: %s", s.name, e)
                 due = now + self.poll_interval
             except Exception:
                 log.exception("wiz scheduler: schedule %r failed to fire", s.name)
