@@ -159,10 +159,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_run_due(args: argparse.Namespace) -> int:
     async def main() -> int:
         ws = _open(args)
-        before = {j.id for j in ws.jobs.list()}
         ws.scheduler.run_due()
         await ws.run_until_idle(timeout=args.timeout)
-        new = [j for j in ws.jobs.list() if j.id not in before]
+        # What this process fired: another process may fire the same schedules at the
+        # same time (each occasion fires once), so new rows in the table are not ours.
+        new = [ws.jobs.get(i) for i in ws.scheduler.fired]
         failed = [j for j in new if j.status == "failed"]
         print(f"wiz run-due: {len(new)} jobs fired, {len(failed)} failed")
         ws.close()

@@ -85,6 +85,7 @@ class Scheduler:
         self._shutdown_fired = False
         self._started_at: float | None = None
         self._idle_since: dict[int, float] = {}
+        self.fired: list[int] = []  # ids of the jobs this scheduler made, oldest first
 
     @property
     def running(self) -> bool:
@@ -167,6 +168,12 @@ class Scheduler:
                 for h in handles:
                     h.cancel()
 
+    def _fire(self, sid: int, **how: Any) -> Job | None:
+        job = self.schedules._fire(sid, **how)
+        if job is not None:
+            self.fired.append(job.id)
+        return job
+
     # -- one pass ------------------------------------------------------------------------------
 
     def tick(self) -> float | None:
@@ -219,7 +226,7 @@ class Scheduler:
             self.schedules._advance(s.id, due, nxt, expire=one_shot)
         else:
             reason = "misfire" if late else s.kind
-            self.schedules._fire(
+            self._fire(
                 s.id, occasion=f"time:{due!r}", reason=reason, expect_next=due, next_run=nxt,
                 expire=one_shot,
             )  # fmt: skip
@@ -242,7 +249,7 @@ class Scheduler:
         if now < since + seconds:
             return since + seconds
         last = self.queue.store.read("SELECT MAX(id) FROM jobs WHERE agent = ?", (agent,))[0][0]
-        self.schedules._fire(s.id, occasion=f"idle:{last or 0}", reason="idle")
+        self._fire(s.id, occasion=f"idle:{last or 0}", reason="idle")
         return None
 
     def _check_custom(self, s: Schedule, now: float) -> float | None:
@@ -261,7 +268,7 @@ class Scheduler:
             out = None
         if out:
             fire = out if isinstance(out, Fire) else Fire(out if isinstance(out, dict) else None)
-            self.schedules._fire(
+            self._fire(
                 s.id, occasion=fire.occasion or f"custom:{int(now // every)}",
                 reason=s.trigger["name"] if s.trigger["name"] in SYSTEM_TRIGGERS else "custom",
                 extra=fire.data, not_since=fire.not_since,
@@ -275,7 +282,7 @@ class Scheduler:
             self._exit_fired = True
         for s in self.schedules.list(status="active"):
             if s.kind == "kernel" and s.trigger["on"] == which:
-                self.schedules._fire(
+                self._fire(
                     s.id, occasion=f"kernel-{which}:{self.owner}", reason=f"kernel {which}"
                 )
 
@@ -288,7 +295,7 @@ class Scheduler:
         fired = []
         for s in self.schedules.list(status="active"):
             if s.kind == "custom" and s.trigger["name"] == "shutdown":
-                job = self.schedules._fire(
+                job = self._fire(
                     s.id, occasion=f"shutdown:{self.owner}:{self._started_at!r}", reason="shutdown"
                 )
                 if job is not None:
@@ -390,7 +397,7 @@ class Scheduler:
             "result": job.result,
             "error": job.error,
         }
-        self.schedules._fire(
+        self._fire(
             s.id, occasion=f"after:{job_id}", reason="after", extra={"upstream": upstream},
             expire=s.trigger.get("job") is not None,
         )  # fmt: skip
@@ -455,7 +462,7 @@ class Scheduler:
             except OSError:
                 mtime = -1
             stamp.update(f"{change}:{rel}:{mtime};".encode())
-        self.schedules._fire(
+        self._fire(
             sid, occasion=f"watch:{stamp.hexdigest()}", reason="watch",
             extra={"changes": [{"change": c, "path": p} for c, p in listed]},
         )  # fmt: skip
