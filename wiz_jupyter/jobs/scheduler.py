@@ -282,9 +282,7 @@ class Scheduler:
             self._exit_fired = True
         for s in self.schedules.list(status="active"):
             if s.kind == "kernel" and s.trigger["on"] == which:
-                self._fire(
-                    s.id, occasion=f"kernel-{which}:{self.owner}", reason=f"kernel {which}"
-                )
+                self._fire(s.id, occasion=f"kernel-{which}:{self.owner}", reason=f"kernel {which}")
 
     def fire_shutdown(self) -> list[tuple[Job, float]]:
         """Fire the active ``shutdown`` schedules, once per run of this scheduler;
