@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import announce
 from .jobs.events import EventBus
-from .jobs.executors import require_dask
-from .jobs.models import TaskSpec
 from .jobs.notebooks import BUILTIN_TASKS, Notebook, NotebookRunner
 from .jobs.notebooks import TASK as NOTEBOOK_TASK
-from .jobs.queue import Queue, normalise_backoff
+from .jobs.options import TaskSpec
+from .jobs.queue import Queue
 from .jobs.runtime import Runtime
 from .jobs.scheduler import Scheduler
 from .jobs.schedules import Schedules
@@ -30,6 +29,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 #: seconds running jobs get when the kernel is asked to shut down
 KERNEL_STOP_GRACE = 2.0
+TASK_OPTIONS = frozenset(
+    ("name", "attempts", "backoff", "timeout", "concurrency", "executor", "resources")
+)
 
 
 class Workspace:
@@ -82,9 +84,7 @@ class Workspace:
         self.scheduler = Scheduler(self.schedules, owner=self.runtime.owner)
         self.runs_dir = _runs_dir(self.path)  #: executed notebooks (settable)
         # the built-in notebook task, in every workspace: a headless worker runs notebooks too
-        self.jobs.tasks[NOTEBOOK_TASK] = TaskSpec(
-            name=NOTEBOOK_TASK, fn=NotebookRunner(lambda: self.runs_dir)
-        )
+        self.jobs.register(TaskSpec(name=NOTEBOOK_TASK, fn=NotebookRunner(lambda: self.runs_dir)))
         self._kernel_hooked = False
         if embeddings is not None:  # kept in the database: every process ranks alike
             self.agents.set_embeddings(embeddings)
@@ -128,40 +128,13 @@ class Workspace:
         """
         if fn is None:
             return lambda f: self.task(f, **options)
-        unknown = set(options) - {
-            "name",
-            "attempts",
-            "backoff",
-            "timeout",
-            "concurrency",
-            "executor",
-            "resources",
-        }
+        unknown = set(options) - TASK_OPTIONS
         if unknown:
             raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
         name = options.pop("name", None) or fn.__name__
-        normalise_backoff(options.get("backoff"))  # refuse a bad backoff now, not at add
-        executor = options.get("executor", "auto")
-        if executor not in ("auto", "loop", "thread", "dask"):
-            raise ValueError(
-                f"executor must be 'auto', 'loop', 'thread' or 'dask', not {executor!r}"
-            )
-        resources = options.get("resources")
-        if resources is not None:
-            if executor != "dask":
-                raise ValueError('resources are Dask annotations: use them with executor="dask"')
-            if not isinstance(resources, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-                for k, v in resources.items()
-            ):
-                raise ValueError(
-                    f'resources map names to amounts, e.g. {{"GPU": 1}}, not {resources!r}'
-                )
-            options["resources"] = dict(resources)
-        if executor == "dask":
-            require_dask()
-        self.jobs.tasks[name] = TaskSpec(name=name, fn=fn, **options)
-        self.runtime.ready()  # jobs already waiting for this task can run now
+        # TaskSpec checks the options; register wakes a running runtime, so jobs
+        # already waiting for this task can run now
+        self.jobs.register(TaskSpec(name=name, fn=fn, **options))
         return fn
 
     def notebook(

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentNotFound, WizError
-from ..jobs.models import Job, TaskSpec, dumps, loads
+from ..jobs.models import Job, dumps, loads
+from ..jobs.options import TaskSpec
 from .chains import ChainOps
 from .mcp import MCPClients, MCPServer
 from .memory import Memory, VectorIndex
@@ -459,8 +460,8 @@ class Agents:
         with self.ws.store.write() as c:
             c.execute("DELETE FROM agents WHERE name = ?", (name,))
         self._functions.pop(name, None)
-        self.ws.jobs.tasks.pop(f"{TASK_PREFIX}{name}", None)
-        self.ws.jobs.tasks.pop(f"{TASK_PREFIX}{name}{CONSOLIDATE_SUFFIX}", None)
+        self.ws.jobs.unregister(f"{TASK_PREFIX}{name}")
+        self.ws.jobs.unregister(f"{TASK_PREFIX}{name}{CONSOLIDATE_SUFFIX}")
 
     def ensure_running(self) -> None:
         """Agent work should not wait for an explicit ``await ws.start()``: start the
@@ -495,17 +496,16 @@ class Agents:
         task = f"{TASK_PREFIX}{agent.name}"
         consolidate = task + CONSOLIDATE_SUFFIX
         if consolidate not in self.ws.jobs.tasks:
-            self.ws.jobs.tasks[consolidate] = TaskSpec(
-                name=consolidate, fn=self._consolidate, concurrency=1, executor="thread"
+            self.ws.jobs.register(
+                TaskSpec(name=consolidate, fn=self._consolidate, concurrency=1, executor="thread")
             )
         spec = self.ws.jobs.tasks.get(task)
         if spec is not None and spec.concurrency == agent.concurrency:
             return
         assert self.handler is not None
-        self.ws.jobs.tasks[task] = TaskSpec(
-            name=task, fn=self.handler, concurrency=agent.concurrency, executor="loop"
+        self.ws.jobs.register(
+            TaskSpec(name=task, fn=self.handler, concurrency=agent.concurrency, executor="loop")
         )
-        self.ws.runtime.ready()
 
     def __repr__(self) -> str:
         return f"<Agents: {', '.join(a.name for a in self.list()) or 'none'}>"

@@ -79,7 +79,7 @@ class JobList(list):
     def _rows(self) -> list[list[str]]:
         rows = []
         for j in self:
-            r = j._row  # the snapshot the list was built from: no query per cell
+            r = j.snapshot  # the snapshot the list was built from: no query per cell
             outcome = r["error"] if r["status"] in ("failed", "cancelled") else r["result"]
             rows.append([
                 str(r["id"]), r["status"], r["task"], r["agent"] or "", progress_text(r["progress"]),

@@ -1,5 +1,6 @@
-"""Rows as small objects: :class:`Job` (a live handle on a job row), :class:`JobContext`
-(what a running handler sees), :class:`TaskSpec` (a registered handler)."""
+"""Rows as small objects: :class:`Job` (a live handle on a job row) and :class:`JobContext`
+(what a running handler sees); the jobs row's columns (:data:`COLUMNS`, the one list of
+them: the table's migrations are checked against it by the tests)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 import contextvars
 import dataclasses
 import datetime as dt
-import inspect
 import json
 import math
 import sqlite3
@@ -30,6 +30,22 @@ COLUMNS = (
     "fail_reason body_done created_at started_at finished_at notify"
 ).split()
 _JSON_COLUMNS = ("data", "backoff", "progress", "result")
+#: reads name the columns, so rows never depend on the table's column order
+SELECT_JOBS = f"SELECT {', '.join(COLUMNS)} FROM jobs"
+#: what a new row is written with; the other columns start as in NEW_ROW
+INSERT_COLUMNS = (
+    "id task agent data status priority run_at attempts backoff timeout parent_id key "
+    "on_dep_failure error fail_reason created_at finished_at notify"
+).split()
+INSERT_JOB = (
+    f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) VALUES ({','.join('?' * len(INSERT_COLUMNS))})"
+)
+NEW_ROW: dict[str, Any] = {**dict.fromkeys(COLUMNS), "attempts_made": 0, "body_done": 0}
+#: a job in a list (the board, the sidebar, the REST API); data and result come with its detail
+SUMMARY_COLUMNS = (
+    "id task agent status priority progress attempts attempts_made error fail_reason "
+    "parent_id run_at created_at started_at finished_at notify"
+).split()
 
 
 def _default(o: Any) -> Any:
@@ -73,6 +89,12 @@ class Job:
         self._queue = queue
         self._row = row
         self._seen = seen
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """The row as last read, with no query (columns by name, JSON columns as text):
+        what a list of jobs shows, consistent with the moment it was read."""
+        return self._row
 
     def _get(self, column: str) -> Any:
         if self._queue.store.version() != self._seen:
@@ -231,41 +253,6 @@ class Job:
         return hash(self.id)
 
 
-@dataclasses.dataclass
-class TaskSpec:
-    """A handler registered with ``@ws.task``, with its defaults for new jobs."""
-
-    name: str
-    fn: Callable[..., Any]
-    attempts: int | None = None
-    backoff: Any = None
-    timeout: float | None = None
-    concurrency: int | None = None
-    executor: str = "auto"
-    resources: dict[str, float] | None = None  # Dask resource annotations, e.g. {"GPU": 1}
-    wants_job: bool = False
-    takes: frozenset[str] | None = None  # its parameter names; None: it takes **kwargs
-
-    def __post_init__(self) -> None:
-        if self.executor == "auto":
-            self.executor = "loop" if inspect.iscoroutinefunction(self.fn) else "thread"
-        try:
-            params = inspect.signature(self.fn).parameters
-        except (TypeError, ValueError):
-            params = {}
-        self.wants_job = "job" in params
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            self.takes = frozenset(params)
-
-    def arguments(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The keyword arguments for a job's ``data``: what a trigger added (``payload``,
-        ``changes``, ``upstream``) only if the handler takes it; it is always on
-        ``job.trigger``. Everything else is passed as it is, so a typo still fails."""
-        if self.takes is None or not any(k in data for k in TRIGGER_DATA):
-            return data
-        return {k: v for k, v in data.items() if k not in TRIGGER_DATA or k in self.takes}
-
-
 def epoch(value: Any) -> float | None:
     """A moment as a Unix time: a datetime (naive ones are local time, as users write
     them), an ISO date-time string, or a finite number of seconds; None for anything else
@@ -311,7 +298,7 @@ class JobContext:
         self.attempt: int = row["attempts_made"]
         self.attempts: int = row["attempts"]
         self.data: dict[str, Any] = loads(row["data"])
-        self._cancelled = False  # set by the runtime; a plain flag is enough across threads
+        self._cancelled = False  # a plain flag is enough across threads
 
     @property
     def trigger(self) -> dict[str, Any]:
@@ -349,6 +336,12 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         return self._cancelled
+
+    def stop(self) -> None:
+        """Tell the handler to stop: :attr:`cancelled` turns true and
+        :meth:`check_cancelled` raises. The runtime calls it when the job is cancelled,
+        times out or its process stops; it changes nothing in the database."""
+        self._cancelled = True
 
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` if the job was cancelled (for long sync loops)."""

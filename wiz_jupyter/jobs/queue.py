@@ -18,14 +18,13 @@ State machine::
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import random
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Unpack
 
 from ..errors import InvalidJob, JobNotFound
 from .display import JobList
@@ -38,22 +37,32 @@ from .models import (
     COMPLETED,
     DELAYED,
     FAILED,
+    INSERT_COLUMNS,
+    INSERT_JOB,
+    NEW_ROW,
+    SELECT_JOBS,
     STATUSES,
     TERMINAL,
     WAITING,
     Job,
-    TaskSpec,
     dumps,
-    epoch,
     loads,
+)
+from .options import (
+    Backoff,
+    JobOptions,
+    JobSpec,
+    TaskSpec,
+    backoff_delay,
+    encode_data,
+    job_spec,
+)
+from .options import (
+    job_id as _job_id,
 )
 from .store import Store
 
-_INSERT_JOB = (
-    "INSERT INTO jobs (id, task, agent, data, status, priority, run_at, attempts, backoff, "
-    "timeout, parent_id, key, on_dep_failure, error, fail_reason, created_at, finished_at, "
-    "notify) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
+_STATUS = INSERT_COLUMNS.index("status")  # in a row being inserted
 _INSERT_EVENT = "INSERT INTO job_events (job_id, event, payload, at) VALUES (?,?,?,?)"
 _UNRESOLVED = (
     "SELECT 1 FROM job_deps d JOIN jobs j ON j.id = d.dep_id WHERE d.job_id = ? "
@@ -62,101 +71,11 @@ _UNRESOLVED = (
 _CLEAR_LEASE = "lease_owner = NULL, lease_expires = NULL"
 _NOT_TERMINAL = "status NOT IN ('completed', 'failed', 'cancelled')"
 
-Backoff = dict[str, Any]
-
-
-def normalise_backoff(backoff: Any) -> Backoff | None:
-    """``None``, ``("fixed", s)``, ``("exponential", base)``, an optional third item
-    ``{"jitter": 0.0-1.0, "max": seconds}``, or a dict with ``type`` and ``delay``."""
-    if backoff is None:
-        return None
-    if isinstance(backoff, (int, float)):
-        backoff = ("fixed", backoff)
-    if isinstance(backoff, dict):
-        b = dict(backoff)
-    elif isinstance(backoff, (tuple, list)) and len(backoff) in (2, 3):
-        b = {"type": backoff[0], "delay": backoff[1], **(backoff[2] if len(backoff) == 3 else {})}
-    else:
-        raise InvalidJob(
-            f"backoff must be None, ('fixed', seconds) or ('exponential', seconds), not {backoff!r}"
-        )
-    if b.get("type") not in ("fixed", "exponential"):
-        raise InvalidJob(f"backoff type must be 'fixed' or 'exponential', not {b.get('type')!r}")
-    try:
-        b["delay"] = float(b["delay"])
-        b["jitter"] = float(b.get("jitter", 0.5))
-        b["max"] = float(b.get("max", 3600.0))
-    except (KeyError, TypeError, ValueError):
-        raise InvalidJob(f"backoff needs a number of seconds: {backoff!r}") from None
-    if b["delay"] < 0 or not 0 <= b["jitter"] <= 1:
-        raise InvalidJob("backoff delay must be >= 0 and jitter between 0 and 1")
-    return b
-
-
-def backoff_delay(
-    b: Backoff | None, attempts_made: int, rng: random.Random = random._inst
-) -> float:
-    """Seconds before the next attempt after ``attempts_made`` failed ones.
-
-    Jitter takes up to ``jitter`` of the delay off at random (0.5 by default), so
-    jobs that failed together do not all retry in the same instant.
-    """
-    if not b:
-        return 0.0
-    delay = b["delay"] * (2 ** (attempts_made - 1) if b["type"] == "exponential" else 1)
-    delay = min(delay, b["max"])
-    return delay * (1 - b["jitter"] * rng.random())
-
-
-def _epoch(value: Any, name: str) -> float:
-    when = epoch(value)
-    if when is None:
-        raise InvalidJob(
-            f"{name} must be a datetime, an ISO date-time or a Unix time in seconds, "
-            f"not {value!r:.60}"
-        )
-    return when
-
-
-def _job_id(value: Any, what: str) -> int:
-    if isinstance(value, Job):
-        return value.id
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise InvalidJob(f"{what} must be a job or a job id, not {value!r}")
-
-
-@dataclass(slots=True)
-class _Spec:
-    """A validated job to insert."""
-
-    task: str
-    data: str
-    priority: int
-    run_at: float | None
-    attempts: int
-    backoff: str | None
-    timeout: float | None
-    depends_on: list[int]
-    parent: int | None
-    key: str | None
-    agent: str | None
-    on_dep_failure: str
-    fail_parent: bool
-    notify: bool = False
-
-    def with_data(self, data: str) -> _Spec:
-        # by hand: dataclasses.replace costs more than the rest of a bulk insert row
-        return _Spec(
-            self.task, data, self.priority, self.run_at, self.attempts, self.backoff,
-            self.timeout, self.depends_on, self.parent, self.key, self.agent,
-            self.on_dep_failure, self.fail_parent, self.notify,
-        )  # fmt: skip
-
 
 @dataclass
-class _Changes:
-    """What one transaction did, to announce once it is committed."""
+class Transaction:
+    """One write transaction of the queue (``with queue.transaction() as tx``): its
+    connection ``c``, its time ``now``, and what it did, announced once committed."""
 
     now: float
     c: sqlite3.Connection | None = None
@@ -191,33 +110,36 @@ class Queue:
     def __init__(self, store: Store, events: EventBus):
         self.store = store
         self.events = events
-        self.tasks: dict[str, TaskSpec] = {}  # handlers of this process (for defaults)
+        self._tasks: dict[str, TaskSpec] = {}
         self.hooks = RuntimeHooks()
         #: how often ``wait`` re-reads a job that another process may finish
         self.poll_interval = 0.2
         self._waiters: dict[int, list[asyncio.Future]] = {}
         self._paused: tuple[tuple[int, int], bool] | None = None
 
+    # -- tasks ---------------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> Mapping[str, TaskSpec]:
+        """The handlers this process can run, by task name (read-only: :meth:`register`)."""
+        return MappingProxyType(self._tasks)
+
+    def register(self, spec: TaskSpec) -> None:
+        """Let this process run ``spec.name`` jobs (replacing an earlier handler); its
+        defaults apply to jobs added here. A runtime that is running rescans at once."""
+        if not isinstance(spec, TaskSpec):
+            raise TypeError(f"register takes a TaskSpec, not {type(spec).__name__}")
+        self._tasks[spec.name] = spec
+        self.hooks.ready()
+
+    def unregister(self, name: str) -> None:
+        """This process no longer runs ``name`` jobs (they wait for a process that does)."""
+        self._tasks.pop(name, None)
+
     # -- adding --------------------------------------------------------------------------------
 
     def add(
-        self,
-        task: str,
-        data: dict[str, Any] | None = None,
-        *,
-        priority: int = 0,
-        delay: float = 0,
-        run_at: dt.datetime | float | None = None,
-        attempts: int | None = None,
-        backoff: Any = None,
-        timeout: float | None = None,
-        depends_on: Iterable[Job | int] = (),
-        parent: Job | int | None = None,
-        key: str | None = None,
-        agent: str | None = None,
-        on_dep_failure: str = "fail",
-        fail_parent: bool = True,
-        notify: bool = False,
+        self, task: str, data: dict[str, Any] | None = None, **options: Unpack[JobOptions]
     ) -> Job:
         """Add one job and return it.
 
@@ -239,12 +161,9 @@ class Queue:
             job = ws.jobs.add("fetch", {"url": u}, priority=5, attempts=3,
                               backoff=("exponential", 1.0))
         """
-        spec = self._spec(
-            task, data, priority, delay, run_at, attempts, backoff, timeout,
-            depends_on, parent, key, agent, on_dep_failure, fail_parent, notify,
-        )  # fmt: skip
-        with self._tx() as ch:
-            return Job(self, self._insert(ch, [spec])[0])
+        spec = self.spec(task, data, **options)
+        with self.transaction() as tx:
+            return Job(self, self._insert(tx, [spec])[0])
 
     def add_notebook(
         self,
@@ -282,18 +201,14 @@ class Queue:
         ``depends_on`` may name jobs added earlier in the same call.
         """
         specs = []
-        plain: dict[str, _Spec] = {}  # per task: the spec of a job added with no options
+        plain: dict[str, JobSpec] = {}  # per task: the spec of a job added with no options
         for item in items:
             if type(item) is tuple and len(item) == 2 and type(item[1]) is dict:
                 # the common shape, (task, data): validate the options once per task
                 base = plain.get(item[0])
                 if base is None:
-                    base = plain[item[0]] = self._spec(item[0], {})
-                try:
-                    data_json = dumps(item[1])
-                except (TypeError, ValueError) as e:
-                    raise InvalidJob(f"job data must be JSON-serialisable: {e}") from None
-                specs.append(base.with_data(data_json))
+                    base = plain[item[0]] = self.spec(item[0], {})
+                specs.append(base.with_data(encode_data(item[1])))
                 continue
             if isinstance(item, dict):
                 opts = dict(item)
@@ -304,93 +219,27 @@ class Queue:
                 raise InvalidJob(
                     f"add_bulk items are (task, data[, options]) or dicts, not {item!r}"
                 )
-            try:
-                specs.append(self._spec(task, data, **opts))
-            except TypeError as e:
-                raise InvalidJob(f"bad option in add_bulk item {item!r}: {e}") from None
+            specs.append(self.spec(task, data, **opts))
         if not specs:
             return []
-        with self._tx() as ch:
+        with self.transaction() as ch:
             rows = self._insert(ch, specs)
         seen = self.store.version()
         return [Job(self, r, seen) for r in rows]
 
-    def _spec(
-        self,
-        task: str,
-        data: dict[str, Any] | None = None,
-        priority: int = 0,
-        delay: float = 0,
-        run_at: Any = None,
-        attempts: int | None = None,
-        backoff: Any = None,
-        timeout: float | None = None,
-        depends_on: Iterable[Job | int] = (),
-        parent: Job | int | None = None,
-        key: str | None = None,
-        agent: str | None = None,
-        on_dep_failure: str = "fail",
-        fail_parent: bool = True,
-        notify: bool = False,
-    ) -> _Spec:
-        if not isinstance(task, str) or not task:
-            raise InvalidJob(f"task must be a non-empty name, not {task!r}")
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise InvalidJob(
-                f"job data must be a dict (passed to the handler as keyword arguments), "
-                f"not {type(data).__name__}"
-            )
-        try:
-            data_json = dumps(data)
-        except (TypeError, ValueError) as e:
-            raise InvalidJob(f"job data must be JSON-serialisable: {e}") from None
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise InvalidJob(f"priority must be an integer (higher runs sooner), not {priority!r}")
-        spec = self.tasks.get(task)
-        if attempts is None:
-            attempts = spec.attempts if spec and spec.attempts else 1
-        if not isinstance(attempts, int) or attempts < 1:
-            raise InvalidJob(f"attempts must be an integer >= 1, not {attempts!r}")
-        if backoff is None and spec is not None:
-            backoff = spec.backoff
-        b = normalise_backoff(backoff)
-        if timeout is None and spec is not None:
-            timeout = spec.timeout
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            raise InvalidJob(f"timeout must be a positive number of seconds, not {timeout!r}")
-        when = None
-        if run_at is not None:
-            when = _epoch(run_at, "run_at")
-        elif delay:
-            if not isinstance(delay, (int, float)) or delay < 0:
-                raise InvalidJob(f"delay must be a number of seconds >= 0, not {delay!r}")
-            when = time.time() + delay
-        if on_dep_failure not in ("fail", "ignore"):
-            raise InvalidJob(f"on_dep_failure must be 'fail' or 'ignore', not {on_dep_failure!r}")
-        if key is not None and not isinstance(key, str):
-            raise InvalidJob(f"key must be a string, not {key!r}")
-        if isinstance(depends_on, (Job, int)):
-            depends_on = [depends_on]
-        return _Spec(
-            task=task,
-            data=data_json,
-            priority=priority,
-            run_at=when,
-            attempts=attempts,
-            backoff=dumps(b) if b else None,
-            timeout=float(timeout) if timeout is not None else None,
-            depends_on=[_job_id(d, "depends_on") for d in depends_on],
-            parent=None if parent is None else _job_id(parent, "parent"),
-            key=key,
-            agent=agent,
-            on_dep_failure=on_dep_failure,
-            fail_parent=bool(fail_parent),
-            notify=bool(notify),
-        )
+    def spec(
+        self, task: str, data: dict[str, Any] | None = None, **options: Unpack[JobOptions]
+    ) -> JobSpec:
+        """Check a job as :meth:`add` would, without adding it; the task's defaults
+        registered in this process fill what is not given."""
+        return job_spec(task, data, options, self._tasks.get(task))
 
-    def _insert(self, ch: _Changes, specs: Sequence[_Spec]) -> list[dict[str, Any]]:
+    def insert_in(self, tx: Transaction, specs: Sequence[JobSpec]) -> list[Job]:
+        """Add checked jobs inside a :meth:`transaction` that also changes other rows
+        (a schedule firing): they commit, or not, together."""
+        return [Job(self, row) for row in self._insert(tx, specs)]
+
+    def _insert(self, ch: Transaction, specs: Sequence[JobSpec]) -> list[dict[str, Any]]:
         c, now = ch.c, ch.now
         out: list[dict[str, Any] | None] = [None] * len(specs)
         by_key: dict[str, int] = {}
@@ -406,7 +255,7 @@ class Queue:
                 if s.key in by_key:
                     out[i] = out[by_key[s.key]]
                     continue
-                hit = c.execute("SELECT * FROM jobs WHERE key = ?", (s.key,)).fetchone()
+                hit = c.execute(f"{SELECT_JOBS} WHERE key = ?", (s.key,)).fetchone()
                 if hit is not None:
                     out[i] = dict(zip(COLUMNS, hit))
                     by_key[s.key] = i
@@ -436,7 +285,11 @@ class Queue:
                         self._set_status(ch, s.parent, BLOCKED, {"reason": "children"})
                     else:  # the parent is in this batch: its row is not written yet
                         row_at, out_at = at
-                        rows[row_at] = (*rows[row_at][:4], BLOCKED, *rows[row_at][5:])
+                        rows[row_at] = (
+                            *rows[row_at][:_STATUS],
+                            BLOCKED,
+                            *rows[row_at][_STATUS + 1 :],
+                        )
                         out[out_at]["status"] = BLOCKED  # type: ignore[index]
                         ch.event(s.parent, "job.blocked", {"reason": "children"})
                     new_status[s.parent] = BLOCKED
@@ -460,16 +313,8 @@ class Queue:
             if status == FAILED:
                 ch.event(jid, "job.failed", {"task": s.task, "error": error, "reason": reason})
                 finished.append((jid, FAILED))
-            out[i] = {
-                "id": jid, "task": s.task, "agent": s.agent, "data": s.data, "status": status,
-                "priority": s.priority, "run_at": s.run_at, "attempts": s.attempts,
-                "attempts_made": 0, "backoff": s.backoff, "timeout": s.timeout,
-                "parent_id": s.parent, "key": s.key, "on_dep_failure": s.on_dep_failure,
-                "lease_owner": None, "lease_expires": None, "progress": None, "result": None,
-                "error": error, "fail_reason": reason, "body_done": 0, "created_at": now,
-                "started_at": None, "finished_at": finished_at, "notify": int(s.notify),
-            }  # fmt: skip
-        c.executemany(_INSERT_JOB, rows)
+            out[i] = {**NEW_ROW, **dict(zip(INSERT_COLUMNS, row))}
+        c.executemany(INSERT_JOB, rows)
         if edges:
             c.executemany("INSERT OR IGNORE INTO job_deps VALUES (?, ?, ?)", edges)
         if finished:
@@ -487,7 +332,7 @@ class Queue:
 
     def _row(self, jid: int) -> dict[str, Any] | None:
         with self.store.lock:
-            row = self.store.conn.execute("SELECT * FROM jobs WHERE id = ?", (jid,)).fetchone()
+            row = self.store.conn.execute(f"{SELECT_JOBS} WHERE id = ?", (jid,)).fetchone()
         return None if row is None else dict(zip(COLUMNS, row))
 
     def get(self, job_id: int) -> Job:
@@ -525,7 +370,7 @@ class Queue:
         if parent is not None:
             where.append("parent_id = ?")
             params.append(_job_id(parent, "parent"))
-        sql = "SELECT * FROM jobs"
+        sql = SELECT_JOBS
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC" if newest_first else " ORDER BY id"
@@ -565,14 +410,14 @@ class Queue:
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             job = self.get(job_id)
-            if job._row["status"] in TERMINAL:
+            if job.snapshot["status"] in TERMINAL:
                 return job._raise_if_failed()
             step = self.poll_interval
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
                     raise TimeoutError(
-                        f"job {job_id} is still {job._row['status']} after {timeout} s"
+                        f"job {job_id} is still {job.snapshot['status']} after {timeout} s"
                     )
                 step = min(step, left)
             fut = loop.create_future()
@@ -592,14 +437,14 @@ class Queue:
         """Cancel a job that has not finished (a running one is stopped too), and its
         unfinished children. Returns False if it had already finished."""
         jid = _job_id(job_id, "job_id")
-        with self._tx() as ch:
+        with self.transaction() as ch:
             status = self._status_or_404(ch.c, jid)
             if status in TERMINAL:
                 return False
             self._cancel(ch, jid, status)
         return True
 
-    def _cancel(self, ch: _Changes, jid: int, status: str) -> None:
+    def _cancel(self, ch: Transaction, jid: int, status: str) -> None:
         ch.c.execute(
             f"UPDATE jobs SET status = 'cancelled', error = 'cancelled', fail_reason = 'cancelled', "
             f"finished_at = ?, {_CLEAR_LEASE} WHERE id = ?",
@@ -621,7 +466,7 @@ class Queue:
         parent) are revived too and wait for it again.
         """
         jid = _job_id(job_id, "job_id")
-        with self._tx() as ch:
+        with self.transaction() as ch:
             status = self._status_or_404(ch.c, jid)
             if status not in (FAILED, CANCELLED):
                 raise InvalidJob(
@@ -630,7 +475,7 @@ class Queue:
             self._requeue(ch, jid, reason="retry")
         return self.get(jid)
 
-    def _requeue(self, ch: _Changes, jid: int, reason: str) -> None:
+    def _requeue(self, ch: Transaction, jid: int, reason: str) -> None:
         c = ch.c
         blocked = c.execute(_UNRESOLVED, (jid,)).fetchone() is not None
         status = BLOCKED if blocked else WAITING
@@ -655,7 +500,7 @@ class Queue:
         jid = _job_id(job_id, "job_id")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise InvalidJob(f"priority must be an integer, not {priority!r}")
-        with self._tx() as ch:
+        with self.transaction() as ch:
             status = self._status_or_404(ch.c, jid)
             if status in TERMINAL:
                 raise InvalidJob(f"job {jid} is {status}; its priority no longer matters")
@@ -671,7 +516,7 @@ class Queue:
         self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> None:
-        with self._tx() as ch:
+        with self.transaction() as ch:
             ch.c.execute(
                 "INSERT OR REPLACE INTO settings VALUES ('queue.paused', ?)", (dumps(paused),)
             )
@@ -698,7 +543,7 @@ class Queue:
 
     def set_notifications(self, on: bool) -> None:
         """Turn the workspace's notifications on or off (``%wiz notify on|off``)."""
-        with self._tx() as ch:
+        with self.transaction() as ch:
             ch.c.execute("INSERT OR REPLACE INTO settings VALUES ('notify', ?)", (dumps(bool(on)),))
 
     def notifications(
@@ -739,13 +584,13 @@ class Queue:
         """Record a job's progress (0-100, or a dict) and tell subscribers."""
         if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
             raise InvalidJob(f"progress is a number 0-100 or a dict, not {value!r}")
-        with self._tx() as ch:
+        with self.transaction() as ch:
             ch.c.execute("UPDATE jobs SET progress = ? WHERE id = ?", (dumps(value), job_id))
             ch.event(job_id, "job.progress", {"progress": value})
 
     def log(self, job_id: int, line: str) -> None:
         """Append a log line to a job's history."""
-        with self._tx() as ch:
+        with self.transaction() as ch:
             ch.event(job_id, "job.log", {"line": line})
 
     # -- runtime side --------------------------------------------------------------------------
@@ -782,7 +627,7 @@ class Queue:
                 "ORDER BY priority DESC, id LIMIT ?"
             )
             params = [*names, slots]
-        with self._tx() as ch:
+        with self.transaction() as ch:
             now = ch.now
             rows = ch.c.execute(
                 "UPDATE jobs SET status = 'active', lease_owner = ?, lease_expires = ?, "
@@ -802,7 +647,7 @@ class Queue:
         A job whose children are still running moves to ``blocked`` with its result
         kept; it completes when the last child finishes.
         """
-        with self._tx() as ch:
+        with self.transaction() as ch:
             c, now = ch.c, ch.now
             finished = []
             for jid, task, result in results:
@@ -840,7 +685,7 @@ class Queue:
 
         Returns the job's new status, or None if the owner no longer held it.
         """
-        with self._tx() as ch:
+        with self.transaction() as ch:
             row = ch.c.execute(
                 "SELECT task, attempts, attempts_made, backoff FROM jobs "
                 "WHERE id = ? AND status = 'active' AND lease_owner = ?",
@@ -862,7 +707,7 @@ class Queue:
             return FAILED
 
     def _retry_later(
-        self, ch: _Changes, jid: int, made: int, backoff: Backoff | None, info: dict[str, Any]
+        self, ch: Transaction, jid: int, made: int, backoff: Backoff | None, info: dict[str, Any]
     ) -> str:
         delay = backoff_delay(backoff, made)
         status = DELAYED if delay > 0 else WAITING
@@ -880,7 +725,7 @@ class Queue:
         return status
 
     def _finish_failed(
-        self, ch: _Changes, jid: int, error: str, reason: str, info: dict[str, Any]
+        self, ch: Transaction, jid: int, error: str, reason: str, info: dict[str, Any]
     ) -> None:
         ch.c.execute(
             f"UPDATE jobs SET status = 'failed', error = ?, fail_reason = ?, finished_at = ?, "
@@ -906,7 +751,7 @@ class Queue:
 
     def release(self, owner: str, job_ids: Iterable[int]) -> None:
         """Give back running jobs on a graceful stop; the attempt does not count."""
-        with self._tx() as ch:
+        with self.transaction() as ch:
             for jid in job_ids:
                 cur = ch.c.execute(
                     f"UPDATE jobs SET status = 'waiting', attempts_made = MAX(attempts_made - 1, 0), "
@@ -930,7 +775,7 @@ class Queue:
         )
         if not any(o != owner or i not in kept for i, o in expired):
             return 0
-        with self._tx() as ch:
+        with self.transaction() as ch:
             rows = [
                 r
                 for r in ch.c.execute(
@@ -951,7 +796,7 @@ class Queue:
 
     def promote_due(self) -> float | None:
         """Delayed jobs whose time has come become waiting. Returns the next due time."""
-        with self._tx() as ch:
+        with self.transaction() as ch:
             for jid, task in ch.c.execute(
                 "UPDATE jobs SET status = 'waiting' WHERE status = 'delayed' AND run_at <= ? "
                 "RETURNING id, task",
@@ -965,8 +810,11 @@ class Queue:
     # -- internals -----------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[_Changes]:
-        ch = _Changes(now=time.time())
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction (``BEGIN IMMEDIATE``) whose events are written with it
+        and announced after the commit: the seam for other tables' changes that make
+        jobs (schedules fire through it with :meth:`insert_in`)."""
+        ch = Transaction(now=time.time())
         with self.store.write() as c:
             ch.c = c
             yield ch
@@ -985,7 +833,7 @@ class Queue:
                 c.executemany(_INSERT_EVENT, rows)
         self._announce(ch)
 
-    def _announce(self, ch: _Changes) -> None:
+    def _announce(self, ch: Transaction) -> None:
         bus = self.events
         for jid, name, data in ch.events:
             if bus.listeners(name):
@@ -1006,11 +854,11 @@ class Queue:
             raise JobNotFound(f"no job {jid} in this workspace")
         return row[0]
 
-    def _set_status(self, ch: _Changes, jid: int, status: str, data: dict[str, Any]) -> None:
+    def _set_status(self, ch: Transaction, jid: int, status: str, data: dict[str, Any]) -> None:
         ch.c.execute("UPDATE jobs SET status = ? WHERE id = ?", (status, jid))
         ch.event(jid, f"job.{status}", data)
 
-    def _settle(self, ch: _Changes, finished: list[tuple[int, str]]) -> None:
+    def _settle(self, ch: Transaction, finished: list[tuple[int, str]]) -> None:
         """Propagate finished jobs to the jobs blocked on them: unblock those with
         nothing left to wait for, fail those whose dependency failed."""
         c, now = ch.c, ch.now

@@ -37,7 +37,8 @@ from .executors import (
     ThreadExecutor,
     UnserialisableResult,
 )
-from .models import JobContext, TaskSpec, current_job, dumps
+from .models import JobContext, current_job, dumps
+from .options import TaskSpec
 from .queue import Queue, RuntimeHooks
 from .store import background
 
@@ -167,7 +168,7 @@ class Runtime(RuntimeHooks):
             if left:
                 self._stopped_ids.update(left)
                 for t, ctx, _ in list(self._active.values()):
-                    ctx._cancelled = True
+                    ctx.stop()
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self.queue.release(self.owner, left)
@@ -268,7 +269,7 @@ class Runtime(RuntimeHooks):
             entry = self._active.get(jid)
             if entry is not None:
                 self._stopped_ids.add(jid)
-                entry[1]._cancelled = True
+                entry[1].stop()
                 entry[0].cancel()
 
     def _wake_up(self) -> None:
@@ -354,7 +355,7 @@ class Runtime(RuntimeHooks):
                 except asyncio.TimeoutError:
                     if time.monotonic() - started < timeout * 0.99:
                         raise  # the handler's own TimeoutError, not ours
-                    ctx._cancelled = True
+                    ctx.stop()
                     self._outcome(
                         jid, q.fail, owner, jid, f"timed out after {timeout:g} s", "timeout"
                     )
@@ -362,7 +363,7 @@ class Runtime(RuntimeHooks):
             else:
                 result = await body
         except asyncio.CancelledError:
-            ctx._cancelled = True
+            ctx.stop()
             if jid not in self._stopped_ids:
                 raise
         except UnserialisableResult as e:

@@ -22,14 +22,16 @@ from .display import ScheduleList, when
 from .models import Job, dumps, loads
 from .notebooks import TASK as NOTEBOOK_TASK
 from .notebooks import Notebook
-from .queue import Queue, _Changes
+from .options import JOB_OPTIONS
+from .queue import Queue, Transaction
 from .system import BUILTIN_TRIGGERS
 from .triggers import Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-_JOB_OPTIONS = ("priority", "attempts", "backoff", "timeout", "agent", "on_dep_failure", "notify")
+#: a schedule's job template takes the job options that make sense on every run
+_JOB_OPTIONS = JOB_OPTIONS - {"delay", "run_at", "depends_on", "parent", "key", "fail_parent"}
 _COLUMNS = (
     "id name trigger template status next_run last_run run_count fail_count last_result created_at"
 ).split()
@@ -177,7 +179,7 @@ class Schedules:
         name = name or f"{label} {triggers.describe(spec)}"
         now = self.clock.now()
         nxt = triggers.first_run(spec, now)
-        with self.queue._tx() as ch:
+        with self.queue.transaction() as ch:
             c = ch.c
             row = c.execute("SELECT id FROM schedules WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -215,7 +217,7 @@ class Schedules:
             task = target
         else:
             raise InvalidSchedule(f"schedule a task name, an agent or a notebook, not {target!r}")
-        self.queue._spec(task, data, **options)  # the same checks as jobs.add, now
+        self.queue.spec(task, data, **options)  # the same checks as jobs.add, now
         return {"task": task, "data": data or {}, "options": options}
 
     def _named_trigger(self, name: str) -> Trigger:
@@ -289,7 +291,7 @@ class Schedules:
         nxt = s.next_run
         if s.kind in ("every", "cron") and (nxt is None or nxt < now):
             nxt = triggers.following_run(s.trigger, nxt or now, now)
-        with self.queue._tx() as ch:
+        with self.queue.transaction() as ch:
             ch.c.execute(
                 "UPDATE schedules SET status = 'active', next_run = ? WHERE id = ?", (nxt, s.id)
             )
@@ -300,14 +302,14 @@ class Schedules:
     def remove(self, schedule: int | str | Schedule) -> None:
         """Delete a schedule (the jobs it created stay)."""
         s = self.get(schedule)
-        with self.queue._tx() as ch:
+        with self.queue.transaction() as ch:
             ch.c.execute("DELETE FROM schedules WHERE id = ?", (s.id,))
             self._bump(ch)
         self.changed()
 
     def _set_status(self, schedule: int | str | Schedule, status: str) -> Schedule:
         s = self.get(schedule)
-        with self.queue._tx() as ch:
+        with self.queue.transaction() as ch:
             ch.c.execute("UPDATE schedules SET status = ? WHERE id = ?", (status, s.id))
             self._bump(ch)
         self.changed()
@@ -387,7 +389,7 @@ class Schedules:
         ``next_run``: the new value; ``expire``: a one-shot trigger is done;
         ``not_since``: fire only if the schedule has not fired since this Unix time.
         """
-        with self.queue._tx() as ch:
+        with self.queue.transaction() as ch:
             c = ch.c
             row = c.execute(
                 "SELECT status, next_run, template, name, last_run FROM schedules WHERE id = ?",
@@ -404,8 +406,8 @@ class Schedules:
                 return None
             tpl = loads(row[2])
             data = {**tpl["data"], **(extra or {})}
-            spec = self.queue._spec(tpl["task"], data, key=key, **tpl["options"])
-            job_row = self.queue._insert(ch, [spec])[0]
+            spec = self.queue.spec(tpl["task"], data, key=key, **tpl["options"])
+            [job] = self.queue.insert_in(ch, [spec])
             sets, params = ["last_run = ?", "run_count = run_count + 1"], [ch.now]
             if next_run is not _ANY:
                 sets.append("next_run = ?")
@@ -415,17 +417,17 @@ class Schedules:
             c.execute(f"UPDATE schedules SET {', '.join(sets)} WHERE id = ?", (*params, sid))
             c.execute(
                 "INSERT INTO schedule_runs VALUES (?, ?, ?, ?)",
-                (sid, job_row["id"], reason, ch.now),
+                (sid, job.id, reason, ch.now),
             )
-            ch.event(job_row["id"], "schedule.fired", {"schedule": row[3], "reason": reason})
+            ch.event(job.id, "schedule.fired", {"schedule": row[3], "reason": reason})
             self._bump(ch)
-        return Job(self.queue, job_row)
+        return job
 
     def _advance(
         self, sid: int, expect_next: float | None, next_run: float | None, expire: bool = False
     ) -> bool:
         """Move ``next_run`` on without firing (a skipped misfire)."""
-        with self.queue._tx() as ch:
+        with self.queue.transaction() as ch:
             cur = ch.c.execute(
                 "UPDATE schedules SET next_run = ?" + (", status = 'expired'" if expire else "")
                 + " WHERE id = ? AND next_run IS ? AND status = 'active'",
@@ -441,7 +443,7 @@ class Schedules:
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        with self.queue._tx() as ch:
+        with self.queue.transaction() as ch:
             sids = [r[0] for r in ch.c.execute(
                 f"SELECT DISTINCT schedule_id FROM schedule_runs WHERE job_id IN ({marks})", ids
             )]  # fmt: skip
@@ -477,7 +479,7 @@ class Schedules:
         return int(rows[0][0]) if rows else 0
 
     @staticmethod
-    def _bump(ch: _Changes) -> None:
+    def _bump(ch: Transaction) -> None:
         ch.c.execute(
             "INSERT INTO settings VALUES ('schedules.version', '1') ON CONFLICT(key) DO UPDATE "
             "SET value = CAST(value AS INTEGER) + 1"

@@ -18,18 +18,16 @@ import anywidget
 import traitlets
 
 from ..jobs.events import Event
-from ..jobs.models import COLUMNS, loads
+from ..jobs.models import COLUMNS, SELECT_JOBS, SUMMARY_COLUMNS, loads
 from ..jobs.notebooks import TASK as NOTEBOOK_TASK
 from ..jobs.notebooks import output_path
 from ..workspace import Workspace
 
 STATIC = pathlib.Path(__file__).parent / "static"
-_ROW_COLUMNS = ("id", "task", "agent", "status", "priority", "progress", "attempts", "attempts_made",
-                "error", "created_at", "started_at", "finished_at")  # fmt: skip
 
 
 def _row(r: dict[str, Any], runs_dir: str) -> dict[str, Any]:
-    out = {k: r[k] for k in _ROW_COLUMNS}
+    out = {k: r[k] for k in SUMMARY_COLUMNS}
     out["progress"] = loads(r["progress"])
     if r["task"] == NOTEBOOK_TASK:  # a notebook job: its name, and its executed copy to open
         source = (loads(r["data"]) or {}).get("path", "")
@@ -98,7 +96,7 @@ class JobBoard(anywidget.AnyWidget):
         for chunk in range(0, len(ids), 500):
             part = ids[chunk : chunk + 500]
             rows += self.ws.store.read(
-                f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(part))})", tuple(part)
+                f"{SELECT_JOBS} WHERE id IN ({','.join('?' * len(part))})", tuple(part)
             )
         self.counts = self.ws.jobs.counts()
         self._show_cluster()
@@ -115,10 +113,10 @@ class JobBoard(anywidget.AnyWidget):
         if self.text_filter:
             needle = self.text_filter.lower()
             jobs = [
-                j for j in jobs if needle in f"{j.task} {j._row['agent'] or ''} {j.id}".lower()
+                j for j in jobs if needle in f"{j.task} {j.snapshot['agent'] or ''} {j.id}".lower()
             ][: self.limit]
         self.counts = self.ws.jobs.counts()
-        self.send({"type": "snapshot", "jobs": [_row(j._row, self.ws.runs_dir) for j in jobs]})
+        self.send({"type": "snapshot", "jobs": [_row(j.snapshot, self.ws.runs_dir) for j in jobs]})
 
     def _show_cluster(self) -> None:
         dask = self.ws.dask

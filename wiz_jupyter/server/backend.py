@@ -24,17 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import JobNotFound, ScheduleNotFound
-from ..jobs.models import STATUSES, loads
+from ..jobs.models import STATUSES, SUMMARY_COLUMNS, loads
 from ..jobs.notebooks import TASK as NOTEBOOK_TASK
 from ..jobs.notebooks import output_path
 from ..workspace import Workspace
 
 T = TypeVar("T")
 
-#: columns of a job in a list (its data and result come with the job's detail)
-LIST_COLUMNS = ("id", "task", "agent", "status", "priority", "progress", "attempts",
-                "attempts_made", "error", "fail_reason", "parent_id", "run_at", "created_at",
-                "started_at", "finished_at", "notify")  # fmt: skip
 #: activity columns stored as JSON text by the agents layer
 _ACTIVITY_JSON = ("plan", "criteria", "messages", "tool_calls", "validation")
 #: settings keys that look like credentials are never sent, whatever a persona stores
@@ -151,7 +147,7 @@ class Backend:
         page = ws.jobs.list(
             status, task=task, agent=agent, limit=limit + 1, offset=offset, newest_first=True
         )
-        rows = [_pick(j.as_dict(), LIST_COLUMNS) for j in page[:limit]]
+        rows = [_pick(j.as_dict(), SUMMARY_COLUMNS) for j in page[:limit]]
         return {"jobs": rows, "limit": limit, "offset": offset, "more": len(page) > limit}
 
     def notifications(self, after: int | None) -> dict[str, Any]:
@@ -230,15 +226,18 @@ class Backend:
     def cancel(self, job_id: int) -> dict[str, Any]:
         ws = self._require()
         cancelled = ws.jobs.cancel(job_id)
-        return {"cancelled": cancelled, "job": _pick(ws.jobs.get(job_id).as_dict(), LIST_COLUMNS)}
+        return {
+            "cancelled": cancelled,
+            "job": _pick(ws.jobs.get(job_id).as_dict(), SUMMARY_COLUMNS),
+        }
 
     def retry(self, job_id: int) -> dict[str, Any]:
         ws = self._require()
-        return {"job": _pick(ws.jobs.retry(job_id).as_dict(), LIST_COLUMNS)}
+        return {"job": _pick(ws.jobs.retry(job_id).as_dict(), SUMMARY_COLUMNS)}
 
     def set_priority(self, job_id: int, priority: int) -> dict[str, Any]:
         ws = self._require()
-        return {"job": _pick(ws.jobs.set_priority(job_id, priority).as_dict(), LIST_COLUMNS)}
+        return {"job": _pick(ws.jobs.set_priority(job_id, priority).as_dict(), SUMMARY_COLUMNS)}
 
     def pause_schedule(self, schedule_id: int) -> dict[str, Any]:
         ws = self._require_schedule(schedule_id)
