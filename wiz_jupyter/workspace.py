@@ -260,14 +260,21 @@ class Workspace:
     def agents(self) -> Agents:
         """The personas of this workspace: ``get``, ``list``, ``remove``, ``memory``."""
         from .agents.chat import Chats
+        from .agents.deps import AgentDeps
         from .agents.personas import Agents
         from .agents.runtime import AgentRuntime
         from .agents.schema import MIGRATIONS
 
         self.store.migrate("agents", MIGRATIONS)
-        registry = Agents(self)
-        registry.handler = AgentRuntime(self)
-        self.__dict__["chats"] = Chats(self)  # chats follow agent jobs from the start
+        deps = AgentDeps(
+            store=self.store, jobs=self.jobs, events=self.events, schedules=self.schedules,
+            llm=self.llm, path=self.path, start=self.start,
+            running=lambda: self.runtime.running, chat_panel=self.chat_panel,
+        )  # fmt: skip
+        deps.agents = registry = Agents(deps)
+        registry.handler = AgentRuntime(deps)
+        # chats follow agent jobs from the start
+        deps.chats = self.__dict__["chats"] = Chats(deps)
         return registry
 
     @functools.cached_property

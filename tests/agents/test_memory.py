@@ -128,7 +128,7 @@ async def test_the_memory_search_tool_and_the_job_opening_rank_by_meaning(ws):
     analyst = ws.agent("analyst", model=wiz.ScriptedModel(["noted"]), tools=["memory_search"])
     for text in RECALL["memories"]:
         analyst.memory.save(text)
-    ctx = ToolContext(ws, "analyst", analyst.folder, None)
+    ctx = ToolContext(ws.agents.deps, "analyst", analyst.folder, None)
     (search,) = builtin_tools(ctx, ["memory_search"])
     text, ok = await search.call({"query": "can I bring my puppy to work", "limit": 3})
     assert ok and RECALL["memories"][34] in json.loads(text)

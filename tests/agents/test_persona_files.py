@@ -103,7 +103,7 @@ async def test_a_persona_round_trips_through_a_file_with_every_field(ws, tmp_pat
 def _ctx(ws, agent):
     from wiz_jupyter.agents.tools import ToolContext
 
-    return ToolContext(ws=ws, agent=agent.name, folder=agent.folder, job_id=None)
+    return ToolContext(deps=ws.agents.deps, agent=agent.name, folder=agent.folder, job_id=None)
 
 
 def test_export_leaves_keys_out_and_says_so(ws, tmp_path, monkeypatch):

@@ -34,9 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JobFailed, WizError
 from ..jobs.events import Event
+from ..jobs.options import TaskSpec
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
+    from .deps import AgentDeps
 
 _FAN = re.compile(r"^(\w+)\[n\]$")
 
@@ -89,7 +91,7 @@ class Node(ChainOps):
 
         ``run`` names the run (default: a hash of the chain and the input, so the
         same call after a crash resumes it); ``ws``: the workspace (default: the
-        one of the chain's first agent, else ``wiz.workspace()``).
+        one of the chain's first agent; a chain with no agent needs it).
         """
         return _Run.start(self, value, ws, run)
 
@@ -146,7 +148,7 @@ class FnNode(Node):
         self, run: _Run, value: Any, path: str, after: list[int]
     ) -> tuple[Any, list[int]]:
         fid = run.register(self.fn)
-        job = run.ws.jobs.add("wiz.chain.call", {"fn": fid, "value": value}, key=run.key(path),
+        job = run.deps.jobs.add("wiz.chain.call", {"fn": fid, "value": value}, key=run.key(path),
                               depends_on=after, on_dep_failure="ignore")  # fmt: skip
         return await run.wait(job, path, self.label()), [job.id]
 
@@ -189,7 +191,7 @@ class CF(Node):
         sid = run.register(self.schema)
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         select = self.select if isinstance(self.select, str) else list(self.select)
-        job = run.ws.jobs.add("wiz.chain.extract", {"schema": sid, "text": text, "select": select,
+        job = run.deps.jobs.add("wiz.chain.extract", {"schema": sid, "text": text, "select": select,
                               "model": getattr(self.model, "name", self.model)}, key=run.key(path),
                               depends_on=after, on_dep_failure="ignore")  # fmt: skip
         return await run.wait(job, path, self.label()), [job.id]
@@ -448,8 +450,8 @@ class Graph:
 class _Run:
     """One run of a chain: names its node jobs, waits for them, reports progress."""
 
-    def __init__(self, ws: Workspace, chain: Node, run_id: str):
-        self.ws = ws
+    def __init__(self, deps: AgentDeps, chain: Node, run_id: str):
+        self.deps = deps
         self.chain = chain
         self.id = run_id
         self.jobs: dict[str, int] = {}
@@ -457,30 +459,29 @@ class _Run:
 
     @classmethod
     async def start(cls, chain: Node, value: Any, ws: Workspace | None, run: str | None) -> Any:
-        if ws is None:
-            agents = chain._agents()
-            if agents:
-                ws = agents[0]._agents.ws
-            else:
-                from ..workspace import workspace
-
-                ws = workspace()
-        install(ws)
-        if not ws.runtime.running:
-            await ws.start()
+        if ws is not None:
+            deps = ws.agents.deps
+        elif agents := chain._agents():
+            deps = agents[0].deps
+        else:
+            raise WizError(
+                "this chain has no agent to take the workspace from: chain.run(value, ws=ws)"
+            )
+        install(deps)
+        await deps.ensure_running()
         if run is None:
             material = json.dumps([chain.label(), value], default=str, sort_keys=True)
             run = hashlib.sha256(material.encode()).hexdigest()[:16]
-        self = cls(ws, chain, run)
+        self = cls(deps, chain, run)
         result, _ = await chain._run(self, value, "root", [])
-        ws.events.emit(Event("chain.done", None, {"run": run, "chain": chain.label()}))
+        deps.events.emit(Event("chain.done", None, {"run": run, "chain": chain.label()}))
         return result
 
     def key(self, path: str) -> str:
         return f"chain:{self.id}:{path}"
 
     def register(self, obj: Any) -> str:
-        registry = _registry(self.ws)
+        registry = self.deps.chain_registry
         name = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
         if "<lambda>" in name or "<locals>" in name:  # not unique by name: add what sets it apart
             extra = repr(getattr(obj, "__defaults__", None)) + repr(
@@ -495,8 +496,8 @@ class _Run:
         if job.status in ("failed", "cancelled") and job.created_at < self.started:
             # a node that failed in an earlier try of this run: running the chain again
             # retries it (the completed nodes before it are reused)
-            job = self.ws.jobs.retry(job)
-        self.ws.events.emit(
+            job = self.deps.jobs.retry(job)
+        self.deps.events.emit(
             Event(
                 "chain.node",
                 job.id,
@@ -504,7 +505,7 @@ class _Run:
             )
         )
         result = await job.wait()
-        self.ws.events.emit(
+        self.deps.events.emit(
             Event(
                 "chain.node",
                 job.id,
@@ -514,7 +515,7 @@ class _Run:
         return result
 
     def note(self, path: str, label: str, what: str) -> None:
-        self.ws.events.emit(
+        self.deps.events.emit(
             Event("chain.node", None, {"run": self.id, "node": label, "path": path, "status": what})
         )
 
@@ -522,15 +523,12 @@ class _Run:
 # -- the chain tasks ------------------------------------------------------------------------------
 
 
-def _registry(ws: Workspace) -> dict[str, Any]:
-    return ws.__dict__.setdefault("_chain_registry", {})
-
-
-def install(ws: Workspace) -> None:
-    """Register the ``wiz.chain.*`` tasks on ``ws`` (once)."""
-    if "wiz.chain.call" in ws.jobs.tasks:
+def install(deps: AgentDeps) -> None:
+    """Register the ``wiz.chain.*`` tasks in this process (once per workspace): they call
+    the functions and models that chains name in ``deps.chain_registry``."""
+    if "wiz.chain.call" in deps.jobs.tasks:
         return
-    registry = _registry(ws)
+    registry = deps.chain_registry
 
     async def call(fn: str, value: Any) -> Any:
         target = registry.get(fn)
@@ -545,11 +543,11 @@ def install(ws: Workspace) -> None:
         cls = registry.get(schema)
         if cls is None:
             raise WizError(f"the model {schema} of this chain is not defined in this process")
-        data = (await ws.llm.structured(text, cls, model=model)).model_dump(mode="json")
+        data = (await deps.llm.structured(text, cls, model=model)).model_dump(mode="json")
         return _select(data, select)
 
-    ws.task(call, name="wiz.chain.call")
-    ws.task(extract, name="wiz.chain.extract")
+    deps.jobs.register(TaskSpec(name="wiz.chain.call", fn=call))
+    deps.jobs.register(TaskSpec(name="wiz.chain.extract", fn=extract))
 
 
 def _select(data: dict[str, Any], select: Any) -> Any:

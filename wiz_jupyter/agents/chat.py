@@ -19,7 +19,7 @@ from ..jobs.events import Event
 from ..jobs.models import Job, dumps, loads
 
 if TYPE_CHECKING:
-    from ..workspace import Workspace
+    from .deps import AgentDeps
 
 
 class Chat:
@@ -48,35 +48,33 @@ class Chat:
         named = [a for a in re.findall(r"@(\w+)", text) if a in self.agents]
         if agent is not None and agent not in self.agents:
             raise WizError(f"{agent} is not in this chat ({', '.join(self.agents)})")
-        agent = self._chats.ws.agents.get(agent or (named[0] if named else self.agents[0]))
+        agent = self._chats.deps.agents.get(agent or (named[0] if named else self.agents[0]))
         self.post(author, text, role="user")
         return agent.submit("chat", text, chat_id=self.id)
 
     async def ask(self, text: str, *, timeout: float | None = None) -> str:
         """Send and wait for the answer."""
-        ws = self._chats.ws
-        if not ws.runtime.running:
-            await ws.start()
+        await self._chats.deps.ensure_running()
         return await self.send(text).wait(timeout=timeout)
 
     def post(
         self, author: str, content: str, *, role: str = "agent", job_id: int | None = None
     ) -> int:
         """Append a message (agents' answers and errors arrive this way)."""
-        ws = self._chats.ws
+        deps = self._chats.deps
         now = time.time()
-        with ws.store.write() as c:
+        with deps.store.write() as c:
             mid = c.execute(
                 "INSERT INTO messages (chat_id, role, author, content, job_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (self.id, role, author, content, job_id, now),
             ).lastrowid
-        ws.events.emit(Event("chat.message", job_id, {"chat": self.id, "id": mid, "role": role, "author": author,
+        deps.events.emit(Event("chat.message", job_id, {"chat": self.id, "id": mid, "role": role, "author": author,
                                                       "content": content}, now))  # fmt: skip
         return mid
 
     def messages(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The conversation, oldest first (the last ``limit`` messages)."""
-        rows = self._chats.ws.store.read(
+        rows = self._chats.deps.store.read(
             "SELECT * FROM (SELECT id, role, author, content, job_id, created_at FROM messages "
             "WHERE chat_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
             (self.id, -1 if limit is None else limit),
@@ -114,10 +112,10 @@ class Chat:
 class Chats:
     """``ws.chats``: the workspace's conversations."""
 
-    def __init__(self, ws: Workspace):
-        self.ws = ws
+    def __init__(self, deps: AgentDeps):
+        self.deps = deps
         for name in ("job.failed", "job.cancelled"):
-            ws.events.on(name, self._job_failed)
+            deps.events.on(name, self._job_failed)
 
     def open(self, agents: str | list[str], *, title: str | None = None) -> Chat:
         """A new chat with these agents (by name)."""
@@ -125,9 +123,9 @@ class Chats:
         if not names:
             raise WizError("a chat needs at least one agent")
         for n in names:
-            self.ws.agents.get(n)  # a clear error for a missing agent
+            self.deps.agents.get(n)  # a clear error for a missing agent
         title = title or f"chat with {', '.join(names)}"
-        with self.ws.store.write() as c:
+        with self.deps.store.write() as c:
             cid = c.execute(
                 "INSERT INTO chats (title, agents, created_at) VALUES (?, ?, ?)",
                 (title, dumps(names), time.time()),
@@ -135,7 +133,7 @@ class Chats:
         return Chat(self, cid, title, names)
 
     def get(self, chat_id: int) -> Chat:
-        rows = self.ws.store.read("SELECT id, title, agents FROM chats WHERE id = ?", (chat_id,))
+        rows = self.deps.store.read("SELECT id, title, agents FROM chats WHERE id = ?", (chat_id,))
         if not rows:
             raise WizError(f"no chat {chat_id} in this workspace")
         return Chat(self, rows[0][0], rows[0][1], loads(rows[0][2]))
@@ -143,13 +141,13 @@ class Chats:
     def list(self) -> list[Chat]:
         return [
             Chat(self, r[0], r[1], loads(r[2]))
-            for r in self.ws.store.read("SELECT id, title, agents FROM chats ORDER BY id")
+            for r in self.deps.store.read("SELECT id, title, agents FROM chats ORDER BY id")
         ]
 
     def _job_failed(self, event: Event) -> None:
         if event.job_id is None or not str(event.data.get("task", "agent:")).startswith("agent:"):
             return
-        job = self.ws.jobs.get(event.job_id)
+        job = self.deps.jobs.get(event.job_id)
         chat_id = job.data.get("chat_id")
         if chat_id is None:
             return

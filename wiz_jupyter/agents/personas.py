@@ -18,7 +18,7 @@ from .memory import Memory, VectorIndex
 from .tools import BUILTIN, Tool, ToolContext, builtin_tools, expand, tool
 
 if TYPE_CHECKING:
-    from ..workspace import Workspace
+    from .deps import AgentDeps
 
 FIELDS = (
     "role",
@@ -50,6 +50,11 @@ class Agent(ChainOps):
     def __init__(self, agents: Agents, row: dict[str, Any]):
         self._agents = agents
         self._row = row
+
+    @property
+    def deps(self) -> AgentDeps:
+        """The workspace parts this agent works with (its jobs, store, events, ...)."""
+        return self._agents.deps
 
     # -- the persona ---------------------------------------------------------------------------
 
@@ -119,7 +124,7 @@ class Agent(ChainOps):
     @property
     def status(self) -> str:
         """busy while one of its jobs runs, else idle."""
-        busy = self._agents.ws.store.read(
+        busy = self._agents.deps.store.read(
             "SELECT 1 FROM jobs WHERE agent = ? AND status = 'active' LIMIT 1", (self.name,)
         )
         return "busy" if busy else "idle"
@@ -169,7 +174,7 @@ class Agent(ChainOps):
             kernel = stamp(prompt, by_user=by_user)
             if kernel is not None:
                 data["kernel"] = kernel
-        job = self._agents.ws.jobs.add(
+        job = self._agents.deps.jobs.add(
             f"{TASK_PREFIX}{self.name}", data, agent=self.name, **options
         )
         self._agents.ensure_running()
@@ -184,9 +189,7 @@ class Agent(ChainOps):
     async def ask(self, prompt: str, *, timeout: float | None = None) -> str:
         """A chat-style answer (tools allowed, no planning). Runs as a job, so it shows
         on the board; starts the workspace runtime if it is not running."""
-        ws = self._agents.ws
-        if not ws.runtime.running:
-            await ws.start()
+        await self._agents.deps.ensure_running()
         job = self.submit("ask", prompt)
         return await job.wait(timeout=timeout)
 
@@ -195,7 +198,7 @@ class Agent(ChainOps):
         memories and keeps every distinct fact (:meth:`Memory.consolidate`). Its result is
         ``{"checked", "merged", "kept"}``. The job has no ``agent`` of its own, so it
         does not count as the agent's work (an idle trigger does not see it)."""
-        job = self._agents.ws.jobs.add(
+        job = self._agents.deps.jobs.add(
             f"{TASK_PREFIX}{self.name}{CONSOLIDATE_SUFFIX}", {}, **options
         )
         self._agents.ensure_running()
@@ -210,7 +213,7 @@ class Agent(ChainOps):
 
             analyst.consolidate_when_idle(after=300)
         """
-        return self._agents.ws.schedules.add(
+        return self._agents.deps.schedules.add(
             f"{TASK_PREFIX}{self.name}{CONSOLIDATE_SUFFIX}",
             {},
             name=f"{self.name}{CONSOLIDATE_SUFFIX}",
@@ -219,11 +222,11 @@ class Agent(ChainOps):
 
     def history(self, limit: int | None = 50) -> list[Job]:
         """This agent's jobs, newest first."""
-        return self._agents.ws.jobs.list(agent=self.name, limit=limit, newest_first=True)
+        return self._agents.deps.jobs.list(agent=self.name, limit=limit, newest_first=True)
 
     def chat(self, **options: Any) -> Any:
         """A chat panel widget with this agent."""
-        return self._agents.ws.chat_panel(self.name, **options)
+        return self._agents.deps.chat_panel(self.name, **options)
 
     def schedule_template(self) -> dict[str, Any]:
         """So ``ws.schedules.add(agent, {"prompt": ...}, cron=...)`` schedules agent work."""
@@ -244,16 +247,16 @@ class Agent(ChainOps):
 class Agents:
     """``ws.agents``: the workspace's personas."""
 
-    def __init__(self, ws: Workspace):
-        self.ws = ws
+    def __init__(self, deps: AgentDeps):
+        self.deps = deps
         self._functions: dict[str, dict[str, Tool]] = {}
         self._models: dict[str, Any] = {}
         self._starting: asyncio.Task | None = None
         self.handler: Callable[..., Any] | None = None  # set by the agent runtime
         #: tools known by name in this process (persona files name them)
         self.tools: dict[str, Tool] = {}
-        self.vectors = VectorIndex(ws.store)
-        logs = None if ws.store.in_memory else Path(ws.path).resolve().parent / "mcp"
+        self.vectors = VectorIndex(deps.store)
+        logs = None if deps.store.in_memory else Path(deps.path).resolve().parent / "mcp"
         self.mcp = MCPClients(logs)  # the MCP servers of agents' tools, started on first use
 
     @property
@@ -327,7 +330,7 @@ class Agents:
             elif key in ("max_steps", "concurrency") and (not isinstance(value, int) or value < 1):
                 raise WizError(f"{key} must be a whole number >= 1, not {value!r}")
             values[key] = value
-        with self.ws.store.write() as c:
+        with self.deps.store.write() as c:
             if row is None:
                 values.setdefault("folder", str(self._default_folder(name)))
                 cols = ["name", *values, "created_at", "updated_at"]
@@ -419,7 +422,7 @@ class Agents:
             for t in p.tools
         ]
         if self._row(name) is not None:  # replace: what the file leaves out is cleared
-            with self.ws.store.write() as c:
+            with self.deps.store.write() as c:
                 c.execute(
                     "UPDATE agents SET role = NULL, goal = NULL, backstory = NULL, "
                     "instructions = NULL, model = NULL WHERE name = ?",
@@ -428,14 +431,14 @@ class Agents:
         return self.define(name, **fields)
 
     def _default_folder(self, name: str) -> Path:
-        if self.ws.store.in_memory:
+        if self.deps.store.in_memory:
             import tempfile
 
             return Path(tempfile.mkdtemp(prefix=f"wiz-{name}-"))
-        return Path(self.ws.path).resolve().parent / "agents" / name
+        return Path(self.deps.path).resolve().parent / "agents" / name
 
     def _row(self, name: str) -> dict[str, Any] | None:
-        rows = self.ws.store.read("SELECT * FROM agents WHERE name = ?", (name,))
+        rows = self.deps.store.read("SELECT * FROM agents WHERE name = ?", (name,))
         return dict(rows[0]) if rows else None
 
     def get(self, name: str) -> Agent:
@@ -452,32 +455,31 @@ class Agents:
 
     def list(self) -> list[Agent]:
         return [
-            Agent(self, dict(r)) for r in self.ws.store.read("SELECT * FROM agents ORDER BY name")
+            Agent(self, dict(r)) for r in self.deps.store.read("SELECT * FROM agents ORDER BY name")
         ]
 
     def remove(self, name: str) -> None:
         self.get(name)
-        with self.ws.store.write() as c:
+        with self.deps.store.write() as c:
             c.execute("DELETE FROM agents WHERE name = ?", (name,))
         self._functions.pop(name, None)
-        self.ws.jobs.unregister(f"{TASK_PREFIX}{name}")
-        self.ws.jobs.unregister(f"{TASK_PREFIX}{name}{CONSOLIDATE_SUFFIX}")
+        self.deps.jobs.unregister(f"{TASK_PREFIX}{name}")
+        self.deps.jobs.unregister(f"{TASK_PREFIX}{name}{CONSOLIDATE_SUFFIX}")
 
     def ensure_running(self) -> None:
         """Agent work should not wait for an explicit ``await ws.start()``: start the
         runtime on the running loop (a notebook's) if it is not running."""
-        ws = self.ws
-        if ws.runtime.running or (self._starting is not None and not self._starting.done()):
+        if self.deps.running() or (self._starting is not None and not self._starting.done()):
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop: scripts call `await ws.start()` or `ws.run_until_idle()`
-        self._starting = loop.create_task(ws.start())
+        self._starting = loop.create_task(self.deps.start())
 
     def memory(self, name: str) -> Memory:
         """The memory of agent ``name`` (``agent.memory``)."""
-        return Memory(self.ws.store, name, self.vectors)
+        return Memory(self.deps.store, name, self.vectors)
 
     def _consolidate(self, job: Any) -> dict[str, Any]:
         """The handler of ``agent:NAME:consolidate`` jobs (runs in a thread)."""
@@ -495,15 +497,15 @@ class Agents:
         concurrency is the task's."""
         task = f"{TASK_PREFIX}{agent.name}"
         consolidate = task + CONSOLIDATE_SUFFIX
-        if consolidate not in self.ws.jobs.tasks:
-            self.ws.jobs.register(
+        if consolidate not in self.deps.jobs.tasks:
+            self.deps.jobs.register(
                 TaskSpec(name=consolidate, fn=self._consolidate, concurrency=1, executor="thread")
             )
-        spec = self.ws.jobs.tasks.get(task)
+        spec = self.deps.jobs.tasks.get(task)
         if spec is not None and spec.concurrency == agent.concurrency:
             return
         assert self.handler is not None
-        self.ws.jobs.register(
+        self.deps.jobs.register(
             TaskSpec(name=task, fn=self.handler, concurrency=agent.concurrency, executor="loop")
         )
 

@@ -32,7 +32,8 @@ from .messages import ToolCall
 from .tools import Tool, ToolContext
 
 if TYPE_CHECKING:
-    from ..workspace import Workspace
+    from ..jobs.store import Store
+    from .deps import AgentDeps
     from .personas import Agent
 
 MAX_REPLANS = 2
@@ -74,8 +75,8 @@ class Activity:
     steps: int = 0
 
     @classmethod
-    def load(cls, ws: Workspace, job_id: int, agent: str) -> Activity:
-        rows = ws.store.read("SELECT * FROM activity WHERE job_id = ?", (job_id,))
+    def load(cls, store: Store, job_id: int, agent: str) -> Activity:
+        rows = store.read("SELECT * FROM activity WHERE job_id = ?", (job_id,))
         if not rows:
             return cls(job_id, agent)
         r = dict(rows[0])
@@ -85,8 +86,8 @@ class Activity:
             r["replans"], r["steps"],
         )  # fmt: skip
 
-    def save(self, ws: Workspace) -> None:
-        with ws.store.write() as c:
+    def save(self, store: Store) -> None:
+        with store.write() as c:
             c.execute(
                 "INSERT OR REPLACE INTO activity VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self.job_id, self.agent, self.phase, dumps(self.plan), dumps(self.criteria),
@@ -98,8 +99,8 @@ class Activity:
 class AgentRuntime:
     """Runs agent jobs for one workspace (registered as each agent's task handler)."""
 
-    def __init__(self, ws: Workspace):
-        self.ws = ws
+    def __init__(self, deps: AgentDeps):
+        self.deps = deps
 
     async def __call__(
         self,
@@ -112,24 +113,24 @@ class AgentRuntime:
         kernel: dict[str, Any] | None = None,
     ) -> str:
         name = job.task.split(":", 1)[1]
-        agent = self.ws.agents.get(name)
-        ctx = ToolContext(self.ws, agent.name, agent.folder, job.id, chat_id, kernel)
+        agent = self.deps.agents.get(name)
+        ctx = ToolContext(self.deps, agent.name, agent.folder, job.id, chat_id, kernel)
         tools = agent.tools_for(ctx)
         if agent.mcp_servers:  # started on first use; their tools are the servers' own
-            tools += await self.ws.agents.mcp.tools(agent.mcp_servers, {t.name for t in tools})
-        act = Activity.load(self.ws, job.id, agent.name)
+            tools += await self.deps.agents.mcp.tools(agent.mcp_servers, {t.name for t in tools})
+        act = Activity.load(self.deps.store, job.id, agent.name)
         if not act.messages:
             act.messages = await self._opening(agent, kind, prompt, chat_id, sender)
             act.phase = "plan" if kind == "assign" else "act"
-            act.save(self.ws)
+            act.save(self.deps.store)
         if kind == "assign":
             answer = await self._lifecycle(agent, act, tools, prompt, validation or [], job)
         else:
             answer = await self._act(agent, act, tools, job)
             act.phase = "done"
-            act.save(self.ws)
+            act.save(self.deps.store)
         if chat_id is not None:
-            self.ws.chats.get(chat_id).post(agent.name, answer, job_id=job.id)
+            self.deps.chats.get(chat_id).post(agent.name, answer, job_id=job.id)
         return answer
 
     # -- the lifecycle -------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class AgentRuntime:
             )
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         if chat_id is not None:
-            messages += self.ws.chats.get(chat_id).context(agent.name, CHAT_CONTEXT)
+            messages += self.deps.chats.get(chat_id).context(agent.name, CHAT_CONTEXT)
             if messages[-1].get("content") != prompt:
                 messages.append({"role": "user", "content": prompt})
         else:
@@ -163,7 +164,7 @@ class AgentRuntime:
         validation: list[str],
         job: JobContext,
     ) -> str:
-        llm, opts = self.ws.llm, self._options(agent, job)
+        llm, opts = self.deps.llm, self._options(agent, job)
         if act.phase == "plan":
             job.progress({"phase": "plan"})
             plan = await llm.structured(
@@ -173,13 +174,13 @@ class AgentRuntime:
             )  # fmt: skip
             self._set_plan(act, plan, validation, prompt)
             act.phase = "act"
-            act.save(self.ws)
+            act.save(self.deps.store)
         while True:
             if act.phase == "act":
                 job.progress({"phase": "act", "steps": act.steps})
                 await self._act(agent, act, tools, job)
                 act.phase = "validate"
-                act.save(self.ws)
+                act.save(self.deps.store)
             answer = act.messages[-1].get("content") or ""
             job.progress({"phase": "validate"})
             criteria = (
@@ -198,10 +199,10 @@ class AgentRuntime:
                 for lesson in verdict.learnings:
                     agent.memory.save(lesson, kind="learning", job_id=act.job_id)
                 act.phase = "done"
-                act.save(self.ws)
+                act.save(self.deps.store)
                 return answer
             if act.replans >= MAX_REPLANS:
-                act.save(self.ws)
+                act.save(self.deps.store)
                 raise AgentFailed(
                     f"{agent.name}'s answer failed validation {act.replans + 1} times: {verdict.reasons}"
                 )
@@ -218,7 +219,7 @@ class AgentRuntime:
                 {"role": "user", "content": f"{feedback}\nNew plan: " + "; ".join(plan.steps)}
             )
             act.phase = "act"
-            act.save(self.ws)
+            act.save(self.deps.store)
 
     def _set_plan(self, act: Activity, plan: Plan, validation: list[str], prompt: str) -> None:
         act.plan = plan.model_dump()
@@ -248,7 +249,7 @@ class AgentRuntime:
             reply = await self._turn(agent, act, schemas, opts, job)
             act.steps += 1
             act.messages.append(reply.message())
-            act.save(self.ws)
+            act.save(self.deps.store)
 
     async def _turn(
         self,
@@ -260,10 +261,10 @@ class AgentRuntime:
     ) -> Any:
         """One model turn; streamed as ``agent.delta`` events when someone listens (a chat
         panel, a waiting magic), so the words appear as they are written."""
-        bus = self.ws.events
+        bus = self.deps.events
         if not bus.listeners("agent.delta"):
-            return await self.ws.llm.chat(act.messages, tools=schemas, **opts)
-        stream = self.ws.llm.stream(act.messages, tools=schemas, **opts)
+            return await self.deps.llm.chat(act.messages, tools=schemas, **opts)
+        stream = self.deps.llm.stream(act.messages, tools=schemas, **opts)
         data = job.data
         async for piece in stream:
             if piece:
@@ -312,7 +313,7 @@ class AgentRuntime:
                 "seconds": round(time.perf_counter() - t0, 4),
             }
         )
-        act.save(self.ws)  # saved before the next step: a resumed job never runs it again
+        act.save(self.deps.store)  # saved before the next step: a resumed job never runs it again
         job.log(f"tool {call.name}: {'ok' if ok else text[:200]}")
 
     @staticmethod

@@ -32,7 +32,7 @@ from ..errors import ToolError
 from . import confined
 
 if TYPE_CHECKING:
-    from ..workspace import Workspace
+    from .deps import AgentDeps
 
 MAX_RESULT_CHARS = 20_000
 
@@ -161,9 +161,10 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
 
 @dataclass
 class ToolContext:
-    """What built-in tools may touch while an agent works a job."""
+    """What built-in tools may touch while an agent works a job: the agents layer's
+    parts of the workspace (``deps.jobs``, ``deps.agents``, ``deps.chats``, ...)."""
 
-    ws: Workspace
+    deps: AgentDeps
     agent: str
     folder: Path
     job_id: int | None
@@ -219,7 +220,7 @@ def memory_save(ctx: ToolContext, content: str, kind: str = "fact") -> str:
         content: what to remember
         kind: fact, learning or goal
     """
-    ctx.ws.agents.memory(ctx.agent).save(content, kind=kind, job_id=ctx.job_id)
+    ctx.deps.agents.memory(ctx.agent).save(content, kind=kind, job_id=ctx.job_id)
     return "saved"
 
 
@@ -231,7 +232,7 @@ async def memory_search(ctx: ToolContext, query: str, limit: int = 5) -> list[st
         query: what to look for, in your own words
         limit: how many memories at most
     """
-    found = await ctx.ws.agents.memory(ctx.agent).asearch(query, limit=limit)
+    found = await ctx.deps.agents.memory(ctx.agent).asearch(query, limit=limit)
     return [m["content"] for m in found]
 
 
@@ -244,7 +245,7 @@ async def send_message(ctx: ToolContext, agent: str, message: str) -> str:
     """
     if agent == ctx.agent:
         raise ToolError("you cannot message yourself")
-    other = ctx.ws.agents.get(agent)
+    other = ctx.deps.agents.get(agent)
     job = other.submit("message", message, sender=ctx.agent)
     return str(await job.wait())
 
@@ -262,7 +263,7 @@ def create_subjob(
     """
     if ctx.job_id is None:
         raise ToolError("sub-jobs need a running job")
-    target = ctx.ws.agents.get(agent or ctx.agent)
+    target = ctx.deps.agents.get(agent or ctx.agent)
     job = target.submit("assign", prompt, parent=ctx.job_id, priority=priority)
     return f"created job {job.id} for {target.name}"
 
@@ -274,10 +275,10 @@ def set_priority(ctx: ToolContext, job_id: int, priority: int) -> str:
         job_id: the job
         priority: the new priority (higher runs sooner)
     """
-    job = ctx.ws.jobs.get(job_id)
+    job = ctx.deps.jobs.get(job_id)
     if job.id != ctx.job_id and job.parent_id != ctx.job_id:
         raise ToolError(f"job {job_id} is neither yours nor one of your sub-jobs")
-    ctx.ws.jobs.set_priority(job_id, priority)
+    ctx.deps.jobs.set_priority(job_id, priority)
     return f"job {job_id} now has priority {priority}"
 
 
@@ -289,7 +290,7 @@ def post_to_chat(ctx: ToolContext, message: str) -> str:
     """
     if ctx.chat_id is None:
         raise ToolError("this job does not belong to a chat")
-    ctx.ws.chats.get(ctx.chat_id).post(ctx.agent, message, job_id=ctx.job_id)
+    ctx.deps.chats.get(ctx.chat_id).post(ctx.agent, message, job_id=ctx.job_id)
     return "posted"
 
 
