@@ -46,7 +46,7 @@ async def test_snapshot_respects_limit_and_filters(ws):
     for i in range(12):
         ws.jobs.add("fetch" if i % 2 else "parse", {"i": i})
     ws.jobs.cancel(3)
-    board._on_front_end(board, {"type": "ready"}, None)
+    assert board._ready({}, []) == ({"ok": True}, [])
     snap = sent.of("snapshot")[-1]["jobs"]
     assert [j["id"] for j in snap] == [12, 11, 10, 9, 8]
     board.status_filter = "cancelled"
@@ -60,14 +60,18 @@ async def test_snapshot_respects_limit_and_filters(ws):
 async def test_actions_from_the_board_reach_the_queue_and_errors_stay_in_the_board(ws):
     board, sent = board_for(ws)
     a, b = ws.jobs.add("t"), ws.jobs.add("t")
-    board._on_front_end(board, {"type": "cancel", "id": a.id}, None)
+    assert board._act({"action": "cancel", "id": a.id}, []) == ({"ok": True}, [])
     assert a.status == "cancelled"
-    board._on_front_end(board, {"type": "retry", "id": a.id}, None)
+    board._act({"action": "retry", "id": a.id}, [])
     assert a.status == "waiting"
-    board._on_front_end(board, {"type": "priority", "id": b.id, "priority": 4}, None)
+    board._act({"action": "priority", "id": b.id, "priority": 4}, [])
     assert b.priority == 4
-    board._on_front_end(board, {"type": "retry", "id": b.id}, None)  # not failed: refused
-    assert "only failed or cancelled" in sent.of("error")[-1]["message"]
+    answer, _ = board._act({"action": "retry", "id": b.id}, [])  # not failed: refused
+    assert "only failed or cancelled" in answer["error"]
+    for bad in ({"action": "cancel"}, {"action": "cancel", "id": "x"}, {"action": "pause", "id": 1},
+                None, {"action": "priority", "id": b.id, "priority": "high"}):  # fmt: skip
+        assert board._act(bad, [])[0]["error"]
+    assert b.priority == 4 and sent.of("error") == []
     board.close()
 
 

@@ -201,18 +201,7 @@ class NotebookRunner:
             "status": "running",
         }
         meta = nb.metadata["wiz"]  # the notebook holds a converted copy: update that one
-        client = nbclient.NotebookClient(
-            nb,
-            kernel_name=kernel_name,
-            timeout=None,  # the job's timeout bounds the whole run
-            # a loaded machine can be slow to send a cell's last output: wait for it
-            iopub_timeout=IOPUB_TIMEOUT,
-            record_timing=True,
-            resources={"metadata": {"path": cwd or str(source.parent)}},
-            # nbclient's warnings belong to the job, not on the stderr of whoever runs it
-            # (in a notebook, that is the output of whatever cell is running)
-            log=_client_log(job),
-        )
+        client = _client(nbclient, nb, kernel_name, cwd or str(source.parent), job)
         if job is not None:
             job.log(f"running a copy of {source.name} in kernel {kernel_name}: {out}")
             job.progress({"done": 0, "of": len(code)})
@@ -261,6 +250,21 @@ class NotebookRunner:
                     f"cell {run.exited + 1} exited with sys.exit(); the cells after it did not run"
                 )
         return result
+
+
+def _client(nbclient: Any, nb: Any, kernel_name: str, cwd: str, job: Any) -> Any:
+    return nbclient.NotebookClient(
+        nb,
+        kernel_name=kernel_name,
+        timeout=None,  # the job's timeout bounds the whole run
+        # a loaded machine can be slow to send a cell's last output: wait for it
+        iopub_timeout=IOPUB_TIMEOUT,
+        record_timing=True,
+        resources={"metadata": {"path": cwd}},
+        # nbclient's warnings belong to the job, not on the stderr of whoever runs it
+        # (in a notebook, that is the output of whatever cell is running)
+        log=_client_log(job),
+    )
 
 
 #: Seconds nbclient waits for a cell's outputs after its reply (its default is 4).

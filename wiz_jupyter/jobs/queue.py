@@ -263,15 +263,8 @@ class Queue:
                 by_key[s.key] = i
             next_id += 1
             jid = next_id
-            status, error, reason, finished_at = WAITING, None, None, None
-            for dep in s.depends_on:
-                dep_status = new_status.get(dep) or self._status(c, dep, "dependency")
-                edges.append((jid, dep, s.on_dep_failure))
-                if dep_status in (FAILED, CANCELLED) and s.on_dep_failure == "fail":
-                    status, error, reason = FAILED, f"dependency {dep} {dep_status}", "dependency"
-                    finished_at = now
-                elif dep_status not in TERMINAL and status != FAILED:
-                    status = BLOCKED
+            status, error, reason = self._after_deps(c, jid, s, new_status, edges)
+            finished_at = now if status == FAILED else None
             if s.parent is not None:
                 p_status = new_status.get(s.parent) or self._status(c, s.parent, "parent")
                 if p_status in TERMINAL:
@@ -320,6 +313,26 @@ class Queue:
         if finished:
             self._settle(ch, finished)
         return out  # type: ignore[return-value]
+
+    def _after_deps(
+        self,
+        c: sqlite3.Connection,
+        jid: int,
+        s: JobSpec,
+        new_status: dict[int, str],
+        edges: list[tuple[int, int, str]],
+    ) -> tuple[str, str | None, str | None]:
+        """A new job's first status (waiting, blocked, or failed by a failed dependency),
+        its error and fail reason; its dependency edges go into ``edges``."""
+        status, error, reason = WAITING, None, None
+        for dep in s.depends_on:
+            dep_status = new_status.get(dep) or self._status(c, dep, "dependency")
+            edges.append((jid, dep, s.on_dep_failure))
+            if dep_status in (FAILED, CANCELLED) and s.on_dep_failure == "fail":
+                status, error, reason = FAILED, f"dependency {dep} {dep_status}", "dependency"
+            elif dep_status not in TERMINAL and status != FAILED:
+                status = BLOCKED
+        return status, error, reason
 
     @staticmethod
     def _status(c: sqlite3.Connection, jid: int, what: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import anywidget
 import traitlets
+from anywidget.experimental import command
 
 from ..jobs.events import Event
 from ..jobs.models import COLUMNS, SELECT_JOBS, SUMMARY_COLUMNS, loads
@@ -65,7 +66,6 @@ class JobBoard(anywidget.AnyWidget):
         self._off = ws.events.on("job.*", self._on_event)
         self._off_dask = ws.events.on("dask.*", lambda _e: self._show_cluster())
         self._show_cluster()
-        self.on_msg(self._on_front_end)
         self.observe(
             lambda _: self.send_snapshot(), names=["status_filter", "text_filter", "limit"]
         )
@@ -124,19 +124,32 @@ class JobBoard(anywidget.AnyWidget):
 
     # -- from the front end --------------------------------------------------------------------
 
-    def _on_front_end(self, _widget: Any, msg: dict[str, Any], _buffers: Any) -> None:
-        kind = msg.get("type")
+    # anywidget commands (``model.experimental.invoke`` in board.js): each request gets
+    # its own answer, so the board shows the error of the click that caused it.
+
+    @command
+    def _ready(self, _msg: Any, _buffers: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+        """The front end is drawn: send it the jobs."""
+        self.send_snapshot()
+        return {"ok": True}, []
+
+    @command
+    def _act(self, msg: Any, _buffers: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+        """A button: ``{"action": "cancel" | "retry" | "priority", "id": N[, "priority": P]}``.
+        What the queue refuses comes back as ``{"error": ...}``, never raised into a cell."""
         try:
-            if kind == "ready":
-                self.send_snapshot()
-            elif kind == "cancel":
-                self.ws.jobs.cancel(int(msg["id"]))
-            elif kind == "retry":
-                self.ws.jobs.retry(int(msg["id"]))
-            elif kind == "priority":
-                self.ws.jobs.set_priority(int(msg["id"]), int(msg["priority"]))
-        except Exception as e:  # shown in the board, never raised into a cell
-            self.send({"type": "error", "message": str(e)})
+            action, jid = msg["action"], int(msg["id"])
+            if action == "cancel":
+                self.ws.jobs.cancel(jid)
+            elif action == "retry":
+                self.ws.jobs.retry(jid)
+            elif action == "priority":
+                self.ws.jobs.set_priority(jid, int(msg["priority"]))
+            else:
+                return {"error": f"unknown action {action!r}"}, []
+        except Exception as e:
+            return {"error": str(e) or type(e).__name__}, []
+        return {"ok": True}, []
 
     def close(self) -> None:
         self._off()

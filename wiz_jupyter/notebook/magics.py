@@ -371,8 +371,9 @@ class WizMagics(Magics):
         """
         in_kernel = getattr(self.shell, "kernel", None) is not None
         pieces: asyncio.Queue[str] = asyncio.Queue()
-        live = display({"text/plain": ""}, raw=True, display_id=True) if in_kernel else None
-        ended = asyncio.Event()  # after it, the live display stays empty
+        words = _Words(
+            display({"text/plain": ""}, raw=True, display_id=True) if in_kernel else None
+        )
 
         def on_delta(event: Any) -> None:
             if event.job_id == job.id:
@@ -380,44 +381,17 @@ class WizMagics(Magics):
 
         async def follow() -> Any:
             waiter = asyncio.ensure_future(job.wait(timeout=timeout))
-            printed = ""
-            loop = asyncio.get_running_loop()
-            last, timer = 0.0, None
-
-            def show() -> None:  # scheduled from this task: its output goes to this cell
-                nonlocal last, timer
-                timer = None
-                if not ended.is_set():
-                    live.update({"text/plain": printed}, raw=True)
-                    last = loop.time()
-
             while True:
                 getter = asyncio.ensure_future(pieces.get())
                 await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
-                    piece = getter.result()
-                    printed += piece
-                    if live is None:
-                        print(piece, end="", flush=True)
-                    elif timer is None:
-                        timer = loop.call_later(max(0.0, last + 0.05 - loop.time()), show)
+                    words.add(getter.result())  # from this task: its output goes to this cell
                     continue
-                if timer is not None:
-                    timer.cancel()
                 getter.cancel()
                 while not pieces.empty():
-                    piece = pieces.get_nowait()
-                    printed += piece
-                    if live is None:
-                        print(piece, end="", flush=True)
+                    words.add(pieces.get_nowait())
                 answer = waiter.result()  # raises JobFailed for a failed job
-                text = str(answer)
-                if live is None:
-                    print(
-                        text[len(printed) :]
-                        if printed and text.startswith(printed)
-                        else ("\n" if printed else "") + text
-                    )
+                words.finish(str(answer))
                 return answer
 
         off = self.ws.events.on("agent.delta", on_delta)
@@ -425,13 +399,11 @@ class WizMagics(Magics):
             answer = run_sync(follow())
         finally:
             off()
-            ended.set()
-            if live is not None:
-                live.update({"text/plain": ""}, raw=True)
+            words.close()
         entry = provenance.record(
             provenance.of_job(self.ws, job.id, source="magic", kind=job.data.get("kind"))
         )
-        if live is not None:
+        if words.live is not None:
             text = str(answer)
             display(  # as safe HTML, never markdown: a trusted output would run its raw HTML
                 safe_html.answer_bundle(text),
@@ -564,3 +536,51 @@ def unload(ipython: Any) -> None:
     except RuntimeError:
         return
     magics._lifecycle = loop.create_task(magics._ws.stop())
+
+
+class _Words:
+    """The words of an answer as they stream: printed in a terminal, or shown in the
+    cell's ``live`` display, updated 20 times a second at most. Closed, the display is
+    emptied and stays so (the finished answer follows as its own output)."""
+
+    def __init__(self, live: Any):
+        self.live = live
+        self.printed = ""
+        self._closed = False
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, piece: str) -> None:
+        """Call it from the task of the cell: the update it schedules shows there."""
+        self.printed += piece
+        if self.live is None:
+            print(piece, end="", flush=True)
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, self._last + 0.05 - loop.time()), self._show)
+
+    def _show(self) -> None:
+        self._timer = None
+        if not self._closed:
+            self.live.update({"text/plain": self.printed}, raw=True)
+            self._last = asyncio.get_running_loop().time()
+
+    def finish(self, text: str) -> None:
+        """The answer is complete: a terminal gets what the stream did not print."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.live is None:
+            printed = self.printed
+            print(
+                text[len(printed) :]
+                if printed and text.startswith(printed)
+                else ("\n" if printed else "") + text
+            )
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.live is not None:
+            self.live.update({"text/plain": ""}, raw=True)

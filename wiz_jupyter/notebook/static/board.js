@@ -43,7 +43,7 @@ function labHref(job) {
   return null;
 }
 
-function render({ model, el: root }) {
+function render({ model, el: root, experimental }) {
   const jobs = new Map();
   root.classList.add("wiz-board");
 
@@ -148,13 +148,13 @@ function render({ model, el: root }) {
       tr.append(el("td", null, fmtDuration(job)));
       const acts = el("td", "wiz-actions");
       if (LIVE.has(job.status)) {
-        acts.append(action("cancel", "wiz-cancel", () => model.send({ type: "cancel", id: job.id })));
+        acts.append(action("cancel", "wiz-cancel", () => act({ action: "cancel", id: job.id })));
         if (job.status !== "active") {
-          acts.append(action("▲", "wiz-up", () => model.send({ type: "priority", id: job.id, priority: job.priority + 1 })));
-          acts.append(action("▼", "wiz-down", () => model.send({ type: "priority", id: job.id, priority: job.priority - 1 })));
+          acts.append(action("▲", "wiz-up", () => act({ action: "priority", id: job.id, priority: job.priority + 1 })));
+          acts.append(action("▼", "wiz-down", () => act({ action: "priority", id: job.id, priority: job.priority - 1 })));
         }
       } else if (job.status === "failed" || job.status === "cancelled") {
-        acts.append(action("retry", "wiz-retry", () => model.send({ type: "retry", id: job.id })));
+        acts.append(action("retry", "wiz-retry", () => act({ action: "retry", id: job.id })));
       }
       if (job.notebook) {
         const href = labHref(job);
@@ -182,6 +182,21 @@ function render({ model, el: root }) {
     }
   }
 
+  function showError(text) {
+    message.textContent = text;
+    setTimeout(() => { message.textContent = ""; }, 5000);
+  }
+
+  // A button's request is an anywidget command: its answer says whether the queue took it.
+  async function act(request) {
+    try {
+      const [answer] = await experimental.invoke("_act", request);
+      if (answer && answer.error) showError(answer.error);
+    } catch (e) {
+      showError(String(e));
+    }
+  }
+
   let searchTimer = null;
   search.oninput = () => {
     clearTimeout(searchTimer);
@@ -200,10 +215,6 @@ function render({ model, el: root }) {
         const old = [...jobs.values()].filter((j) => !LIVE.has(j.status)).sort((a, b) => a.id - b.id);
         for (const j of old.slice(0, jobs.size - limit * 2)) jobs.delete(j.id);
       }
-    } else if (msg.type === "error") {
-      message.textContent = msg.message;
-      setTimeout(() => { message.textContent = ""; }, 5000);
-      return;
     }
     drawRows();
   });
@@ -213,7 +224,7 @@ function render({ model, el: root }) {
   drawCounts();
   drawCluster();
   drawRows();
-  model.send({ type: "ready" });
+  experimental.invoke("_ready", {}).catch((e) => showError(String(e)));
   const ticker = setInterval(() => { if ([...jobs.values()].some((j) => j.status === "active")) drawRows(); }, 1000);
   return () => clearInterval(ticker);
 }
