@@ -408,7 +408,7 @@ class LLM:
             )
         return sem
 
-    # -- internals: replay, results, failures --------------------------------------------------
+    # -- internals: replay, results, metering --------------------------------------------------
 
     def _replay(self, req: Request, *, stream: bool) -> Reply | None:
         if not req.cacheable or self.mode in ("off", "record"):
