@@ -6,6 +6,11 @@ concurrency per model, meters each call into ``llm_calls`` and records or
 replays replies (``llm_cache``, cassette files). litellm itself is imported on
 the first call that needs it, never by importing this module.
 
+This module is the client: the :class:`LLM` object, how a call is resolved,
+metered and replayed. Beside it: ``llm_request.py`` (a call, resolved),
+``llm_retry.py`` (errors and retries), ``llm_stream.py`` (streamed replies),
+``llm_structured.py`` (pydantic output), ``llm_store.py`` (the tables).
+
 ::
 
     llm = LLM(store)                                  # ws.llm in a workspace
@@ -20,26 +25,23 @@ the first call that needs it, never by importing this module.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
-import logging
 import os
-import random
-import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import InvalidOutput, LLMAuthError, LLMError, ModelNotFound, ReplayMiss
-from ..jobs.models import current_job
+from ..errors import LLMError, ReplayMiss
 from . import _litellm, inprocess
-from .keys import keys_file, redact
-from .llm_store import SEMANTIC_PARAMS, LLMStore, Usage, request_hash
-from .messages import Reply, ToolCall, chunk_text, last_user_text, to_messages
-from .scripted import STEP_MARK, ScriptedModel
+from .llm_request import Request, build_request
+from .llm_retry import Attempt, RetryPolicy, classify, one_line, with_retries
+from .llm_retry import retry_after as _retry_after  # noqa: F401 - tests read it here
+from .llm_store import LLMStore, Usage
+from .llm_stream import Stream, finished, open_stream, piece, reply_from_chunks
+from .llm_structured import structured
+from .messages import Reply, ToolCall, chunk_text, to_messages
+from .scripted import ScriptedModel
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -48,67 +50,15 @@ if TYPE_CHECKING:
 
     M = TypeVar("M", bound=BaseModel)
 
-__all__ = ["DEFAULT_MODEL", "LLM", "MODES", "Reply", "Stream", "ToolCall", "Usage"]
+T = TypeVar("T")
 
-log = logging.getLogger("wiz_jupyter.llm")
+__all__ = ["DEFAULT_MODEL", "LLM", "MODES", "Reply", "Stream", "ToolCall", "Usage"]
 
 DEFAULT_MODEL = "wiz/offline"
 #: off: always call, keep nothing; record: always call, keep the reply;
 #: replay: only stored replies (a miss is an error); auto: stored reply if any, else call and keep.
 MODES = ("off", "record", "replay", "auto")
 MODEL_SETTING = "llm.model"
-
-
-@dataclass
-class _Request:
-    """One call, resolved: what litellm gets, and what identifies it for replay."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    kwargs: dict[str, Any]  # tools, response_format, params: for litellm, never stored
-    material: dict[str, Any]  # what is hashed and kept in llm_cache
-    key: str
-    job_id: int | None
-    timeout: float
-
-    @property
-    def cacheable(self) -> bool:
-        # wiz/ models are offline and free, and a scripted model's reply depends on
-        # its position in the script, not on the request: replaying them would be wrong.
-        return not self.model.startswith("wiz/")
-
-    def describe(self) -> str:
-        text = " ".join(last_user_text(self.messages).split())
-        return text if len(text) <= 60 else text[:57] + "..."
-
-
-@dataclass
-class Stream:
-    """The reply of :meth:`LLM.stream`: an async iterator of text pieces.
-
-    After the last piece, ``reply`` holds the whole :class:`Reply` (text, tool
-    calls, tokens, cost)::
-
-        s = llm.stream("Tell me a story")
-        async for piece in s:
-            print(piece, end="")
-        s.reply.tool_calls, s.reply.tokens_out
-    """
-
-    model: str
-    reply: Reply | None = None
-    _pieces: AsyncIterator[str] | None = field(default=None, repr=False)
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        assert self._pieces is not None
-        return self._pieces
-
-    async def collect(self) -> Reply:
-        """Read the stream to its end; returns the whole reply."""
-        async for _ in self:
-            pass
-        assert self.reply is not None
-        return self.reply
 
 
 class LLM:
@@ -251,21 +201,10 @@ class LLM:
             return hit
         lit = await self._load(req.model)
         kwargs = self._kwargs(req, lit, stream=False)
-        attempt = 0
-        while True:
-            attempt += 1
-            async with self._semaphore(req.model):
-                t0 = time.perf_counter()
-                try:
-                    response = await asyncio.wait_for(lit.acompletion(**kwargs), req.timeout)
-                except Exception as e:
-                    delay = self._failed(req, e, attempt, time.perf_counter() - t0, stream=False)
-                else:
-                    latency = time.perf_counter() - t0
-                    break
-            await asyncio.sleep(delay)
-        reply = self._reply(response, req, lit, latency)
-        self._done(req, reply, attempt, stream=False)
+        done = await self._with_retries(req, lambda: lit.acompletion(**kwargs), stream=False)
+        done.slot.release()
+        reply = self._reply(done.result, req, lit, done.latency)
+        self._done(req, reply, done.number, stream=False)
         return reply
 
     def stream(
@@ -343,36 +282,8 @@ class LLM:
         """
         name = self.resolve(model)
         messages = to_messages(prompt, system)
-        if await self._supports(name, "response_schema"):
-            first = await self.chat(messages, model=name, response_format=schema, **kwargs)
-            asked = messages
-            fmt: dict[str, Any] = {"response_format": schema}
-        else:
-            asked = _ask_for_json(messages, schema)
-            first = await self.chat(asked, model=name, **kwargs)
-            fmt = {}
-        try:
-            return _parse(first.text, schema)
-        except ValueError as e:  # pydantic's ValidationError is a ValueError
-            problem = _short(e)
-        repair = [
-            *asked,
-            first.message(),
-            {
-                "role": "user",
-                "content": f"That reply does not match the schema: {problem}. "
-                "Reply with only the corrected JSON object.",
-            },
-        ]
-        second = await self.chat(repair, model=name, **fmt, **kwargs)
-        try:
-            return _parse(second.text, schema)
-        except ValueError as e:
-            raise InvalidOutput(
-                f"{name}: the reply does not match {schema.__name__} even after a repair "
-                f"turn: {_short(e)}",
-                model=name,
-            ) from None
+        native = await self._supports(name, "response_schema")
+        return await structured(self.chat, name, messages, schema, native=native, **kwargs)
 
     # -- usage, history, cassettes -------------------------------------------------------------
 
@@ -425,36 +336,20 @@ class LLM:
         job_id: int | None,
         timeout: float | None,
         params: dict[str, Any],
-    ) -> _Request:
-        name = self.resolve(model)
-        messages = to_messages(prompt, system)
-        kwargs = {k: v for k, v in params.items() if v is not None}
-        material: dict[str, Any] = {"model": name, "messages": messages}
-        if tools:
-            kwargs["tools"] = material["tools"] = list(tools)
-        if tool_choice is not None and tools:
-            kwargs["tool_choice"] = tool_choice
-        if response_format is not None:
-            kwargs["response_format"] = response_format
-            material["response_format"] = _format_material(response_format)
-        for k in SEMANTIC_PARAMS & kwargs.keys():
-            material[k] = kwargs[k]
-        if material.get("tool_choice") == "auto":  # the default when tools are given
-            del material["tool_choice"]
-        if job_id is None:
-            ctx = current_job.get()
-            job_id = ctx.id if ctx is not None else None
-        return _Request(
-            model=name,
-            messages=messages,
-            kwargs=kwargs,
-            material=material,
-            key=request_hash(material),
+    ) -> Request:
+        return build_request(
+            self.resolve(model),
+            prompt,
+            system=system,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
             job_id=job_id,
             timeout=timeout if timeout is not None else self.timeout,
+            params=params,
         )
 
-    def _kwargs(self, req: _Request, lit: ModuleType, *, stream: bool) -> dict[str, Any]:
+    def _kwargs(self, req: Request, lit: ModuleType, *, stream: bool) -> dict[str, Any]:
         # litellm's retries (and the openai client's) off: ours are visible in llm_calls
         kwargs = {
             "model": req.model,
@@ -513,9 +408,9 @@ class LLM:
             )
         return sem
 
-    # -- internals: replay, results, failures --------------------------------------------------
+    # -- internals: replay, results, metering --------------------------------------------------
 
-    def _replay(self, req: _Request, *, stream: bool) -> Reply | None:
+    def _replay(self, req: Request, *, stream: bool) -> Reply | None:
         if not req.cacheable or self.mode in ("off", "record"):
             return None
         t0 = time.perf_counter()
@@ -542,7 +437,7 @@ class LLM:
         self._keep(req)
         return reply
 
-    def _reply(self, response: Any, req: _Request, lit: ModuleType, latency: float) -> Reply:
+    def _reply(self, response: Any, req: Request, lit: ModuleType, latency: float) -> Reply:
         choice = response.choices[0]
         message = choice.message
         usage = getattr(response, "usage", None)
@@ -557,7 +452,7 @@ class LLM:
             latency=latency,
         )
 
-    def _cost(self, response: Any, req: _Request, lit: ModuleType) -> float:
+    def _cost(self, response: Any, req: Request, lit: ModuleType) -> float:
         if req.model.startswith("wiz/"):
             return 0.0  # offline models are free
         hidden = getattr(response, "_hidden_params", None) or {}
@@ -571,7 +466,7 @@ class LLM:
             self._unpriced.add(req.model)
             return 0.0
 
-    def _done(self, req: _Request, reply: Reply, attempt: int, *, stream: bool) -> None:
+    def _done(self, req: Request, reply: Reply, attempt: int, *, stream: bool) -> None:
         reply.call_id = self._log(
             req,
             tokens_in=reply.tokens_in,
@@ -585,164 +480,65 @@ class LLM:
             self.db.save(req.key, req.model, req.material, reply.stored())
             self._keep(req)
 
-    def _keep(self, req: _Request) -> None:
+    def _keep(self, req: Request) -> None:
         """Write the cassette in use, if any, when it gains an entry."""
         if self._cassette is not None and req.key not in self._cassette_keys:
             self._cassette_keys.add(req.key)
             self.db.export(self._cassette, hashes=self._cassette_keys)
 
-    def _log(self, req: _Request, **fields: Any) -> int:
+    def _log(self, req: Request, **fields: Any) -> int:
         return self.db.log(job_id=req.job_id, model=req.model, request_hash=req.key, **fields)
 
-    def _failed(
-        self, req: _Request, error: BaseException, attempt: int, latency: float, *, stream: bool
-    ) -> float:
-        """Log a failed attempt; return the delay before the next, or raise the error to give."""
-        exc, retryable, retry_after = self._classify(req, error)
-        text = _one_line(exc, [req.kwargs.get("api_key")])
-        if retryable and attempt <= self.retries:
-            delay = self._delay(attempt, retry_after)
-            self._log(
-                req,
-                latency=latency,
-                attempt=attempt,
-                stream=stream,
-                error=f"{text} (retry {attempt} of {self.retries} in {delay:.3g}s)",
-            )
-            log.info("%s: %s; retry %d in %.3gs", req.model, text, attempt, delay)
-            return delay
-        self._log(req, latency=latency, attempt=attempt, stream=stream, error=text)
-        log.debug("%s failed: %s", req.model, text)
-        if isinstance(exc, LLMError):  # ours: one line, no key, and how hard we tried
-            exc.args = (text + (f" (gave up after {attempt} attempts)" if attempt > 1 else ""),)
-        raise exc from None
-
-    def _classify(
-        self, req: _Request, error: BaseException
-    ) -> tuple[BaseException, bool, float | None]:
-        """(the exception to give the caller, whether to retry, the server's Retry-After)."""
-        model = req.model
-        step = _marked(error)
-        if step is not None:  # a scripted step's own exception, or an LLMError of ours
-            status = getattr(step, "status_code", None)
-            return step, _retryable_status(status), _retry_after(step)
-        if isinstance(error, asyncio.TimeoutError):
-            return (
-                LLMError(f"{model}: no reply within {req.timeout:g}s", model=model, status=408),
-                True,
-                None,
-            )
-        inner = getattr(error, "original_exception", None) or error  # a stream's wrapper
-        status = getattr(inner, "status_code", None)
-        message = _message(inner, [req.kwargs.get("api_key")])
-        lit = _litellm.loaded()
-        if lit is not None and isinstance(inner, lit.Timeout):
-            return (
-                LLMError(f"{model}: no reply within {req.timeout:g}s", model=model, status=408),
-                True,
-                None,
-            )
-        if status in (401, 403):
-            return (
-                LLMAuthError(
-                    f"{model}: {message} ({status}); {_key_hint(model)}", model=model, status=status
-                ),
-                False,
-                None,
-            )
-        if (
-            lit is not None
-            and isinstance(inner, lit.BadRequestError)
-            and "Provider NOT provided" in str(inner)
-        ):
-            return (
-                ModelNotFound(
-                    f"unknown model {model!r}: name it as provider/model, e.g. "
-                    "'openai/gpt-4o-mini', or use 'wiz/offline'",
-                    model=model,
-                    status=400,
-                ),
-                False,
-                None,
-            )
-        if status == 404:
-            return (
-                ModelNotFound(
-                    f"{model}: not found at the provider (404): {message}", model=model, status=404
-                ),
-                False,
-                None,
-            )
-        retryable = _retryable_status(status) or (
-            lit is not None and isinstance(inner, lit.APIConnectionError)
+    async def _with_retries(
+        self, req: Request, start: Callable[[], Awaitable[T]], *, stream: bool
+    ) -> Attempt[T]:
+        """:func:`~.llm_retry.with_retries` with this object's retry settings, read now
+        (they are plain attributes, changed freely between calls)."""
+        policy = RetryPolicy(self.retries, self.backoff, self.max_backoff)
+        return await with_retries(
+            req, start, policy=policy, slot=self._semaphore, record=self._log, stream=stream
         )
-        label = f" ({status})" if status else ""
-        return (
-            LLMError(f"{model}: {message}{label}", model=model, status=status),
-            retryable,
-            _retry_after(inner),
-        )
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_backoff)
-        base = self.backoff * 2 ** (attempt - 1)
-        return min(base * random.uniform(0.5, 1.0), self.max_backoff)  # jitter: no thundering herd
 
     # -- internals: streams --------------------------------------------------------------------
 
-    async def _stream(self, req: _Request, out: Stream) -> AsyncIterator[str]:
+    async def _stream(self, req: Request, out: Stream) -> AsyncIterator[str]:
         hit = self._replay(req, stream=True)
         if hit is not None:
-            for piece in chunk_text(hit.text):
-                yield piece
+            for text in chunk_text(hit.text):
+                yield text
             out.reply = hit
             return
         lit = await self._load(req.model)
         kwargs = self._kwargs(req, lit, stream=True)
-        attempt = 0
-        while True:
-            attempt += 1
-            sem = self._semaphore(req.model)
-            await sem.acquire()
-            t0 = time.perf_counter()
-            try:
-                chunks, rest = await asyncio.wait_for(_open(lit, kwargs), req.timeout)
-            except BaseException as e:
-                sem.release()
-                if not isinstance(e, Exception):  # cancelled: the slot is free, nothing to log
-                    raise
-                delay = self._failed(req, e, attempt, time.perf_counter() - t0, stream=True)
-                await asyncio.sleep(delay)
-                continue
-            break
+        done = await self._with_retries(req, lambda: open_stream(lit, kwargs), stream=True)
+        (chunks, rest), attempt, t0, sem = done.result, done.number, done.started, done.slot
         state = "open"
         held = True
         try:
             for chunk in chunks:
-                piece = _piece(chunk)
-                if piece:
-                    yield piece
+                text = piece(chunk)
+                if text:
+                    yield text
             if rest is not None:
                 async for chunk in rest:
                     chunks.append(chunk)
-                    if held and chunk.choices and chunk.choices[0].finish_reason:
+                    if held and finished(chunk):
                         # the provider has answered: what is left is litellm's own
                         # bookkeeping (usage, cost), no reason to keep a call waiting
                         sem.release()
                         held = False
-                    piece = _piece(chunk)
-                    if piece:
-                        yield piece
+                    text = piece(chunk)
+                    if text:
+                        yield text
             state = "done"
         except Exception as e:
             state = "failed"
-            exc, _, _ = self._classify(req, e)
-            text = _one_line(exc, [req.kwargs.get("api_key")])
+            exc, _, _ = classify(req, e)
+            message = one_line(exc, [req.api_key])
             latency = time.perf_counter() - t0
-            self._log(req, latency=latency, attempt=attempt, stream=True, error=text)
+            self._log(req, latency=latency, attempt=attempt, stream=True, error=message)
             if isinstance(exc, LLMError):
-                exc.args = (f"{text} (in the middle of the stream)",)
+                exc.args = (f"{message} (in the middle of the stream)",)
             raise exc from None
         finally:
             if held:
@@ -751,206 +547,6 @@ class LLM:
                 latency = time.perf_counter() - t0
                 error = "stream closed by the caller before the end"
                 self._log(req, latency=latency, attempt=attempt, stream=True, error=error)
-        reply = self._reply_from_chunks(chunks, req, lit, time.perf_counter() - t0)
+        reply = reply_from_chunks(chunks, req, time.perf_counter() - t0)
         self._done(req, reply, attempt, stream=True)
         out.reply = reply
-
-    def _reply_from_chunks(
-        self, chunks: list[Any], req: _Request, lit: ModuleType, latency: float
-    ) -> Reply:
-        """The whole reply of a stream, from its chunks.
-
-        litellm's stream wrapper has already assembled the reply once: its last
-        chunk carries the final usage and, in its hidden params, the cost. So
-        only text and tool-call deltas are joined here; a second
-        ``stream_chunk_builder`` pass cost more than the rest of the layer.
-        """
-        text: list[str] = []
-        calls: dict[int, dict[str, Any]] = {}
-        finish = None
-        usage = None
-        cost: float | None = None
-        for chunk in chunks:
-            if getattr(chunk, "usage", None) is not None:
-                usage = chunk.usage
-                hidden = getattr(chunk, "_hidden_params", None) or {}
-                cost = hidden.get("response_cost", cost)
-            if not chunk.choices:
-                continue
-            choice = chunk.choices[0]
-            finish = choice.finish_reason or finish
-            delta = choice.delta
-            if delta is None:
-                continue
-            if delta.content:
-                text.append(delta.content)
-            for d in delta.tool_calls or []:
-                call = calls.setdefault(d.index or 0, {"id": None, "name": "", "arguments": ""})
-                call["id"] = call["id"] or d.id
-                if d.function is not None:
-                    call["name"] = call["name"] or d.function.name or ""
-                    call["arguments"] += d.function.arguments or ""
-        tool_calls = [
-            ToolCall.from_openai(
-                {"id": c["id"], "function": {"name": c["name"], "arguments": c["arguments"]}}
-            )
-            for _, c in sorted(calls.items())
-        ]
-        return Reply(
-            text="".join(text),
-            tool_calls=tool_calls,
-            model=req.model,
-            finish_reason=finish,
-            tokens_in=(usage.prompt_tokens or 0) if usage is not None else 0,
-            tokens_out=(usage.completion_tokens or 0) if usage is not None else 0,
-            cost=0.0 if req.model.startswith("wiz/") else float(cost or 0.0),
-            latency=latency,
-        )
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-
-
-async def _open(
-    lit: ModuleType, kwargs: dict[str, Any]
-) -> tuple[list[Any], AsyncIterator[Any] | None]:
-    """Start a stream and read its first chunk, so that a failure to start is retried."""
-    response = await lit.acompletion(**kwargs)
-    chunks = response.__aiter__()
-    try:
-        first = await chunks.__anext__()
-    except StopAsyncIteration:
-        return [], None
-    return [first], chunks
-
-
-def _piece(chunk: Any) -> str:
-    choices = getattr(chunk, "choices", None)
-    if not choices:
-        return ""
-    delta = choices[0].delta
-    return (getattr(delta, "content", None) or "") if delta is not None else ""
-
-
-def _marked(error: BaseException) -> BaseException | None:
-    """The exception our provider raised (a scripted step's, or an LLMError), if litellm
-    wrapped one: it keeps it as the context or ``original_exception`` of its own."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [error]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if getattr(e, STEP_MARK, False):
-            return e
-        stack.extend([getattr(e, "original_exception", None), e.__cause__, e.__context__])
-    return None
-
-
-def _retryable_status(status: Any) -> bool:
-    return isinstance(status, int) and (status in (408, 409, 429) or 500 <= status < 600)
-
-
-def _retry_after(error: BaseException) -> float | None:
-    """The server's ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date), if any."""
-    headers = getattr(error, "litellm_response_headers", None)
-    if headers is None:
-        headers = getattr(getattr(error, "response", None), "headers", None)
-    if not headers:
-        return None
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return float(ms) / 1000
-        value = headers.get("retry-after")
-    except AttributeError:
-        return None
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, when.timestamp() - time.time()) if when is not None else None
-
-
-_LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*|\w+Error:\s*|\w+Exception\s*-\s*)+")
-
-
-def _message(error: BaseException, keys: Iterable[str | None] = ()) -> str:
-    """A provider error's own words, without litellm's class-name prefixes, keys redacted."""
-    text = _one_line(error, keys)
-    return _LITELLM_PREFIX.sub("", text) or type(error).__name__
-
-
-def _one_line(error: BaseException, keys: Iterable[str | None] = ()) -> str:
-    """The error's first line, keys redacted, at most 300 characters: redacted before the cut,
-    so no key is cut into a piece the redaction would have to guess at."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = redact(lines[0] if lines else type(error).__name__, keys)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _key_hint(model: str) -> str:
-    lit = _litellm.loaded()
-    missing: list[str] = []
-    if lit is not None:
-        try:
-            missing = list(lit.validate_environment(model=model).get("missing_keys") or [])
-        except Exception:
-            missing = []
-    where = f"in the environment or in {keys_file()}"
-    if missing:
-        return f"set {', '.join(missing)} {where}"
-    return f"check the provider's API key {where}"
-
-
-def _format_material(response_format: Any) -> Any:
-    """What identifies a ``response_format`` in a request's hash (a pydantic class by its schema)."""
-    if isinstance(response_format, type) and hasattr(response_format, "model_json_schema"):
-        return {
-            "type": "json_schema",
-            "name": response_format.__name__,
-            "schema": response_format.model_json_schema(),
-        }
-    return response_format
-
-
-def _ask_for_json(messages: list[dict[str, Any]], schema: type[BaseModel]) -> list[dict[str, Any]]:
-    """``messages`` with a request for JSON matching ``schema`` added to the last user turn."""
-    instruction = (
-        "Reply with only a JSON object, no prose and no code fences, that matches this "
-        f"JSON schema:\n{json.dumps(schema.model_json_schema())}"
-    )
-    out = [dict(m) for m in messages]
-    for m in reversed(out):
-        if m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, list):
-                m["content"] = [*content, {"type": "text", "text": instruction}]
-            else:
-                m["content"] = f"{content or ''}\n\n{instruction}"
-            return out
-    out.append({"role": "user", "content": instruction})
-    return out
-
-
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
-
-
-def _parse(text: str, schema: type[M]) -> M:
-    """Validate a reply as ``schema``, forgiving code fences and prose around the JSON."""
-    fenced = _FENCE.search(text)
-    candidate = fenced.group(1) if fenced else text
-    start, end = candidate.find("{"), candidate.rfind("}")
-    if start != -1 and end > start:
-        candidate = candidate[start : end + 1]
-    return schema.model_validate_json(candidate)
-
-
-def _short(error: Exception) -> str:
-    """A validation error in one line: pydantic's first lines, joined."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = "; ".join(lines[:4])
-    return text if len(text) <= 400 else text[:397] + "..."

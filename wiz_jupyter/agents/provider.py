@@ -100,58 +100,62 @@ def usage(messages: list[dict[str, Any]], text: str, calls: list[ToolCall]) -> d
     }
 
 
+def _respond(
+    model: str, messages: list, model_response: ModelResponse, params: dict
+) -> ModelResponse:
+    """litellm's ``model_response`` filled in with the reply of ``model`` (not streamed)."""
+    import litellm
+
+    text, calls = answer(model, messages, params)
+    model_response.choices[0].message = litellm.Message(
+        content=text or None,
+        tool_calls=[c.to_openai(f"call_{i}") for i, c in enumerate(calls)] or None,
+    )
+    model_response.choices[0].finish_reason = "tool_calls" if calls else "stop"
+    model_response.model = f"{PROVIDER}/{model}"
+    model_response.usage = litellm.Usage(**usage(messages, text, calls))  # type: ignore[attr-defined]
+    return model_response
+
+
+def _chunks(model: str, messages: list, params: dict) -> Iterator[GenericStreamingChunk]:
+    """The reply of ``model`` as litellm's stream chunks: text pieces, tool calls, the end."""
+    from litellm.types.utils import GenericStreamingChunk
+
+    text, calls = answer(model, messages, params)
+    for piece in chunk_text(text):
+        yield GenericStreamingChunk(
+            text=piece,
+            is_finished=False,
+            finish_reason="",
+            usage=None,
+            index=0,
+            tool_use=None,
+        )
+    for i, call in enumerate(calls):
+        yield GenericStreamingChunk(
+            text="",
+            is_finished=False,
+            finish_reason="",
+            usage=None,
+            index=0,
+            tool_use={**call.to_openai(f"call_{i}"), "index": i},  # type: ignore[typeddict-item]
+        )
+    yield GenericStreamingChunk(
+        text="",
+        is_finished=True,
+        finish_reason="tool_calls" if calls else "stop",
+        usage=usage(messages, text, calls),  # type: ignore[typeddict-item]
+        index=0,
+        tool_use=None,
+    )
+
+
 def _provider_class() -> type:
     """The ``CustomLLM`` subclass; defined on first use because its base is litellm's."""
-    import litellm
     from litellm import CustomLLM
-    from litellm.types.utils import GenericStreamingChunk
 
     class WizProvider(CustomLLM):
         """litellm's handler for ``wiz/*`` models (completion, streaming, sync and async)."""
-
-        def _respond(
-            self, model: str, messages: list, model_response: ModelResponse, params: dict
-        ) -> ModelResponse:
-            text, calls = answer(model, messages, params)
-            model_response.choices[0].message = litellm.Message(
-                content=text or None,
-                tool_calls=[c.to_openai(f"call_{i}") for i, c in enumerate(calls)] or None,
-            )
-            model_response.choices[0].finish_reason = "tool_calls" if calls else "stop"
-            model_response.model = f"{PROVIDER}/{model}"
-            model_response.usage = litellm.Usage(**usage(messages, text, calls))  # type: ignore[attr-defined]
-            return model_response
-
-        def _chunks(
-            self, model: str, messages: list, params: dict
-        ) -> Iterator[GenericStreamingChunk]:
-            text, calls = answer(model, messages, params)
-            for piece in chunk_text(text):
-                yield GenericStreamingChunk(
-                    text=piece,
-                    is_finished=False,
-                    finish_reason="",
-                    usage=None,
-                    index=0,
-                    tool_use=None,
-                )
-            for i, call in enumerate(calls):
-                yield GenericStreamingChunk(
-                    text="",
-                    is_finished=False,
-                    finish_reason="",
-                    usage=None,
-                    index=0,
-                    tool_use={**call.to_openai(f"call_{i}"), "index": i},  # type: ignore[typeddict-item]
-                )
-            yield GenericStreamingChunk(
-                text="",
-                is_finished=True,
-                finish_reason="tool_calls" if calls else "stop",
-                usage=usage(messages, text, calls),  # type: ignore[typeddict-item]
-                index=0,
-                tool_use=None,
-            )
 
         # litellm calls these with keyword arguments only; the ones not named here
         # (api_key, api_base, logging_obj, ...) mean nothing to an offline model.
@@ -164,7 +168,7 @@ def _provider_class() -> type:
             optional_params: dict,
             **_: Any,
         ) -> ModelResponse:
-            return self._respond(model, messages, model_response, optional_params)
+            return _respond(model, messages, model_response, optional_params)
 
         async def acompletion(  # type: ignore[override]
             self,
@@ -175,17 +179,17 @@ def _provider_class() -> type:
             optional_params: dict,
             **_: Any,
         ) -> ModelResponse:
-            return self._respond(model, messages, model_response, optional_params)
+            return _respond(model, messages, model_response, optional_params)
 
         def streaming(  # type: ignore[override]
             self, *, model: str, messages: list, optional_params: dict, **_: Any
         ) -> Iterator[GenericStreamingChunk]:
-            yield from self._chunks(model, messages, optional_params)
+            yield from _chunks(model, messages, optional_params)
 
         async def astreaming(  # type: ignore[override]
             self, *, model: str, messages: list, optional_params: dict, **_: Any
         ) -> AsyncIterator[GenericStreamingChunk]:
-            for chunk in self._chunks(model, messages, optional_params):
+            for chunk in _chunks(model, messages, optional_params):
                 yield chunk
 
     return WizProvider

@@ -8,6 +8,15 @@ from ..jobs.store import Migration
 
 
 def _v1(db: sqlite_utils.Database) -> None:
+    # A migration and its helpers stay as they ran on existing files: a change is a new one.
+    _agents(db)
+    _agent_memory(db)
+    _activity(db)
+    _chats(db)
+
+
+def _agents(db: sqlite_utils.Database) -> None:
+    """One row per agent: its persona, model and settings."""
     db["agents"].create(
         {
             "name": str,
@@ -35,6 +44,10 @@ def _v1(db: sqlite_utils.Database) -> None:
             "tools": "[]",
         },
     )
+
+
+def _agent_memory(db: sqlite_utils.Database) -> None:
+    """An agent's memories, and their full-text index."""
     db["agent_memory"].create(
         {"id": int, "agent": str, "kind": str, "content": str, "job_id": int, "created_at": float},
         pk="id",
@@ -55,6 +68,10 @@ def _v1(db: sqlite_utils.Database) -> None:
         "INSERT INTO agent_memory_fts(agent_memory_fts, rowid, content) "
         "VALUES ('delete', old.id, old.content); END"
     )
+
+
+def _activity(db: sqlite_utils.Database) -> None:
+    """What an agent's job is doing: one row per job, updated as it goes."""
     db["activity"].create(
         {
             "job_id": int,
@@ -73,6 +90,10 @@ def _v1(db: sqlite_utils.Database) -> None:
         not_null={"job_id", "agent", "updated_at"},
         defaults={"replans": 0, "steps": 0},
     )
+
+
+def _chats(db: sqlite_utils.Database) -> None:
+    """Chats between a person and agents, and their messages."""
     db["chats"].create(
         {"id": int, "title": str, "agents": str, "created_at": float},
         pk="id",
