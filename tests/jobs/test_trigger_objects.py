@@ -9,7 +9,7 @@ import json
 import pytest
 
 import wiz_jupyter as wiz
-from wiz_jupyter.jobs.triggers import BaseTrigger
+from wiz_jupyter.jobs.triggers import BaseTrigger, describe
 
 
 @pytest.fixture
@@ -48,6 +48,21 @@ def test_each_trigger_object_round_trips_through_its_stored_json(tmp_path):
         assert list(stored) == list(trigger.to_spec())  # the key order of the stored JSON too
 
 
+def test_stored_custom_triggers_describe_without_being_made():
+    described = {
+        "on boot": {"name": "boot", "params": {"source": "auto", "added_in": "b1"}},
+        "system idle 5 min": {"name": "system_idle", "params": {"minutes": 5.0}},
+        "on shutdown": {"name": "shutdown", "params": {"grace": 10.0}},
+        "network available (h:80)": {
+            "name": "network_available",
+            "params": {"host": "h", "port": 80},
+        },
+        "custom DiskFull": {"name": "DiskFull", "params": {"path": "/"}},  # not registered here
+    }
+    for description, spec in described.items():
+        assert describe({"kind": "custom", **spec}) == description
+
+
 def test_system_triggers_round_trip_through_their_stored_json():
     for trigger in [
         wiz.Shutdown(grace=3),
@@ -78,7 +93,7 @@ def test_rows_stored_by_earlier_versions_read_and_describe_as_before(tmp_path):
     for description, spec in stored.items():
         trigger = BaseTrigger.from_spec(spec)
         assert trigger.describe() == description
-        assert trigger.to_spec() == spec
+        assert json.dumps(trigger.to_spec()) == json.dumps(spec)  # the same text, key order too
 
 
 @pytest.mark.parametrize(

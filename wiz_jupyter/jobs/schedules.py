@@ -93,6 +93,7 @@ class Schedules:
     ::
 
         ws.schedules.add("report", {"day": "today"}, cron="0 9 * * 1-5", tz="Europe/Paris")
+        ws.schedules.add("report", trigger=wiz.Cron("0 9 * * 1-5", tz="Europe/Paris"))  # the same
         ws.schedules.add("clean", every=300)
         ws.schedules.add("notify", after=job, on="failed")
         ws.schedules.add("ingest", watch="data/", patterns="*.csv")
