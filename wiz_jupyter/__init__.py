@@ -35,7 +35,21 @@ from .jobs.models import current_job as _current_job
 from .jobs.notebooks import Notebook
 from .jobs.schedules import Schedule
 from .jobs.system import Boot, NetworkAvailable, Shutdown, SystemIdle
-from .jobs.triggers import Fire, ManualClock, Trigger, sign_webhook, verify_webhook
+from .jobs.triggers import (
+    After,
+    At,
+    Cron,
+    Every,
+    Fire,
+    Idle,
+    Kernel,
+    ManualClock,
+    Trigger,
+    Watch,
+    Webhook,
+    sign_webhook,
+    verify_webhook,
+)
 from .workspace import Workspace, workspace
 
 __version__ = "0.1.0.dev0"
@@ -128,10 +142,15 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "Tool",
     "ToolCall",
     "tool",
+    "After",
+    "At",
     "Boot",
+    "Cron",
+    "Every",
     "mcp",
     "Event",
     "Fire",
+    "Idle",
     "InvalidJob",
     "InvalidPersona",
     "InvalidSchedule",
@@ -140,6 +159,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "JobContext",
     "JobFailed",
     "JobNotFound",
+    "Kernel",
     "ManualClock",
     "MissingExtra",
     "NetworkAvailable",
@@ -152,6 +172,8 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "ToolError",
     "SystemIdle",
     "Trigger",
+    "Watch",
+    "Webhook",
     "WebhookRejected",
     "WizError",
     "Workspace",

@@ -28,7 +28,7 @@ from ..errors import StoreError
 from .models import Job, loads
 from .schedules import Schedule, Schedules
 from .store import background
-from .triggers import SYSTEM_TRIGGERS, TIME_KINDS, Fire, Trigger, following_run
+from .triggers import SYSTEM_TRIGGERS, TIME_KINDS, BaseTrigger, Fire, Trigger
 
 log = logging.getLogger("wiz_jupyter.scheduler")
 _TERMINAL_EVENTS = ("job.completed", "job.failed", "job.cancelled")
@@ -220,7 +220,7 @@ class Scheduler:
         spec, due = s.trigger, s.next_run
         assert due is not None
         one_shot = s.kind == "at"
-        nxt = None if one_shot else following_run(spec, due, now)
+        nxt = BaseTrigger.from_spec(spec).next_after(due, now)
         late = now - due > spec.get("grace", 60.0)
         if late and spec.get("misfire") == "skip":
             self.schedules._advance(s.id, due, nxt, expire=one_shot)

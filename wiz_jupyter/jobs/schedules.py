@@ -25,7 +25,7 @@ from .notebooks import Notebook
 from .options import JOB_OPTIONS
 from .queue import Queue, Transaction
 from .system import BUILTIN_TRIGGERS
-from .triggers import Trigger
+from .triggers import BaseTrigger, Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -95,6 +95,7 @@ class Schedules:
     ::
 
         ws.schedules.add("report", {"day": "today"}, cron="0 9 * * 1-5", tz="Europe/Paris")
+        ws.schedules.add("report", trigger=wiz.Cron("0 9 * * 1-5", tz="Europe/Paris"))  # the same
         ws.schedules.add("clean", every=300)
         ws.schedules.add("notify", after=job, on="failed")
         ws.schedules.add("ingest", watch="data/", patterns="*.csv")
@@ -114,45 +115,33 @@ class Schedules:
     # -- adding and reading --------------------------------------------------------------------
 
     def add(
-        self,
-        target: Any,
-        data: dict[str, Any] | None = None,
-        *,
-        name: str | None = None,
-        cron: str | None = None,
-        tz: str | None = None,
-        every: Any = None,
-        start: Any = None,
-        at: Any = None,
-        after: Any = None,
-        on: str | list[str] = "completed",
-        watch: str | None = None,
-        patterns: list[str] | str | None = None,
-        debounce: float = 0.5,
-        webhook: str | None = None,
-        secret: str | None = None,
-        kernel: str | None = None,
-        idle: tuple[str, float] | None = None,
-        trigger: Trigger | str | None = None,
-        misfire: str = "catch_up",
-        grace: float = triggers.DEFAULT_GRACE,
-        **job_options: Any,
-    ) -> Schedule:
+        self, target: Any, data: dict[str, Any] | None = None,
+        trigger: BaseTrigger | str | None = None, *, name: str | None = None,
+        misfire: str | None = None, grace: float | None = None,
+        cron: str | None = None, tz: str | None = None, every: Any = None, start: Any = None,
+        at: Any = None, after: Any = None, on: str | list[str] | None = None,
+        watch: str | None = None, patterns: list[str] | str | None = None,
+        debounce: float | None = None, webhook: str | None = None, secret: str | None = None,
+        kernel: str | None = None, idle: tuple[str, float] | None = None, **job_options: Any,
+    ) -> Schedule:  # fmt: skip
         """Add a schedule that creates a ``target`` job with ``data`` each time it fires.
 
         ``target`` is a task name (or an object with ``schedule_template()``, such
-        as an agent). Exactly one trigger: ``cron`` (with ``tz``), ``every``
-        (seconds or a timedelta; first at ``start``), ``at`` (once), ``after`` (a
-        job or a schedule, ``on`` completed / failed / timeout / finished),
-        ``watch`` (a folder, ``patterns``), ``webhook`` (a name; ``secret`` makes
-        callers sign), ``kernel`` ("start" / "exit"), ``idle`` ((agent, seconds))
-        or ``trigger`` (a :class:`~wiz_jupyter.Trigger`, or the name of a registered
-        one: the system events ``"boot"``, ``"system_idle"``, ``"shutdown"`` and
-        ``"network_available"`` are built in; see :mod:`wiz_jupyter.jobs.system`). Time triggers
-        that were missed by more than ``grace`` seconds (no scheduler running)
-        fire once on restart (``misfire="catch_up"``) or not (``"skip"``).
-        Other keywords (``priority``, ``attempts``, ``backoff``, ``timeout``)
-        go to each job.
+        as an agent). Exactly one trigger: ``trigger``, a trigger object
+        (:class:`~wiz_jupyter.Cron`, ``Every``, ``At``, ``After``, ``Watch``,
+        ``Webhook``, ``Kernel``, ``Idle``, or a custom :class:`~wiz_jupyter.Trigger`)
+        or the name of a registered custom one (the system events ``"boot"``,
+        ``"system_idle"``, ``"shutdown"`` and ``"network_available"`` are built in;
+        see :mod:`wiz_jupyter.jobs.system`); or a shorthand keyword for a built-in
+        one: ``cron`` (with ``tz``), ``every`` (seconds or a timedelta; first at
+        ``start``), ``at`` (once), ``after`` (a job or a schedule, ``on`` completed /
+        failed / timeout / finished), ``watch`` (a folder, ``patterns``,
+        ``debounce``), ``webhook`` (a name; ``secret`` makes callers sign),
+        ``kernel`` ("start" / "exit") or ``idle`` ((agent, seconds)). Time triggers
+        that were missed by more than ``grace`` seconds (no scheduler running) fire
+        once on restart (``misfire="catch_up"``, the default) or not (``"skip"``).
+        Other keywords (``priority``, ``attempts``, ``backoff``, ``timeout``) go to
+        each job.
 
         Adding again under the same ``name`` (by default, the task and the
         trigger) updates that schedule, so re-running a cell never duplicates it.
@@ -164,21 +153,20 @@ class Schedules:
         template = self._template(target, data, job_options)
         if isinstance(trigger, str):
             trigger = self._named_trigger(trigger)
-        if after is not None:
-            after = self._after_target(after)
-        spec = triggers.build(
-            at=at, every=every, cron=cron, tz=tz, after=after, on=on, watch=watch,
-            patterns=patterns, debounce=debounce, webhook=webhook, secret=secret,
-            kernel=kernel, idle=idle, trigger=trigger, start=start, misfire=misfire, grace=grace,
-        )  # fmt: skip
-        if spec["kind"] == "custom":
-            self.trigger_classes.setdefault(spec["name"], type(trigger))
+        when = triggers.build(
+            trigger, misfire=misfire, grace=grace, cron=cron, tz=tz, every=every, start=start,
+            at=at, after=after, on=on, watch=watch, patterns=patterns, debounce=debounce,
+            webhook=webhook, secret=secret, kernel=kernel, idle=idle,
+        )._resolve(self)  # fmt: skip
+        spec = when.to_spec()
+        if isinstance(when, Trigger):  # rebuilt from its class wherever a scheduler runs
+            self.trigger_classes.setdefault(spec["name"], type(when))
         label = template["task"]
         if label == NOTEBOOK_TASK:  # "report.ipynb cron ..." says more than "notebook cron ..."
             label = os.path.basename(template["data"]["path"])
-        name = name or f"{label} {triggers.describe(spec)}"
+        name = name or f"{label} {when.describe()}"
         now = self.clock.now()
-        nxt = triggers.first_run(spec, now)
+        nxt = when.first_run(now)
         with self.queue.transaction() as ch:
             c = ch.c
             row = c.execute("SELECT id FROM schedules WHERE name = ?", (name,)).fetchone()
@@ -233,18 +221,6 @@ class Schedules:
                 f"trigger {name!r} needs arguments: pass an instance, trigger={cls.__name__}(...) ({e})"
             ) from None
 
-    def _after_target(self, after: Any) -> dict[str, Any]:
-        if isinstance(after, Job):
-            return {"job": after.id}
-        if isinstance(after, Schedule):
-            return {"schedule": after.id}
-        if isinstance(after, int) and not isinstance(after, bool):
-            self.queue.get(after)
-            return {"job": after}
-        if isinstance(after, str):
-            return {"schedule": self.get(after).id}
-        raise InvalidSchedule(f"after takes a job, a job id, a schedule or its name, not {after!r}")
-
     def get(self, schedule: int | str | Schedule) -> Schedule:
         """A schedule by id or name; raises :class:`ScheduleNotFound`."""
         if isinstance(schedule, Schedule):
@@ -290,7 +266,7 @@ class Schedules:
         now = self.clock.now()
         nxt = s.next_run
         if s.kind in ("every", "cron") and (nxt is None or nxt < now):
-            nxt = triggers.following_run(s.trigger, nxt or now, now)
+            nxt = BaseTrigger.from_spec(s.trigger).next_after(nxt or now, now)
         with self.queue.transaction() as ch:
             ch.c.execute(
                 "UPDATE schedules SET status = 'active', next_run = ? WHERE id = ?", (nxt, s.id)

@@ -105,6 +105,10 @@ class Boot(Trigger):
     name = "boot"
     check_every = 30.0
 
+    @classmethod
+    def describe_params(cls, params: dict[str, Any]) -> str:
+        return f"on {cls.name}"
+
     def __init__(self, source: str | None = "auto", added_in: str | None = "current"):
         self.source = _source(source, "boot")
         # Stored with the schedule: the boot it was added in, which never fires it.
@@ -226,6 +230,10 @@ class SystemIdle(Trigger):
 
     name = "system_idle"
 
+    @classmethod
+    def describe_params(cls, params: dict[str, Any]) -> str:
+        return f"system idle {params.get('minutes', 0):g} min"
+
     def __init__(self, minutes: float = 10.0, source: str | None = "auto", poll: float = 30.0):
         if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or minutes <= 0:
             raise InvalidSchedule(f"system_idle minutes must be a positive number, not {minutes!r}")
@@ -298,6 +306,10 @@ class Shutdown(Trigger):
 
     name = "shutdown"
 
+    @classmethod
+    def describe_params(cls, params: dict[str, Any]) -> str:
+        return f"on {cls.name}"
+
     def __init__(self, grace: float = 10.0):
         if not isinstance(grace, (int, float)) or isinstance(grace, bool) or grace < 0:
             raise InvalidSchedule(f"shutdown grace must be seconds >= 0, not {grace!r}")
@@ -326,6 +338,10 @@ class NetworkAvailable(Trigger):
     """
 
     name = "network_available"
+
+    @classmethod
+    def describe_params(cls, params: dict[str, Any]) -> str:
+        return f"network available ({params.get('host')}:{params.get('port')})"
 
     def __init__(
         self,

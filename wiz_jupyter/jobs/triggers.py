@@ -1,38 +1,107 @@
-"""Triggers: when a schedule fires. Each is stored as a small JSON dict in the
-``schedules`` table; this module validates them and computes fire times.
+"""Triggers: when a schedule fires. Each is an object that validates its arguments
+when made, describes itself, computes its fire times (time triggers) and converts
+to and from the small JSON dict stored in the ``schedules`` table.
 
-Kinds: ``at`` (once), ``every`` (interval), ``cron`` (croniter, with a time
-zone), ``after`` (another job or schedule finishing), ``watch`` (files
-changing), ``webhook`` (fired by name), ``kernel`` (runtime start / exit in a
-notebook kernel), ``idle`` (an agent without work for N seconds) and
-``custom`` (a :class:`Trigger` subclass: a user's, or one of the built-in
-system events ``boot``, ``system_idle``, ``shutdown`` and
-``network_available`` of :mod:`wiz_jupyter.jobs.system`).
+Built in: :class:`At` (once), :class:`Every` (interval), :class:`Cron` (croniter,
+with a time zone), :class:`After` (another job or schedule finishing),
+:class:`Watch` (files changing), :class:`Webhook` (fired by name), :class:`Kernel`
+(runtime start / exit in a notebook kernel) and :class:`Idle` (an agent without
+work for N seconds). A :class:`Trigger` subclass is a custom trigger (stored as
+kind ``custom``): a user's, or one of the system events ``boot``,
+``system_idle``, ``shutdown`` and ``network_available`` of
+:mod:`wiz_jupyter.jobs.system`. All share :class:`BaseTrigger`.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import hmac
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import InvalidSchedule
-from .models import epoch
+from .models import Job, epoch
+
+if TYPE_CHECKING:
+    from .schedules import Schedules
 
 TIME_KINDS = frozenset({"at", "every", "cron"})
 OUTCOMES = ("completed", "failed", "timeout", "finished")
+MISFIRES = ("skip", "catch_up")
 #: a time trigger later than this (seconds) when its process was down is a misfire
 DEFAULT_GRACE = 60.0
+#: the built-in system-event triggers (wiz_jupyter.jobs.system), by the name ``trigger=`` takes
+SYSTEM_TRIGGERS = ("boot", "system_idle", "shutdown", "network_available")
 
 
-class Trigger:
+class BaseTrigger:
+    """What every trigger is: the built-in ones (:class:`Cron`, :class:`Every`, ...)
+    and :class:`Trigger`, the base of custom ones.
+
+    A trigger checks its arguments when made (raising :class:`InvalidSchedule`),
+    describes itself, says when it fires first and next (time triggers; the
+    others fire on events), and converts to the dict stored with its schedule
+    (:meth:`to_spec`) and back (:meth:`from_spec`).
+    """
+
+    #: the ``"kind"`` of the stored dict
+    kind: ClassVar[str] = ""
+
+    def to_spec(self) -> dict[str, Any]:
+        """The JSON dict stored in the ``schedules`` table."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """A short human description (never shows a webhook's secret)."""
+        raise NotImplementedError
+
+    def first_run(self, now: float) -> float | None:
+        """The first fire time of a time trigger added at ``now``; None for events."""
+        return None
+
+    def next_after(self, fired_for: float, now: float) -> float | None:
+        """The fire time after the one at ``fired_for``; None when the trigger is done
+        (or fires on events). Never a time already past: missed ones are the misfire
+        policy's business."""
+        return None
+
+    def _resolve(self, schedules: Schedules) -> BaseTrigger:
+        """This trigger with what it names looked up in the workspace (``After``)."""
+        return self
+
+    @staticmethod
+    def from_spec(
+        spec: Mapping[str, Any], classes: Mapping[str, type[Trigger]] | None = None
+    ) -> BaseTrigger:
+        """Rebuild a trigger from its stored dict.
+
+        Built-in kinds are not checked again: a stored trigger was valid when added,
+        and must still describe itself (a watched folder since deleted, an interval
+        below a floor introduced later). A custom trigger is made by its class in
+        ``classes`` (by name; by default the system triggers), as the scheduler does.
+        """
+        kind = spec["kind"]
+        if kind == "custom":
+            if classes is None:
+                from .system import BUILTIN_TRIGGERS as classes  # system.py builds on this module
+            cls = classes.get(spec["name"])
+            if cls is None:
+                raise InvalidSchedule(f"trigger {spec['name']!r} is not registered here")
+            return cls(**(spec.get("params") or {}))
+        if kind not in _KINDS:
+            raise InvalidSchedule(f"unknown trigger kind {kind!r}")
+        return _KINDS[kind]._stored(spec)
+
+
+class Trigger(BaseTrigger):
     """Base class of custom triggers. Subclass, register with
     ``@ws.schedules.trigger``, and add with ``ws.schedules.add(task, trigger=MyTrigger(...))``.
 
@@ -52,6 +121,7 @@ class Trigger:
                 return used / total > self.limit
     """
 
+    kind = "custom"
     check_every: ClassVar[float] = 1.0
     name: ClassVar[str] = ""
 
@@ -73,6 +143,25 @@ class Trigger:
 
     def teardown(self) -> None:
         """Called when the schedule is paused, removed or the scheduler stops."""
+
+    def to_spec(self) -> dict[str, Any]:
+        params = self.params()
+        try:
+            json.dumps(params)
+        except (TypeError, ValueError) as e:
+            raise InvalidSchedule(
+                f"a custom trigger's parameters must be JSON to be stored: {e}"
+            ) from None
+        return {"kind": "custom", "name": type(self).name or type(self).__name__, "params": params}
+
+    def describe(self) -> str:
+        return self.describe_params(self.params())
+
+    @classmethod
+    def describe_params(cls, params: dict[str, Any]) -> str:
+        """The description from the stored parameters, so that listing schedules never
+        has to make (and set up) a trigger. Override to say more than the name."""
+        return f"custom {cls.name or cls.__name__}"
 
 
 @dataclass
@@ -135,16 +224,363 @@ def _zone(tz: str | None) -> ZoneInfo | None:
         ) from None
 
 
-def cron_spec(expr: str, tz: str | None) -> dict[str, Any]:
-    from croniter import croniter
+def _misfire(value: Any) -> str:
+    if value not in MISFIRES:
+        raise InvalidSchedule(f"misfire must be 'skip' or 'catch_up', not {value!r}")
+    return value
 
-    if not isinstance(expr, str) or not croniter.is_valid(expr):
-        raise InvalidSchedule(
-            f"malformed cron expression {expr!r}; expected 5 fields like '*/5 * * * *' "
-            "(minute hour day month weekday)"
+
+# -- the built-in triggers -----------------------------------------------------------------------
+
+
+class _Builtin(BaseTrigger):
+    """A built-in trigger: its stored dict is its ``kind`` and the attributes ``_keys``
+    names, in that order: the stored JSON, as existing databases hold it."""
+
+    _keys: ClassVar[tuple[str, ...]] = ()
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, **{k: getattr(self, k) for k in self._keys}}
+
+    @classmethod
+    def _stored(cls, spec: Mapping[str, Any]) -> _Builtin:
+        trigger = cls.__new__(cls)  # no __init__: stored values were checked when added
+        for k in cls._keys:  # a key an older row lacks keeps the class default
+            setattr(trigger, k, spec.get(k, getattr(cls, k, None)))
+        return trigger
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, k) == getattr(other, k) for k in self._keys
         )
-    _zone(tz)
-    return {"kind": "cron", "expr": expr, "tz": tz}
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        shown = {k: getattr(self, k) for k in self._keys}
+        if shown.get("secret"):
+            shown["secret"] = "***"  # a repr lands in notebook outputs
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+class _Timed(_Builtin):
+    """A time trigger. One missed by more than ``grace`` seconds (no scheduler was
+    running) fires once when a scheduler is back (``misfire="catch_up"``) or not
+    (``"skip"``)."""
+
+    misfire: str = "catch_up"
+    grace: float = DEFAULT_GRACE
+
+    def _timing(self, misfire: str, grace: float) -> None:
+        self.misfire, self.grace = _misfire(misfire), float(grace)
+
+    def timed(self, misfire: str | None = None, grace: float | None = None) -> _Timed:
+        """A copy with another misfire policy or grace (what ``schedules.add``'s
+        ``misfire=`` and ``grace=`` do to a trigger object)."""
+        new = copy.copy(self)
+        new._timing(
+            self.misfire if misfire is None else misfire, self.grace if grace is None else grace
+        )
+        return new
+
+
+class At(_Timed):
+    """Fires once, at ``when``: a datetime, an ISO date-time or a Unix time.
+    ``schedules.add(task, at=when)`` is short for ``trigger=At(when)``."""
+
+    kind = "at"
+    _keys = ("at", "misfire", "grace")
+
+    def __init__(self, when: Any, *, misfire: str = "catch_up", grace: float = DEFAULT_GRACE):
+        self._timing(misfire, grace)
+        self.at = _epoch(when, "at")
+
+    def first_run(self, now: float) -> float | None:
+        return self.at
+
+    def describe(self) -> str:
+        return f"at {dt.datetime.fromtimestamp(self.at).isoformat(timespec='seconds')}"
+
+
+class Every(_Timed):
+    """Fires every ``seconds`` (a number or a timedelta), first at ``start`` (by
+    default one interval after it is added), keeping that phase so it never drifts.
+    ``schedules.add(task, every=300)`` is short for ``trigger=Every(300)``."""
+
+    kind = "every"
+    _keys = ("seconds", "start", "misfire", "grace")
+
+    def __init__(
+        self,
+        seconds: float | dt.timedelta,
+        start: Any = None,
+        *,
+        misfire: str = "catch_up",
+        grace: float = DEFAULT_GRACE,
+    ):
+        self._timing(misfire, grace)
+        self.start = _epoch(start, "start") if start is not None else None
+        self.seconds = _seconds(seconds, "every")
+
+    def first_run(self, now: float) -> float | None:
+        return self.start if self.start is not None else now + self.seconds
+
+    def next_after(self, fired_for: float, now: float) -> float | None:
+        nxt = fired_for + self.seconds
+        if nxt <= now:
+            nxt += ((now - nxt) // self.seconds + 1) * self.seconds
+        return nxt
+
+    def describe(self) -> str:
+        return f"every {self.seconds:g} s"
+
+
+class Cron(_Timed):
+    """Fires at the times of a 5-field cron expression (minute hour day month
+    weekday), in time zone ``tz`` (an IANA name; by default the machine's).
+    ``schedules.add(task, cron=expr, tz=tz)`` is short for ``trigger=Cron(expr, tz)``."""
+
+    kind = "cron"
+    _keys = ("expr", "tz", "misfire", "grace")
+
+    def __init__(
+        self,
+        expr: str,
+        tz: str | None = None,
+        *,
+        misfire: str = "catch_up",
+        grace: float = DEFAULT_GRACE,
+    ):
+        from croniter import croniter
+
+        self._timing(misfire, grace)
+        if not isinstance(expr, str) or not croniter.is_valid(expr):
+            raise InvalidSchedule(
+                f"malformed cron expression {expr!r}; expected 5 fields like '*/5 * * * *' "
+                "(minute hour day month weekday)"
+            )
+        _zone(tz)
+        self.expr, self.tz = expr, tz
+
+    def first_run(self, now: float) -> float | None:
+        return next_cron(self.expr, self.tz, now)
+
+    def next_after(self, fired_for: float, now: float) -> float | None:
+        return next_cron(self.expr, self.tz, max(fired_for, now))
+
+    def describe(self) -> str:
+        return f"cron '{self.expr}'" + (f" ({self.tz})" if self.tz else "")
+
+
+class After(_Builtin):
+    """Fires when ``target`` finishes ``on`` one of completed / failed / timeout /
+    finished: a job (or a job id) once, a schedule (or its name) after each of its
+    jobs. The job's data gets ``upstream``: the job, its status, result or error.
+    ``schedules.add(task, after=job, on="failed")`` is short for
+    ``trigger=After(job, on="failed")``."""
+
+    kind = "after"
+    _keys = ("job", "schedule", "on")
+    job: int | None = None
+    schedule: int | str | None = None  # a name until schedules.add looks it up
+
+    def __init__(self, target: Any, on: str | list[str] = "completed"):
+        from .schedules import Schedule  # schedules.py builds on this module
+
+        if isinstance(target, Job):
+            self.job = target.id
+        elif isinstance(target, Schedule):
+            self.schedule = target.id
+        elif isinstance(target, int) and not isinstance(target, bool):
+            self.job = target
+        elif isinstance(target, str):
+            self.schedule = target
+        else:
+            raise InvalidSchedule(
+                f"after takes a job, a job id, a schedule or its name, not {target!r}"
+            )
+        outcomes = [on] if isinstance(on, str) else list(on)
+        if not outcomes or any(o not in OUTCOMES for o in outcomes):
+            raise InvalidSchedule(f"on must be one or more of {OUTCOMES}, not {on!r}")
+        self.on = outcomes
+
+    def _resolve(self, schedules: Schedules) -> After:
+        if self.job is not None:
+            schedules.queue.get(self.job)  # JobNotFound now, not a schedule that never fires
+            return self
+        if not isinstance(self.schedule, str):
+            return self
+        resolved = copy.copy(self)
+        resolved.schedule = schedules.get(self.schedule).id  # type: ignore[arg-type]
+        return resolved
+
+    def to_spec(self) -> dict[str, Any]:
+        if isinstance(self.schedule, str):
+            raise InvalidSchedule(
+                f"after={self.schedule!r} names a schedule; ws.schedules.add looks it up"
+            )
+        target = {"job": self.job} if self.job is not None else {"schedule": self.schedule}
+        return {"kind": "after", **target, "on": self.on}
+
+    def describe(self) -> str:
+        what = f"job {self.job}" if self.job is not None else f"schedule {self.schedule}"
+        return f"after {what} {'/'.join(self.on)}"
+
+
+class Watch(_Builtin):
+    """Fires when files matching ``patterns`` (globs, by default ``*``) change under
+    the folder ``path``, once per burst of changes (``debounce`` seconds). The job's
+    data gets ``changes``. ``schedules.add(task, watch="data/", patterns="*.csv")``
+    is short for ``trigger=Watch("data/", "*.csv")``."""
+
+    kind = "watch"
+    _keys = ("path", "patterns", "debounce")
+
+    def __init__(
+        self, path: str | Path, patterns: list[str] | str | None = None, debounce: float = 0.5
+    ):
+        folder = Path(path).expanduser().resolve()
+        if not folder.is_dir():
+            raise InvalidSchedule(f"watch needs an existing folder; {folder} is not one")
+        self.path = str(folder)
+        self.patterns = [patterns] if isinstance(patterns, str) else list(patterns or ["*"])
+        self.debounce = float(debounce)
+
+    def describe(self) -> str:
+        return f"watch {self.path} {' '.join(self.patterns)}"
+
+
+class Webhook(_Builtin):
+    """Fires when called by ``name`` (``ws.schedules.fire_webhook``, or a POST to
+    ``/wiz/hooks/NAME``); with a ``secret``, only for callers that sign the body.
+    The job's data gets ``payload``. ``schedules.add(task, webhook="github",
+    secret=s)`` is short for ``trigger=Webhook("github", secret=s)``."""
+
+    kind = "webhook"
+    _keys = ("name", "secret")
+
+    def __init__(self, name: str, secret: str | None = None):
+        if not isinstance(name, str) or not name or "/" in name:
+            raise InvalidSchedule(f"webhook needs a name without '/', not {name!r}")
+        self.name, self.secret = name, secret
+
+    def describe(self) -> str:
+        return f"webhook {self.name}" + (" (signed)" if self.secret else "")
+
+
+class Kernel(_Builtin):
+    """Fires when a notebook kernel's runtime starts or exits (``on``: "start" or
+    "exit"). ``schedules.add(task, kernel="start")`` is short for
+    ``trigger=Kernel("start")``."""
+
+    kind = "kernel"
+    _keys = ("on",)
+
+    def __init__(self, on: str):
+        if on not in ("start", "exit"):
+            raise InvalidSchedule(f"kernel must be 'start' or 'exit', not {on!r}")
+        self.on = on
+
+    def describe(self) -> str:
+        return f"kernel {self.on}"
+
+
+class Idle(_Builtin):
+    """Fires once per idle period: when the agent ``agent`` has had no work for
+    ``seconds``. ``schedules.add(task, idle=("analyst", 60))`` is short for
+    ``trigger=Idle("analyst", 60)``."""
+
+    kind = "idle"
+    _keys = ("agent", "seconds")
+
+    def __init__(self, agent: str, seconds: float | dt.timedelta):
+        self.agent = str(agent)
+        self.seconds = _seconds(seconds, "idle seconds")
+
+    def describe(self) -> str:
+        return f"{self.agent} idle {self.seconds:g} s"
+
+
+_KINDS: dict[str, type[_Builtin]] = {
+    c.kind: c for c in (At, Every, Cron, After, Watch, Webhook, Kernel, Idle)
+}
+
+
+def build(
+    trigger: BaseTrigger | None = None,
+    *,
+    misfire: str | None = None,
+    grace: float | None = None,
+    at: Any = None,
+    every: Any = None,
+    start: Any = None,
+    cron: str | None = None,
+    tz: str | None = None,
+    after: Any = None,
+    on: str | list[str] | None = None,
+    watch: str | None = None,
+    patterns: list[str] | str | None = None,
+    debounce: float | None = None,
+    webhook: str | None = None,
+    secret: str | None = None,
+    kernel: str | None = None,
+    idle: tuple[str, float] | None = None,
+) -> BaseTrigger:
+    """The trigger ``ws.schedules.add`` was given: ``trigger``, or the object its one
+    shorthand keyword stands for (with that keyword's options: ``start``, ``tz``,
+    ``on``, ``patterns``, ``debounce``, ``secret``). ``misfire`` and ``grace`` set
+    a time trigger's; None keeps its own."""
+    given = [
+        name
+        for name, v in (
+            ("at", at), ("every", every), ("cron", cron), ("after", after), ("watch", watch),
+            ("webhook", webhook), ("kernel", kernel), ("idle", idle), ("trigger", trigger),
+        )
+        if v is not None
+    ]  # fmt: skip
+    if len(given) != 1:
+        raise InvalidSchedule(
+            "give exactly one trigger: at=, every=, cron=, after=, watch=, webhook=, kernel=, "
+            f"idle= or trigger= (got {', '.join(given) or 'none'})"
+        )
+    if misfire is not None:
+        _misfire(misfire)  # refused for any trigger, though only time triggers use it
+    timing = {k: v for k, v in (("misfire", misfire), ("grace", grace)) if v is not None}
+    if trigger is not None:
+        if not isinstance(trigger, BaseTrigger):
+            raise InvalidSchedule(f"trigger must be a wiz.Trigger instance, not {trigger!r}")
+        if isinstance(trigger, _Timed) and timing:
+            return trigger.timed(misfire, grace)
+        return trigger
+    if at is not None:
+        return At(at, **timing)
+    if every is not None:
+        return Every(every, start, **timing)
+    if cron is not None:
+        return Cron(cron, tz, **timing)
+    if after is not None:
+        return After(after, "completed" if on is None else on)
+    if watch is not None:
+        return Watch(watch, patterns, 0.5 if debounce is None else debounce)
+    if webhook is not None:
+        return Webhook(webhook, secret)
+    if kernel is not None:
+        return Kernel(kernel)
+    try:
+        agent, seconds = idle  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise InvalidSchedule("idle takes (agent name, seconds)") from None
+    return Idle(agent, seconds)
+
+
+def describe(spec: Mapping[str, Any]) -> str:
+    """A short human description of a stored trigger (never shows a webhook's secret)."""
+    if spec["kind"] != "custom":
+        return BaseTrigger.from_spec(spec).describe()
+    from .system import BUILTIN_TRIGGERS  # system.py builds on this module
+
+    cls = BUILTIN_TRIGGERS.get(spec["name"])  # a user's class may not be registered here
+    return cls.describe_params(spec.get("params") or {}) if cls else f"custom {spec['name']}"
 
 
 def next_cron(expr: str, tz: str | None, after: float, previous: float | None = None) -> float:
@@ -195,160 +631,6 @@ def _instants(wall: dt.datetime, zone: Any, fixed: bool) -> list[float]:
 
 def _wall(t: float, zone: Any) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, zone).replace(tzinfo=None)
-
-
-def build(
-    *,
-    at: Any = None,
-    every: Any = None,
-    cron: str | None = None,
-    tz: str | None = None,
-    after: Any = None,
-    on: str | list[str] = "completed",
-    watch: str | None = None,
-    patterns: list[str] | str | None = None,
-    debounce: float = 0.5,
-    webhook: str | None = None,
-    secret: str | None = None,
-    kernel: str | None = None,
-    idle: tuple[str, float] | None = None,
-    trigger: Trigger | None = None,
-    start: Any = None,
-    misfire: str = "catch_up",
-    grace: float = DEFAULT_GRACE,
-) -> dict[str, Any]:
-    """Validate the trigger arguments of ``ws.schedules.add`` into the stored dict."""
-    given = [
-        name
-        for name, v in (
-            ("at", at), ("every", every), ("cron", cron), ("after", after), ("watch", watch),
-            ("webhook", webhook), ("kernel", kernel), ("idle", idle), ("trigger", trigger),
-        )
-        if v is not None
-    ]  # fmt: skip
-    if len(given) != 1:
-        raise InvalidSchedule(
-            "give exactly one trigger: at=, every=, cron=, after=, watch=, webhook=, kernel=, "
-            f"idle= or trigger= (got {', '.join(given) or 'none'})"
-        )
-    if misfire not in ("skip", "catch_up"):
-        raise InvalidSchedule(f"misfire must be 'skip' or 'catch_up', not {misfire!r}")
-    timing = {"misfire": misfire, "grace": float(grace)}
-    if at is not None:
-        return {"kind": "at", "at": _epoch(at, "at"), **timing}
-    if every is not None:
-        first = _epoch(start, "start") if start is not None else None
-        return {"kind": "every", "seconds": _seconds(every, "every"), "start": first, **timing}
-    if cron is not None:
-        return {**cron_spec(cron, tz), **timing}
-    if after is not None:
-        outcomes = [on] if isinstance(on, str) else list(on)
-        bad = [o for o in outcomes if o not in OUTCOMES]
-        if bad or not outcomes:
-            raise InvalidSchedule(f"on must be one or more of {OUTCOMES}, not {on!r}")
-        return {"kind": "after", **after, "on": outcomes}
-    if watch is not None:
-        folder = Path(watch).expanduser().resolve()
-        if not folder.is_dir():
-            raise InvalidSchedule(f"watch needs an existing folder; {folder} is not one")
-        watch = str(folder)
-        pats = [patterns] if isinstance(patterns, str) else list(patterns or ["*"])
-        return {"kind": "watch", "path": str(watch), "patterns": pats, "debounce": float(debounce)}
-    if webhook is not None:
-        if not isinstance(webhook, str) or not webhook or "/" in webhook:
-            raise InvalidSchedule(f"webhook needs a name without '/', not {webhook!r}")
-        return {"kind": "webhook", "name": webhook, "secret": secret}
-    if kernel is not None:
-        if kernel not in ("start", "exit"):
-            raise InvalidSchedule(f"kernel must be 'start' or 'exit', not {kernel!r}")
-        return {"kind": "kernel", "on": kernel}
-    if idle is not None:
-        try:
-            agent, seconds = idle
-        except (TypeError, ValueError):
-            raise InvalidSchedule("idle takes (agent name, seconds)") from None
-        return {"kind": "idle", "agent": str(agent), "seconds": _seconds(seconds, "idle seconds")}
-    assert trigger is not None
-    if not isinstance(trigger, Trigger):
-        raise InvalidSchedule(f"trigger must be a wiz.Trigger instance, not {trigger!r}")
-    params = trigger.params()
-    try:
-        json.dumps(params)
-    except (TypeError, ValueError) as e:
-        raise InvalidSchedule(
-            f"a custom trigger's parameters must be JSON to be stored: {e}"
-        ) from None
-    return {
-        "kind": "custom",
-        "name": type(trigger).name or type(trigger).__name__,
-        "params": params,
-    }
-
-
-def first_run(spec: dict[str, Any], now: float) -> float | None:
-    """The first fire time of a time trigger (None for the event-driven kinds)."""
-    kind = spec["kind"]
-    if kind == "at":
-        return spec["at"]
-    if kind == "every":
-        return spec["start"] if spec["start"] is not None else now + spec["seconds"]
-    if kind == "cron":
-        return next_cron(spec["expr"], spec["tz"], now)
-    return None
-
-
-def following_run(spec: dict[str, Any], fired_for: float, now: float) -> float | None:
-    """The fire time after the one at ``fired_for``; None when a trigger is done.
-
-    Intervals keep their phase (start + k * seconds) so they do not drift, and
-    never return a time already past: missed ones are the misfire policy's business.
-    """
-    kind = spec["kind"]
-    if kind == "every":
-        step = spec["seconds"]
-        nxt = fired_for + step
-        if nxt <= now:
-            nxt += ((now - nxt) // step + 1) * step
-        return nxt
-    if kind == "cron":
-        return next_cron(spec["expr"], spec["tz"], max(fired_for, now), previous=fired_for)
-    return None
-
-
-def describe(spec: dict[str, Any]) -> str:
-    """A short human description (never shows a webhook's secret)."""
-    kind = spec["kind"]
-    if kind == "at":
-        return f"at {dt.datetime.fromtimestamp(spec['at']).isoformat(timespec='seconds')}"
-    if kind == "every":
-        return f"every {spec['seconds']:g} s"
-    if kind == "cron":
-        return f"cron '{spec['expr']}'" + (f" ({spec['tz']})" if spec["tz"] else "")
-    if kind == "after":
-        what = (
-            f"job {spec['job']}" if spec.get("job") is not None else f"schedule {spec['schedule']}"
-        )
-        return f"after {what} {'/'.join(spec['on'])}"
-    if kind == "watch":
-        return f"watch {spec['path']} {' '.join(spec['patterns'])}"
-    if kind == "webhook":
-        return f"webhook {spec['name']}" + (" (signed)" if spec.get("secret") else "")
-    if kind == "kernel":
-        return f"kernel {spec['on']}"
-    if kind == "idle":
-        return f"{spec['agent']} idle {spec['seconds']:g} s"
-    if spec["name"] in SYSTEM_TRIGGERS:
-        params = spec.get("params") or {}
-        if spec["name"] == "system_idle":
-            return f"system idle {params.get('minutes', 0):g} min"
-        if spec["name"] == "network_available":
-            return f"network available ({params.get('host')}:{params.get('port')})"
-        return f"on {spec['name']}"
-    return f"custom {spec['name']}"
-
-
-#: the built-in system-event triggers (wiz_jupyter.jobs.system), by the name ``trigger=`` takes
-SYSTEM_TRIGGERS = ("boot", "system_idle", "shutdown", "network_available")
 
 
 # -- webhooks ------------------------------------------------------------------------------------
