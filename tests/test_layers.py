@@ -71,3 +71,15 @@ def test_the_checker_sees_imports_inside_functions_and_skips_type_checking_ones(
     found = _runtime_imports(source, "wiz_jupyter.agents.probe")
     assert (5, "wiz_jupyter.workspace.workspace") in found
     assert not any(line == 3 for line, _ in found)
+
+
+def test_no_function_in_the_package_is_over_80_lines():
+    """Long builders become tables and small functions (a house rule: issue 20)."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} {lines}")
+    assert long == []
