@@ -48,6 +48,19 @@ class JobCancelled(Exception):
     """Raised inside a sync handler's ``job.check_cancelled()`` once the job is cancelled."""
 
 
+class Unrecoverable(WizError):
+    """Raise it in a handler to fail the job at once, whatever attempts it has left:
+    a bad input that no retry will fix. The job's ``fail_reason`` is ``"unrecoverable"``.
+
+    ::
+
+        @ws.task(attempts=5)
+        def parse(path: str):
+            if not path.endswith(".csv"):
+                raise wiz.Unrecoverable(f"{path} is not a CSV file")
+    """
+
+
 class MissingExtra(WizError, ImportError):
     """An optional part of wiz_jupyter was asked for, and its extra is not installed."""
 

@@ -71,6 +71,21 @@ def html_table(
     return f"<table class='wiz-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def why_failed(row: dict[str, Any]) -> str:
+    """Why a failed job gave up, in a few words: an unrecoverable error, its attempts
+    used up, a timeout, a failed dependency."""
+    reason = row.get("fail_reason")
+    if reason == "unrecoverable":
+        return "unrecoverable"
+    if reason == "dependency":
+        return "dependency failed"
+    made, allowed = row.get("attempts_made") or 0, row.get("attempts") or 1
+    used = (
+        f"{made}/{allowed} attempts used" if made >= allowed else f"after {made}/{allowed} attempts"
+    )
+    return f"timed out, {used}" if reason == "timeout" else used
+
+
 class JobList(list):
     """A list of jobs that shows as a table in a notebook."""
 
@@ -81,6 +96,8 @@ class JobList(list):
         for j in self:
             r = j.snapshot  # the snapshot the list was built from: no query per cell
             outcome = r["error"] if r["status"] in ("failed", "cancelled") else r["result"]
+            if r["status"] == "failed":
+                outcome = f"{why_failed(r)}: {outcome}"
             rows.append([
                 str(r["id"]), r["status"], r["task"], r["agent"] or "", progress_text(r["progress"]),
                 f"{r['attempts_made']}/{r['attempts']}", when(r["created_at"]), short(outcome),

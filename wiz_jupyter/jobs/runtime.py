@@ -27,7 +27,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import StoreError, Unrecoverable
 from .events import resolve
 from .executors import (
     DaskExecutor,
@@ -373,8 +373,10 @@ class Runtime(RuntimeHooks):
             )  # fmt: skip
         except Exception as e:
             tb = traceback.format_exc(limit=-8)
+            final = isinstance(e, Unrecoverable)  # no retry will fix it: fail now
             self._outcome(
-                jid, q.fail, owner, jid, f"{type(e).__name__}: {e}", "error",
+                jid, q.fail, owner, jid, f"{type(e).__name__}: {e}",
+                "unrecoverable" if final else "error", retryable=not final,
                 details={"traceback": tb},
             )  # fmt: skip
         else:

@@ -18,6 +18,7 @@ import anywidget
 import traitlets
 from anywidget.experimental import command
 
+from ..jobs.display import why_failed
 from ..jobs.events import Event
 from ..jobs.models import COLUMNS, SELECT_JOBS, SUMMARY_COLUMNS, loads
 from ..jobs.notebooks import TASK as NOTEBOOK_TASK
@@ -30,6 +31,8 @@ STATIC = pathlib.Path(__file__).parent / "static"
 def _row(r: dict[str, Any], runs_dir: str) -> dict[str, Any]:
     out = {k: r[k] for k in SUMMARY_COLUMNS}
     out["progress"] = loads(r["progress"])
+    if r["status"] == "failed":  # unrecoverable, or its attempts used up, ...
+        out["why"] = why_failed(r)
     if r["task"] == NOTEBOOK_TASK:  # a notebook job: its name, and its executed copy to open
         source = (loads(r["data"]) or {}).get("path", "")
         out["notebook_source"] = os.path.basename(source)

@@ -143,7 +143,9 @@ function render({ model, el: root, experimental }) {
         pc.textContent = JSON.stringify(p);
       }
       tr.append(pc);
-      tr.append(el("td", null, `${job.attempts_made}/${job.attempts}`));
+      const tries = el("td", null, `${job.attempts_made}/${job.attempts}`);
+      if (job.why) tries.append(el("span", "wiz-why", ` ${job.why}`));
+      tr.append(tries);
       tr.append(el("td", null, fmtTime(job.started_at)));
       tr.append(el("td", null, fmtDuration(job)));
       const acts = el("td", "wiz-actions");
