@@ -8,6 +8,7 @@
     wiz worker --tasks t.py --dask tcp://scheduler:8786   # executor="dask" bodies on a cluster
     wiz run-due --tasks my_tasks.py         # fire what is due, work it, exit (for an OS cron)
     wiz run report.ipynb -p region eu       # a notebook as a job: wait for it (--background: queue it)
+    wiz gc [--dry-run] [--vacuum]           # apply the retention policies now
     wiz autowake install|remove|status      # a crontab entry that calls run-due
                                             # (--at-boot: and a worker started at boot)
 
@@ -97,6 +98,18 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         if j.error:
             line += f"  {j.error[:60]}"
         print(line)
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    ws = _open(args)
+    before = ws.store.size()
+    out = ws.gc(dry_run=args.dry_run, vacuum=args.vacuum)
+    tasks = ", ".join(f"{t} {n}" for t, n in sorted(out["by_task"].items())) or "nothing"
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"wiz gc: {verb} {out['removed']} jobs ({tasks}); {ws.path}: "
+          f"{before / 1e6:.1f} MB -> {out['bytes'] / 1e6:.1f} MB")  # fmt: skip
+    ws.close()
     return 0
 
 
@@ -273,6 +286,10 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(tasks=None)
     c = command("schedules", cmd_schedules, "list schedules")
     c.add_argument("--json", action="store_true")
+    c.set_defaults(tasks=None)
+    c = command("gc", cmd_gc, "remove the finished jobs the retention policies let go")
+    c.add_argument("--dry-run", action="store_true", help="only say what would go")
+    c.add_argument("--vacuum", action="store_true", help="then give the freed space to the disk")
     c.set_defaults(tasks=None)
     c = command("worker", cmd_worker, "run a headless worker until SIGINT/SIGTERM", tasks=True)
     c.add_argument("--concurrency", type=count, default=16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import os
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import announce
 from .jobs.events import EventBus
-from .jobs.notebooks import BUILTIN_TASKS, Notebook, NotebookRunner
+from .jobs.notebooks import BUILTIN_TASKS, Notebook, NotebookRunner, output_path
 from .jobs.notebooks import TASK as NOTEBOOK_TASK
 from .jobs.options import TaskSpec
 from .jobs.queue import Queue
@@ -30,7 +31,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: seconds running jobs get when the kernel is asked to shut down
 KERNEL_STOP_GRACE = 2.0
 TASK_OPTIONS = frozenset(
-    ("name", "attempts", "backoff", "timeout", "concurrency", "executor", "resources")
+    (
+        "name",
+        "attempts",
+        "backoff",
+        "timeout",
+        "concurrency",
+        "executor",
+        "resources",
+        "remove_on_complete",
+        "remove_on_fail",
+    )
 )
 
 
@@ -85,6 +96,7 @@ class Workspace:
         self.runs_dir = _runs_dir(self.path)  #: executed notebooks (settable)
         # the built-in notebook task, in every workspace: a headless worker runs notebooks too
         self.jobs.register(TaskSpec(name=NOTEBOOK_TASK, fn=NotebookRunner(lambda: self.runs_dir)))
+        self.jobs.on_remove(self._remove_with_jobs)  # retention: what goes with a job
         self._kernel_hooked = False
         if embeddings is not None:  # kept in the database: every process ranks alike
             self.agents.set_embeddings(embeddings)
@@ -329,6 +341,40 @@ class Workspace:
         from .notebook.chat_panel import ChatPanel
 
         return ChatPanel(self, agents, **options)
+
+    def gc(self, *, dry_run: bool = False, vacuum: bool = False) -> dict[str, Any]:
+        """Apply the retention policies now (a running runtime does it every second):
+        remove the finished jobs they let go, with their events, agent activity, chat
+        messages they posted, model-call metering and executed notebook copies. Returns
+        ``{"removed": n, "by_task": {task: n}, "bytes": file size}``; ``dry_run`` only
+        counts; ``vacuum`` then rewrites the file to give the freed space back.
+
+        ::
+
+            ws.jobs.set_retention(completed=1000, failed={"age": 30 * 86400})
+            ws.gc(dry_run=True)
+        """
+        removed: list[dict[str, Any]] = []
+        while True:  # in batches: one transaction each, so other writers get their turn
+            batch = self.jobs.gc(dry_run=dry_run, limit=10_000)
+            removed += batch
+            if dry_run or len(batch) < 10_000:
+                break
+        if vacuum and not dry_run:
+            self.store.vacuum()
+        by_task: dict[str, int] = {}
+        for r in removed:
+            by_task[r["task"]] = by_task.get(r["task"], 0) + 1
+        return {"removed": len(removed), "by_task": by_task, "bytes": self.store.size()}
+
+    def _remove_with_jobs(self, c: Any, rows: list[tuple]) -> None:
+        from .agents.schema import remove_job_rows
+
+        remove_job_rows(c, [r[0] for r in rows])
+        for jid, task, data in rows:
+            if task == NOTEBOOK_TASK:  # its executed copy goes with it
+                source = (json.loads(data) or {}).get("path", "")
+                output_path(self.runs_dir, jid, source).unlink(missing_ok=True)
 
     def close(self) -> None:
         """Close the database and stop the agents' MCP servers (stop the runtime first)."""

@@ -44,7 +44,7 @@ def test_the_typed_options_are_the_options_add_takes(ws):
     assert typing.get_args(hints["options"]) == (JobOptions,)
     assert JOB_OPTIONS == {"priority", "delay", "run_at", "attempts", "backoff", "timeout",
                            "depends_on", "parent", "key", "agent", "on_dep_failure",
-                           "fail_parent", "notify"}  # fmt: skip
+                           "fail_parent", "notify", "remove_on_complete", "remove_on_fail"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

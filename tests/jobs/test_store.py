@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 import wiz_jupyter as wiz
-from wiz_jupyter.jobs.store import APPLICATION_ID, Store, default_path
+from wiz_jupyter.jobs.store import APPLICATION_ID, JOBS_MIGRATIONS, Store, default_path
 
 
 def digest(path) -> str:
@@ -22,7 +22,8 @@ def test_new_database_is_wal_with_recorded_migrations(db_path):
     assert store.busy_timeout == 10.0  # what a synchronous write waits in all, between tries
     assert store.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     rows = store.read("SELECT component, version FROM wiz_migrations")
-    assert [tuple(r) for r in rows] == [("jobs", 1), ("jobs", 2), ("jobs", 3)]
+    assert [tuple(r) for r in rows] == [("jobs", v) for v, _, _ in JOBS_MIGRATIONS]
+    assert len(JOBS_MIGRATIONS) >= 4
     assert {"jobs", "job_deps", "job_events", "schedules", "settings"} <= set(
         store.db.table_names()
     )
@@ -35,7 +36,7 @@ def test_reopening_keeps_jobs_and_applies_nothing_twice(db_path):
     ws.close()
     again = wiz.Workspace(db_path)
     assert again.jobs.get(job.id).data == {"x": 1}
-    assert len(again.store.read("SELECT * FROM wiz_migrations")) == 3
+    assert len(again.store.read("SELECT * FROM wiz_migrations")) == len(JOBS_MIGRATIONS)
     again.close()
 
 

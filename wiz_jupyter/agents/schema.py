@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlite_utils
 
 from ..jobs.store import Migration
@@ -130,6 +132,24 @@ def _v2(db: sqlite_utils.Database) -> None:
         "CREATE TRIGGER agent_memory_vec_ad AFTER DELETE ON agent_memory BEGIN "
         "DELETE FROM agent_memory_vec WHERE id = old.id; END"
     )
+
+
+#: the agents layer's rows that belong to one job: its activity (plan, steps), the chat
+#: messages it posted and its model calls' metering. The replay cache (``llm_cache``) is
+#: keyed by request, not by job, and is never removed with jobs: cassettes and the
+#: provenance saved in notebooks name its entries.
+PER_JOB_TABLES = ("activity", "messages", "llm_calls")
+
+
+def remove_job_rows(c: sqlite3.Connection, job_ids: list[int]) -> None:
+    """Delete what the agents layer keeps of these jobs (in the caller's transaction)."""
+    present = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for table in PER_JOB_TABLES:
+        if table not in present:
+            continue
+        for start in range(0, len(job_ids), 500):
+            part = job_ids[start : start + 500]
+            c.execute(f"DELETE FROM {table} WHERE job_id IN ({','.join('?' * len(part))})", part)
 
 
 MIGRATIONS: list[Migration] = [

@@ -27,7 +27,7 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 COLUMNS = (
     "id task agent data status priority run_at attempts attempts_made backoff timeout "
     "parent_id key on_dep_failure lease_owner lease_expires progress result error "
-    "fail_reason body_done created_at started_at finished_at notify"
+    "fail_reason body_done created_at started_at finished_at notify keep"
 ).split()
 _JSON_COLUMNS = ("data", "backoff", "progress", "result")
 #: reads name the columns, so rows never depend on the table's column order
@@ -35,7 +35,7 @@ SELECT_JOBS = f"SELECT {', '.join(COLUMNS)} FROM jobs"
 #: what a new row is written with; the other columns start as in NEW_ROW
 INSERT_COLUMNS = (
     "id task agent data status priority run_at attempts backoff timeout parent_id key "
-    "on_dep_failure error fail_reason created_at finished_at notify"
+    "on_dep_failure error fail_reason created_at finished_at notify keep"
 ).split()
 INSERT_JOB = (
     f"INSERT INTO jobs ({', '.join(INSERT_COLUMNS)}) VALUES ({','.join('?' * len(INSERT_COLUMNS))})"

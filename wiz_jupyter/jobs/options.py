@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, TypedDict
 
 from ..errors import InvalidJob
+from . import retention
 from .models import TRIGGER_DATA, Job, dumps, epoch
 
 Backoff = dict[str, Any]
@@ -42,6 +43,8 @@ class JobOptions(TypedDict, total=False):
     on_dep_failure: str  # "fail" | "ignore"
     fail_parent: bool
     notify: bool
+    remove_on_complete: Any  # retention: True, a count to keep, or {"age": s, "count": n}
+    remove_on_fail: Any
 
 
 JOB_OPTIONS = frozenset(JobOptions.__optional_keys__)
@@ -64,6 +67,7 @@ class JobSpec(NamedTuple):
     on_dep_failure: str = "fail"
     fail_parent: bool = True
     notify: bool = False
+    keep: str | None = None  # the retention policies, as JSON (jobs/retention.py)
 
     def with_data(self, data: str) -> JobSpec:
         """The same job with other (encoded) data: a bulk add checks options once per task."""
@@ -155,6 +159,10 @@ def job_spec(task: str, data: Any, options: JobOptions, defaults: TaskSpec | Non
         attempts = defaults.attempts if attempts is None else attempts
         backoff = defaults.backoff if backoff is None else backoff
         timeout = defaults.timeout if timeout is None else timeout
+    keep = retention.stamp(
+        get("remove_on_complete", defaults and defaults.remove_on_complete),
+        get("remove_on_fail", defaults and defaults.remove_on_fail),
+    )
     attempts = 1 if attempts is None else attempts
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise InvalidJob(f"attempts must be an integer >= 1, not {attempts!r}")
@@ -187,6 +195,7 @@ def job_spec(task: str, data: Any, options: JobOptions, defaults: TaskSpec | Non
         on_dep_failure=on_dep_failure,
         fail_parent=bool(get("fail_parent", True)),
         notify=bool(get("notify", False)),
+        keep=keep,
     )
 
 
@@ -220,12 +229,15 @@ class TaskSpec:
     concurrency: int | None = None
     executor: str = "auto"
     resources: dict[str, float] | None = None  # Dask resource annotations, e.g. {"GPU": 1}
+    remove_on_complete: Any = None  # retention defaults for its jobs (jobs/retention.py)
+    remove_on_fail: Any = None
     wants_job: bool = dataclasses.field(default=False, init=False)
     #: its parameter names; None: it takes **kwargs
     takes: frozenset[str] | None = dataclasses.field(default=None, init=False)
 
     def __post_init__(self) -> None:
         normalise_backoff(self.backoff)  # refuse a bad backoff now, not at add
+        retention.stamp(self.remove_on_complete, self.remove_on_fail)  # and a bad policy
         if self.executor not in EXECUTORS:
             raise ValueError(
                 f"executor must be 'auto', 'loop', 'thread' or 'dask', not {self.executor!r}"

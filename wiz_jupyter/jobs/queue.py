@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Unpack
 
 from ..errors import InvalidJob, JobNotFound
+from . import retention
 from .display import JobList
 from .events import Event, EventBus, resolve
 from .models import (
@@ -63,6 +64,11 @@ from .options import (
 from .store import Store
 
 _STATUS = INSERT_COLUMNS.index("status")  # in a row being inserted
+# above the highest id in the table and the highest ever removed: ids are never reused
+_NEXT_ID = (
+    "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM jobs), COALESCE((SELECT CAST(value AS "
+    f"INTEGER) FROM settings WHERE key = '{retention.MAX_ID_KEY}'), 0))"
+)
 _INSERT_EVENT = "INSERT INTO job_events (job_id, event, payload, at) VALUES (?,?,?,?)"
 _UNRESOLVED = (
     "SELECT 1 FROM job_deps d JOIN jobs j ON j.id = d.dep_id WHERE d.job_id = ? "
@@ -116,6 +122,9 @@ class Queue:
         self.poll_interval = 0.2
         self._waiters: dict[int, list[asyncio.Future]] = {}
         self._paused: tuple[tuple[int, int], bool] | None = None
+        self._retention: tuple[tuple[int, int], str | None] | None = None
+        self._stamped = False  # this process added a job with a retention policy
+        self._removers: list[Callable[[sqlite3.Connection, list[tuple]], None]] = []
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -135,6 +144,81 @@ class Queue:
     def unregister(self, name: str) -> None:
         """This process no longer runs ``name`` jobs (they wait for a process that does)."""
         self._tasks.pop(name, None)
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def set_retention(self, completed: Any = None, failed: Any = None) -> None:
+        """The workspace's default for finished jobs whose own policy does not say (kept in
+        the database, so every process applies it): ``True`` removes a job once it ends,
+        an int N keeps the newest N of each task, ``{"age": seconds, "count": n}`` either
+        or both; ``None`` keeps everything. Removal happens in :meth:`gc`, which a running
+        runtime calls every second.
+
+        ::
+
+            ws.jobs.set_retention(completed={"age": 7 * 86400, "count": 1000}, failed=5000)
+        """
+        c, f = retention.policy(completed, "completed"), retention.policy(failed, "failed")
+        value = dumps({k: v for k, v in (("completed", c), ("failed", f)) if v is not None})
+        with self.transaction() as tx:
+            if value == "{}":
+                tx.c.execute("DELETE FROM settings WHERE key = ?", (retention.DEFAULT_KEY,))
+            else:
+                tx.c.execute(
+                    "INSERT OR REPLACE INTO settings VALUES (?, ?)", (retention.DEFAULT_KEY, value)
+                )
+
+    @property
+    def retention(self) -> dict[str, Any]:
+        """The workspace's default policies as stored: ``{"completed": {...}, "failed": {...}}``."""
+        return loads(self._default_retention()) or {}
+
+    def _default_retention(self) -> str | None:
+        seen = self.store.version()
+        if self._retention is None or self._retention[0] != seen:
+            rows = self.store.read(
+                "SELECT value FROM settings WHERE key = ?", (retention.DEFAULT_KEY,)
+            )
+            self._retention = (seen, rows[0][0] if rows else None)
+        return self._retention[1]
+
+    def retention_active(self) -> bool:
+        """Whether :meth:`gc` has anything to apply that this process knows of: a default,
+        a task of this process with a policy, or a job it added with one."""
+        return (
+            self._stamped
+            or self._default_retention() is not None
+            or any(t.remove_on_complete is not None or t.remove_on_fail is not None
+                   for t in self._tasks.values())
+        )  # fmt: skip
+
+    def on_remove(self, fn: Callable[[sqlite3.Connection, list[tuple]], None]) -> None:
+        """Call ``fn(connection, [(id, task, data JSON), ...])`` in the transaction that
+        removes jobs, so other layers remove what goes with them (agent activity, chat
+        messages, an executed notebook copy)."""
+        self._removers.append(fn)
+
+    def gc(self, *, dry_run: bool = False, limit: int = 100_000) -> list[dict[str, Any]]:
+        """Remove (up to ``limit``) finished jobs that their retention policies let go,
+        with their events, dependency edges, schedule runs and what other layers keep of
+        them; return ``[{"id", "task"}, ...]``. Never a job an unfinished job still waits
+        for, nor a parent with unfinished children. ``dry_run``: only say which."""
+        if dry_run:
+            with self.store.lock:
+                rows = retention.collect(
+                    self.store.conn, time.time(), self._default_retention(), limit
+                )
+        else:
+            with self.transaction() as tx:
+                default = tx.c.execute(
+                    "SELECT value FROM settings WHERE key = ?", (retention.DEFAULT_KEY,)
+                ).fetchone()
+                rows = retention.collect(tx.c, tx.now, default and default[0], limit)
+                if rows:
+                    for fn in self._removers:
+                        fn(tx.c, rows)
+                    retention.remove(tx.c, [r[0] for r in rows])
+        return [{"id": r[0], "task": r[1]} for r in rows]
 
     # -- adding --------------------------------------------------------------------------------
 
@@ -232,7 +316,10 @@ class Queue:
     ) -> JobSpec:
         """Check a job as :meth:`add` would, without adding it; the task's defaults
         registered in this process fill what is not given."""
-        return job_spec(task, data, options, self._tasks.get(task))
+        spec = job_spec(task, data, options, self._tasks.get(task))
+        if spec.keep is not None:
+            self._stamped = True
+        return spec
 
     def insert_in(self, tx: Transaction, specs: Sequence[JobSpec]) -> list[Job]:
         """Add checked jobs inside a :meth:`transaction` that also changes other rows
@@ -245,7 +332,7 @@ class Queue:
         by_key: dict[str, int] = {}
         # Ids are given here (max + 1 under the write lock) so a bulk insert is one
         # executemany and dependencies within the batch can name earlier items.
-        next_id = c.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0]
+        next_id = c.execute(_NEXT_ID).fetchone()[0]
         new_status: dict[int, str] = {}  # statuses of jobs created in this call
         rows, edges, finished = [], [], []
         batch: dict[int, tuple[int, int]] = {}  # id -> (its row, its place in out), this call
@@ -295,7 +382,7 @@ class Queue:
             row = (
                 jid, s.task, s.agent, s.data, status, s.priority, s.run_at, s.attempts,
                 s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
-                now, finished_at, int(s.notify),
+                now, finished_at, int(s.notify), s.keep,
             )  # fmt: skip
             batch[jid] = (len(rows), i)
             rows.append(row)

@@ -47,6 +47,10 @@ from .store import background
 UNWRITTEN = (sqlite3.Error, StoreError)
 #: Seconds the database may refuse writes before the runtime says so (a warning).
 REFUSAL_QUIET = 2.0
+#: retention: how often a running runtime removes what the policies let go, and how many
+#: jobs at most in one pass (one transaction; the next pass takes the rest)
+GC_INTERVAL = 1.0
+GC_BATCH = 5000
 
 log = logging.getLogger("wiz_jupyter.runtime")
 
@@ -286,7 +290,7 @@ class Runtime(RuntimeHooks):
         background()  # our writes (and those of the jobs started here) never wait on the loop
         loop = asyncio.get_running_loop()
         q = self.queue
-        next_stall_check = 0.0
+        next_stall_check = next_gc = 0.0
         self._quiet_at = None  # claim on the first pass
         while not self._stopping:
             self._wake_fut = loop.create_future()
@@ -300,6 +304,10 @@ class Runtime(RuntimeHooks):
                 if now >= next_stall_check:
                     next_stall_check = now + self.lease / 2
                     q.recover_stalled(self.owner, keep=self._held())
+                if now >= next_gc:  # retention: what the policies let go, a batch at a time
+                    next_gc = now + GC_INTERVAL
+                    if q.retention_active():
+                        q.gc(limit=GC_BATCH)
                 free = self.concurrency - len(self._active)
                 if free > 0 and q.tasks and q.store.version() != self._quiet_at and not q.paused:
                     slots = {

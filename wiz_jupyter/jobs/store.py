@@ -320,6 +320,26 @@ class Store:
         """A passive checkpoint on ``conn``, a connection of the calling thread's own."""
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    def size(self) -> int:
+        """Bytes on disk: the database file and its write-ahead log."""
+        if self.in_memory:
+            return 0
+        return sum(os.path.getsize(f) for f in (self.path, f"{self.path}-wal") if os.path.exists(f))
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (``VACUUM``), giving the space that removed
+        rows left back to the disk. It needs the write lock for the whole rewrite. Without
+        it, SQLite reuses free pages for new rows, so the file stops growing anyway."""
+        with self.lock:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            try:
+                self.conn.execute("VACUUM")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as e:
+                raise WorkspaceBusy(f"{self.path}: could not vacuum ({e}); try again") from None
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {int(LOCK_POLL * 1000)}")
+
     def connect(self) -> sqlite3.Connection:
         """A second connection to the same file (for a background thread)."""
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -344,7 +364,7 @@ class Store:
 def _jobs_v1(db: sqlite_utils.Database) -> None:
     db.execute(
         """CREATE TABLE jobs (
-            id INTEGER PRIMARY KEY,  -- max + 1: jobs are never deleted, so ids are never reused
+            id INTEGER PRIMARY KEY,  -- max + 1 (and above any removed job's: jobs/retention.py)
             task TEXT NOT NULL,
             agent TEXT,
             data TEXT NOT NULL DEFAULT '{}',
@@ -427,8 +447,16 @@ def _jobs_v3(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN notify INTEGER NOT NULL DEFAULT 0")
 
 
+def _jobs_v4(db: sqlite_utils.Database) -> None:
+    # each job's retention policy (jobs/retention.py); the partial index finds the jobs
+    # that have one without reading the others
+    db.execute("ALTER TABLE jobs ADD COLUMN keep TEXT")
+    db.execute("CREATE INDEX jobs_keep ON jobs (task, finished_at) WHERE keep IS NOT NULL")
+
+
 JOBS_MIGRATIONS: list[Migration] = [
     (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1),
     (2, "schedule_runs, jobs by agent", _jobs_v2),
     (3, "jobs.notify", _jobs_v3),
+    (4, "jobs.keep (retention)", _jobs_v4),
 ]
