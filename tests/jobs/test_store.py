@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 
 import pytest
@@ -112,4 +113,25 @@ def test_default_path_follows_wiz_home_else_the_working_folder(tmp_path, monkeyp
 def test_memory_workspace_works():
     ws = wiz.Workspace(":memory:")
     assert ws.jobs.add("t").status == "waiting"
+    ws.close()
+
+
+def test_a_checkpoint_truncates_a_log_grown_past_its_limit(db_path, monkeypatch):
+    import wiz_jupyter.jobs.store as store_module
+
+    ws = wiz.Workspace(db_path)
+    ws.store.checkpoint_in_background(True)  # as the runtime does: only its thread checkpoints
+    ws.jobs.add_bulk([("t", {"i": i, "pad": "x" * 500}) for i in range(2000)])
+    wal = f"{db_path}-wal"
+    grown = os.path.getsize(wal)
+    conn = ws.store.connect()
+    try:
+        ws.store.checkpoint(conn)  # below the limit: passive, the log keeps its size
+        assert os.path.getsize(wal) == grown > 0
+        monkeypatch.setattr(store_module, "WAL_TRUNCATE_FRAMES", 10)
+        ws.store.checkpoint(conn)
+        assert os.path.getsize(wal) == 0
+    finally:
+        conn.close()
+    assert ws.jobs.counts()["waiting"] == 2000  # nothing lost
     ws.close()

@@ -306,8 +306,10 @@ class Runtime(RuntimeHooks):
                     q.recover_stalled(self.owner, keep=self._held())
                 if now >= next_gc:  # retention: what the policies let go, a batch at a time
                     next_gc = now + GC_INTERVAL
-                    if q.retention_active():
-                        q.gc(limit=GC_BATCH)
+                    # a full batch means more are due: go again on the next pass, so that
+                    # removal keeps up with a queue working faster than a batch a second
+                    if q.retention_active() and len(q.gc(limit=GC_BATCH)) == GC_BATCH:
+                        next_gc = now
                 free = self.concurrency - len(self._active)
                 if free > 0 and q.tasks and q.store.version() != self._quiet_at and not q.paused:
                     slots = {
