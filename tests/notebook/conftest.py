@@ -20,6 +20,8 @@ class Result:
     error: str | None = None
     # every display_data / update_display_data / execute_result: {"type", "data", "metadata"}
     outputs: list[dict] = field(default_factory=list)
+    # the execute_reply's payloads (set_next_input puts a cell below: {"source", "text", ...})
+    payload: list[dict] = field(default_factory=list)
 
 
 class Kernel:
@@ -51,6 +53,7 @@ class Kernel:
             textwrap.dedent(code), timeout=timeout, output_hook=hook
         )
         out.status = reply["content"]["status"]
+        out.payload = reply["content"].get("payload", [])
         return out
 
     def ok(self, code: str, timeout: float = 60) -> Result:

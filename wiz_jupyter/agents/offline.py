@@ -333,6 +333,8 @@ def answer(text: str) -> str:
         text = text[len(_ACT_PREFIX) :].strip()
     if not text:
         return "There is no question to answer."
+    if text.startswith(FIX_PREAMBLE):
+        return _fix(text)
     for pattern, transform in _INSTRUCTIONS:
         m = pattern.match(text)
         if m:
@@ -344,6 +346,32 @@ def answer(text: str) -> str:
             return result
     short = text if len(text.split()) <= MAX_WORDS else summary(text)
     return f"You asked: {short}" if text.endswith("?") else f"You said: {short}"
+
+
+#: how ``%wiz fix`` begins its request (notebook/cells.py); written here too, as the
+#: agents layer does not import the notebook layer
+FIX_PREAMBLE = "Fix this notebook cell."
+_FIX_CELL = re.compile(r"^Cell In\[\d+\]:\n```python\n(.*?)\n```$", re.M | re.S)
+_FIX_ERROR = re.compile(r"^Error:\n```\n(.*?)\n```$", re.M | re.S)
+
+
+def _fix(text: str) -> str:
+    """A ``%wiz fix`` request: a name that is not defined but looks like one that is (the
+    request lists them) is corrected in the cell; any other error is only explained."""
+    cell, error = _FIX_CELL.search(text), _FIX_ERROR.search(text)
+    if cell is None or error is None:
+        return "There is no cell to fix."
+    last = error.group(1).strip().splitlines()[-1]
+    missing = re.search(r"NameError: name '(\w+)' is not defined", last)
+    alike = re.search(r"^Names defined in the notebook that look alike: (.+)$", text, re.M)
+    if missing and alike:
+        wrong, right = missing.group(1), alike.group(1).split(", ")[0]
+        fixed = re.sub(rf"\b{re.escape(wrong)}\b", right, cell.group(1))
+        return (
+            f"`{wrong}` is not defined: it looks like a misspelling of `{right}`, "
+            f"which is.\n\n```python\n{fixed}\n```"
+        )
+    return f"The cell raised `{last}`. The offline model cannot tell the fix for this one."
 
 
 def _unquote(s: str) -> str:

@@ -119,7 +119,17 @@ def ask(c: Parser) -> None:
     _output(c, "store the answer in this variable")
     c.add_argument("--background", action="store_true", help="return the job at once")
     c.add_argument("--timeout", type=positive_seconds, default=None)
+    c.add_argument(
+        "--code", action="store_true",
+        help="put the answer's code in a new cell below (not run)",
+    )  # fmt: skip
     _notify(c)
+
+
+def fix(c: Parser) -> None:
+    c.add_argument("name", nargs="?", help="the agent (default: the only one)")
+    _output(c, "store the answer in this variable")
+    c.add_argument("--timeout", type=positive_seconds, default=None)
 
 
 def assign(c: Parser) -> None:
@@ -193,6 +203,11 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[Parser], None]]] = [
         "ask",
         "ask an agent; the answer streams into this cell (%%wiz ask NAME: the cell is the prompt)",
         ask,
+    ),
+    (
+        "fix",
+        "ask an agent to explain the last error and put its corrected cell below (not run)",
+        fix,
     ),
     ("assign", "give an agent a job (planned, checked, retried)", assign),
     ("chat", "a chat panel with an agent (or all agents)", chat),

@@ -31,6 +31,7 @@ from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
 from . import provenance, safe_html
+from .cells import Errors
 from .magic_args import SUBCOMMANDS
 
 
@@ -83,6 +84,7 @@ class WizMagics(Magics):
         super().__init__(shell)
         self._ws = ws
         self._lifecycle: asyncio.Task | None = None  # the start (or stop) task, kept alive
+        self.errors: Errors | None = None  # set by %load_ext
         self.subparsers: dict[str, _Parser] = {}
         self.parser, self.handlers = self._build()
 
@@ -316,7 +318,47 @@ class WizMagics(Magics):
             return self._note(job) if notify else job
         answer = self._stream(job, args.timeout)
         self._store(args.output, answer)
+        if args.code:
+            self._offer_code(answer)
         return None
+
+    def cmd_fix(self, args: argparse.Namespace, cell: str | None) -> Any:
+        """Send the last failing cell, its error and traceback to an agent; its answer
+        streams here and its corrected cell goes in a new cell below, not run."""
+        from .cells import fix_prompt
+
+        err = self.errors.last if self.errors is not None else None
+        if err is None:
+            raise WizError("no error to fix: %wiz fix works on the last cell that raised")
+        agent = self._fixer(args.name)
+        prompt = fix_prompt(err, self.shell.user_ns, with_values=agent.notebook_tools)
+        self._ensure_running()
+        answer = self._stream(agent.submit("ask", prompt, notify=False), args.timeout)
+        self._store(args.output, answer)
+        self._offer_code(answer)
+        return None
+
+    def _fixer(self, name: str | None) -> Any:
+        if name is not None:
+            return self.ws.agents.get(name)
+        agents = self.ws.agents.list()
+        if len(agents) != 1:
+            names = ", ".join(a.name for a in agents)
+            raise WizError(
+                f"name the agent: %wiz fix NAME (agents: {names})"
+                if agents
+                else "no agents yet: %wiz agent NAME --role ... first"
+            )
+        return agents[0]
+
+    def _offer_code(self, answer: Any) -> None:
+        from .cells import code_of, offer
+
+        code = code_of(str(answer))
+        if code is None:
+            print("(the answer has no code block: no cell added)")
+        else:
+            offer(self.shell, code)
 
     def cmd_assign(self, args: argparse.Namespace, cell: str | None) -> Any:
         agent = self.ws.agents.get(args.name)
@@ -509,6 +551,8 @@ def load(ipython: Any) -> None:
         return
     magics = WizMagics(ipython)
     ipython.register_magics(magics)
+    magics.errors = Errors(ipython)  # the cells that raise from now on, for %wiz fix
+    magics.errors.attach()
     if keep_question_marks not in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.append(keep_question_marks)
     _loaded[id(ipython)] = magics
@@ -528,6 +572,8 @@ def unload(ipython: Any) -> None:
     if keep_question_marks in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.remove(keep_question_marks)
     magics = _loaded.pop(id(ipython), None)
+    if magics is not None and magics.errors is not None:
+        magics.errors.detach()
     withdraw_workspaces()  # the Jupyter server's sidebar stops listing this kernel's workspaces
     if magics is None or magics._ws is None:
         return
