@@ -13,6 +13,7 @@ from __future__ import annotations
 from .errors import (
     AgentFailed,
     AgentNotFound,
+    InvalidEndpoint,
     InvalidJob,
     InvalidPersona,
     InvalidSchedule,
@@ -153,6 +154,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "Fire",
     "Idle",
     "InvalidJob",
+    "InvalidEndpoint",
     "InvalidPersona",
     "InvalidSchedule",
     "Job",

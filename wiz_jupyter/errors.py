@@ -119,6 +119,10 @@ class NotebookFailed(WizError):
         super().__init__(message)
 
 
+class InvalidEndpoint(WizError, ValueError):
+    """An ``api_base`` that is not an http(s) URL with a host."""
+
+
 class InvalidPersona(WizError, ValueError):
     """A persona file that cannot be used; the message names the file and the field."""
 

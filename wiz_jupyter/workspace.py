@@ -303,7 +303,8 @@ class Workspace:
         workspace's), ``settings`` (``{"temperature": 0}``, ...), ``tools``
         (functions, or built-in names such as ``"read_file"``), ``max_steps``,
         ``concurrency``, ``folder`` (where its file tools may read and write;
-        default ``agents/NAME`` beside the database).
+        default ``agents/NAME`` beside the database), ``api_base`` (where its model is
+        served, e.g. a local Ollama or vLLM server; kept in ``settings``).
 
         ::
 

@@ -126,3 +126,28 @@ def test_a_hostile_answer_is_displayed_as_inert_html_never_markdown(kernel):
         for live in ["<img", "<script", "<svg", "javascript:"]:
             assert live not in page, (live, page)
         assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<pre><code" in page
+
+
+def test_a_local_model_by_magic_and_the_models_in_use(kernel):
+    from wiz_jupyter.testing import OpenAIServer
+
+    with OpenAIServer() as server:
+        kernel.ok("%load_ext wiz_jupyter")
+        made = kernel.ok(f"%wiz model hosted_vllm/qwen-test --api-base {server.url}")
+        assert f"default model: hosted_vllm/qwen-test at {server.url}" in made.stdout
+        kernel.ok("%wiz agent local --role helper\n%wiz agent cloud --model openai/gpt-4o-mini")
+        kernel.ok("%wiz ask local hello there -o got")
+        assert kernel.ok("print(got)").stdout.strip() == "echo: hello there"
+        assert server.requests[0].body["model"] == "qwen-test"
+        listed = kernel.ok("%wiz models").stdout
+        rows = {line.split()[0]: line for line in listed.splitlines()[2:]}
+        assert (
+            server.url in rows["hosted_vllm/qwen-test"] and "local" in rows["hosted_vllm/qwen-test"]
+        )
+        assert "cloud" in rows["openai/gpt-4o-mini"]
+    for line, message in {
+        "%wiz model --api-base http://localhost:1/v1": "wiz: name the model",
+        "%wiz model m --api-base ftp://x": "wiz: api_base must be an http(s) URL",
+    }.items():
+        res = kernel.run(line)
+        assert message in res.stderr and "Traceback" not in res.stderr, (line, res.stderr)

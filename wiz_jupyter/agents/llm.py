@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import LLMError, ReplayMiss
 from . import _litellm, inprocess
-from .llm_request import Request, build_request
+from .llm_request import Request, build_request, check_api_base
 from .llm_retry import Attempt, RetryPolicy, classify, one_line, with_retries
 from .llm_retry import retry_after as _retry_after  # noqa: F401 - tests read it here
 from .llm_store import LLMStore, Usage
@@ -59,6 +59,8 @@ DEFAULT_MODEL = "wiz/offline"
 #: replay: only stored replies (a miss is an error); auto: stored reply if any, else call and keep.
 MODES = ("off", "record", "replay", "auto")
 MODEL_SETTING = "llm.model"
+#: ``{model: api_base}``: where each model is served (a local server, a proxy)
+API_BASES_SETTING = "llm.api_bases"
 
 
 class LLM:
@@ -107,6 +109,7 @@ class LLM:
         self._cassette_keys: set[str] = set()
         self._capabilities: dict[tuple[str, str], bool] = {}
         self._unpriced: set[str] = set()
+        self._bases: tuple[Any, dict[str, str]] | None = None
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -125,15 +128,46 @@ class LLM:
         """The workspace setting ``llm.model``, if set."""
         return self.db.setting(MODEL_SETTING)
 
-    def set_default_model(self, model: str | ScriptedModel | None) -> None:
-        """Set (or with None, clear) the workspace's model, kept in its database.
+    def set_default_model(
+        self, model: str | ScriptedModel | None, *, api_base: str | None = None
+    ) -> None:
+        """Set (or with None, clear) the workspace's model, kept in its database;
+        ``api_base``: where it is served (see :meth:`set_api_base`).
 
         ::
 
             ws.llm.set_default_model("anthropic/claude-sonnet-4-5")
+            ws.llm.set_default_model("ollama_chat/llama3.2", api_base="http://localhost:11434")
         """
         name = model.name if isinstance(model, ScriptedModel) else model
+        if api_base is not None and name is not None:
+            self.set_api_base(name, api_base)
         self.db.set_setting(MODEL_SETTING, name)
+
+    @property
+    def api_bases(self) -> dict[str, str]:
+        """``{model: url}``: the endpoints set with :meth:`set_api_base` (every process)."""
+        seen = self.db.store.version()
+        if self._bases is None or self._bases[0] != seen:
+            self._bases = (seen, self.db.setting(API_BASES_SETTING) or {})
+        return dict(self._bases[1])
+
+    def set_api_base(self, model: str, url: str | None) -> None:
+        """Send every call to ``model`` to ``url`` (an OpenAI-compatible or provider
+        endpoint: Ollama, vLLM, llama.cpp's server, LM Studio, a proxy), unless the call
+        or the agent's settings give their own ``api_base``; None removes it. Kept in the
+        database, so other processes on the file use it too.
+
+        ::
+
+            ws.llm.set_api_base("openai/qwen2.5-7b-instruct", "http://127.0.0.1:8000/v1")
+        """
+        bases = self.api_bases
+        if url is None:
+            bases.pop(model, None)
+        else:
+            bases[model] = check_api_base(url)
+        self.db.set_setting(API_BASES_SETTING, bases or None)
 
     def resolve(self, model: str | ScriptedModel | None = None) -> str:
         """The name of the model a call with ``model=`` would use."""
@@ -337,8 +371,13 @@ class LLM:
         timeout: float | None,
         params: dict[str, Any],
     ) -> Request:
+        name = self.resolve(model)
+        if "api_base" not in params:
+            base = self.api_bases.get(name)
+            if base is not None:
+                params = {**params, "api_base": base}
         return build_request(
-            self.resolve(model),
+            name,
             prompt,
             system=system,
             tools=tools,

@@ -158,6 +158,10 @@ def chat(c: Parser) -> None:
 
 def model(c: Parser) -> None:
     c.add_argument("name", nargs="?")
+    c.add_argument(
+        "--api-base", dest="api_base", metavar="URL",
+        help="where the model is served (Ollama, vLLM, llama.cpp, LM Studio, a proxy)",
+    )  # fmt: skip
 
 
 def notify(c: Parser) -> None:
@@ -212,6 +216,7 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[Parser], None]]] = [
     ("assign", "give an agent a job (planned, checked, retried)", assign),
     ("chat", "a chat panel with an agent (or all agents)", chat),
     ("model", "show the workspace's default model, or set it", model),
+    ("models", "the models in use, their endpoints, and whether their keys are set", _none),
     ("status", "the workspace, its runtime and its counts", _none),
     (
         "notify",

@@ -27,6 +27,7 @@ from IPython.display import display
 from ..agents import _litellm
 from ..announce import withdraw as withdraw_workspaces
 from ..errors import WizError
+from ..jobs.display import text_table
 from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
@@ -464,9 +465,20 @@ class WizMagics(Magics):
         return self.ws.chat_panel(names)
 
     def cmd_model(self, args: argparse.Namespace, cell: str | None) -> None:
+        if args.api_base is not None and not args.name:
+            raise WizError("name the model: %wiz model NAME --api-base URL")
         if args.name:
-            self.ws.llm.set_default_model(args.name)
-        print(f"default model: {self.ws.llm.resolve()}")
+            self.ws.llm.set_default_model(args.name, api_base=args.api_base)
+        model = self.ws.llm.resolve()
+        base = self.ws.llm.api_bases.get(model)
+        print(f"default model: {model}" + (f" at {base}" if base else ""))
+
+    def cmd_models(self, args: argparse.Namespace, cell: str | None) -> None:
+        rows = [
+            [r["model"], ", ".join(r["used_by"]), r["api_base"] or "-", r["key"]]
+            for r in self.ws.agents.models()
+        ]
+        print(text_table(["model", "used by", "api_base", "key"], rows))
 
     def cmd_notify(self, args: argparse.Namespace, cell: str | None) -> None:
         if args.state is not None:
