@@ -13,6 +13,7 @@ from __future__ import annotations
 from .errors import (
     AgentFailed,
     AgentNotFound,
+    BudgetExceeded,
     InvalidEndpoint,
     InvalidJob,
     InvalidPersona,
@@ -155,6 +156,7 @@ __all__ = [  # noqa: RUF022 - grouped: the jobs layer, then the lazily imported 
     "Idle",
     "InvalidJob",
     "InvalidEndpoint",
+    "BudgetExceeded",
     "InvalidPersona",
     "InvalidSchedule",
     "Job",

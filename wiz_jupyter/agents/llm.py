@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import LLMError, ReplayMiss
 from . import _litellm, inprocess
+from .budgets import Budgets
 from .llm_request import Request, build_request, check_api_base
 from .llm_retry import Attempt, RetryPolicy, classify, one_line, with_retries
 from .llm_retry import retry_after as _retry_after  # noqa: F401 - tests read it here
@@ -110,6 +111,7 @@ class LLM:
         self._capabilities: dict[tuple[str, str], bool] = {}
         self._unpriced: set[str] = set()
         self._bases: tuple[Any, dict[str, str]] | None = None
+        self.budgets = Budgets(self.db)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -234,11 +236,14 @@ class LLM:
         if hit is not None:
             return hit
         lit = await self._load(req.model)
+        capped = self._within_budget(req, lit)
         kwargs = self._kwargs(req, lit, stream=False)
         done = await self._with_retries(req, lambda: lit.acompletion(**kwargs), stream=False)
         done.slot.release()
         reply = self._reply(done.result, req, lit, done.latency)
         self._done(req, reply, done.number, stream=False)
+        if capped:
+            self.budgets.after(req.job_id)
         return reply
 
     def stream(
@@ -404,6 +409,41 @@ class LLM:
                 kwargs["stream_options"] = {"include_usage": True}
         return kwargs
 
+    def _within_budget(self, req: Request, lit: ModuleType) -> bool:
+        """Raise :class:`~wiz_jupyter.errors.BudgetExceeded` if this call would pass a
+        budget (agents/budgets.py); True when budgets apply, to check them again after."""
+        caps = self.budgets.caps(req.job_id)
+        if not caps:
+            return False
+        try:
+            tokens = int(lit.token_counter(model=req.model, messages=req.messages))
+        except Exception:  # a model litellm cannot count for: its words, roughly
+            tokens = sum(len(str(m.get("content") or "").split()) for m in req.messages)
+        tokens += int(req.kwargs.get("max_tokens") or 0)
+        try:
+            prices = lit.cost_per_token(
+                model=req.model,
+                prompt_tokens=tokens - int(req.kwargs.get("max_tokens") or 0),
+                completion_tokens=int(req.kwargs.get("max_tokens") or 0),
+            )
+            cost = float(sum(prices))
+        except Exception:  # not in litellm's price table: priced after the call
+            cost = 0.0
+        self.budgets.check(caps, (cost, tokens))
+        return True
+
+    def set_budget(self, cost: float | None = None, tokens: int | None = None,
+                   per: str | None = "month") -> None:  # fmt: skip
+        """Cap the workspace's model spend (dollars, by litellm's price table) and tokens
+        (in and out) ``per`` hour, day, week, month or, with None, all time; no limits
+        clears it. Every process on the file keeps to it. See :mod:`.budgets`.
+
+        ::
+
+            ws.llm.set_budget(cost=20.0, per="month")
+        """
+        self.budgets.set_workspace(cost, tokens, per)
+
     async def _load(self, model: str) -> ModuleType:
         lit = _litellm.loaded()
         if lit is None and inprocess.handles(model):
@@ -548,6 +588,7 @@ class LLM:
             out.reply = hit
             return
         lit = await self._load(req.model)
+        capped = self._within_budget(req, lit)
         kwargs = self._kwargs(req, lit, stream=True)
         done = await self._with_retries(req, lambda: open_stream(lit, kwargs), stream=True)
         (chunks, rest), attempt, t0, sem = done.result, done.number, done.started, done.slot
@@ -588,4 +629,6 @@ class LLM:
                 self._log(req, latency=latency, attempt=attempt, stream=True, error=error)
         reply = reply_from_chunks(chunks, req, time.perf_counter() - t0)
         self._done(req, reply, attempt, stream=True)
+        if capped:
+            self.budgets.after(req.job_id)
         out.reply = reply

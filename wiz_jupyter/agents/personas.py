@@ -166,7 +166,11 @@ class Agent(ChainOps):
     def submit(self, kind: str, prompt: str, **options: Any) -> Job:
         """A job for this agent (``kind``: assign, ask, message or chat)."""
         data = {"kind": kind, "prompt": prompt}
-        for key in ("validation", "chat_id", "sender"):
+        if options.get("max_cost") is not None or options.get("max_tokens") is not None:
+            from .budgets import check_budget
+
+            check_budget(options.get("max_cost"), options.get("max_tokens"))
+        for key in ("validation", "chat_id", "sender", "max_cost", "max_tokens"):
             if options.get(key) is not None:
                 data[key] = options.pop(key)
             else:
@@ -189,14 +193,23 @@ class Agent(ChainOps):
     def assign(self, task: str, *, validation: Iterable[str] = (), **options: Any) -> Job:
         """Hand the agent a job: it plans, uses its tools, checks its work against its
         criteria and ``validation``, and re-plans when the check fails. Returns the Job;
-        ``depends_on``, ``priority``, ``delay``, ``attempts``, ``timeout`` as for jobs."""
+        ``depends_on``, ``priority``, ``delay``, ``attempts``, ``timeout`` as for jobs;
+        ``max_cost`` (dollars) and ``max_tokens`` cap its model calls."""
         return self.submit("assign", task, validation=list(validation) or None, **options)
 
-    async def ask(self, prompt: str, *, timeout: float | None = None) -> str:
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+        max_tokens: int | None = None,
+    ) -> str:
         """A chat-style answer (tools allowed, no planning). Runs as a job, so it shows
-        on the board; starts the workspace runtime if it is not running."""
+        on the board; starts the workspace runtime if it is not running. ``max_cost``
+        (dollars) and ``max_tokens`` cap its model calls (:mod:`.budgets`)."""
         await self._agents.deps.ensure_running()
-        job = self.submit("ask", prompt)
+        job = self.submit("ask", prompt, max_cost=max_cost, max_tokens=max_tokens)
         return await job.wait(timeout=timeout)
 
     def consolidate_memory(self, **options: Any) -> Job:
@@ -310,6 +323,9 @@ class Agents:
             raise WizError(f"an agent's name is a word like 'analyst', not {name!r}")
         if "api_base" in fields:  # a setting of its own calls: kept with the others
             fields = self._with_api_base(name, fields)
+        if "budget" in fields:  # kept with the workspace's budgets (settings), by name
+            fields = dict(fields)
+            self.set_budget(name, fields.pop("budget"))
         unknown = set(fields) - set(FIELDS)
         if unknown:
             raise WizError(f"unknown agent field(s): {', '.join(sorted(unknown))}")
@@ -480,6 +496,12 @@ class Agents:
         return [
             Agent(self, dict(r)) for r in self.deps.store.read("SELECT * FROM agents ORDER BY name")
         ]
+
+    def set_budget(self, name: str, budget: dict[str, Any] | None) -> None:
+        """Cap agent ``name``'s model spend: ``{"cost": 1.0, "tokens": 200_000, "per":
+        "day"}`` (``per``: hour, day, week, month, or None for all time); None removes
+        it. Kept in the database, so every process on the file keeps to it."""
+        self.deps.llm.budgets.set_agent(name, budget)
 
     def models(self) -> list[dict[str, Any]]:
         """The models in use: the workspace's default and each agent's, one row per model

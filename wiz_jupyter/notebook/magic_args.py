@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ..argtypes import count, integer, positive_seconds, seconds
+from ..argtypes import count, dollars, integer, positive_seconds, seconds
 from ..jobs.models import STATUSES
 from ..jobs.notebooks import add_notebook_options
 
@@ -113,6 +113,17 @@ def agent(c: Parser) -> None:
     )  # fmt: skip
 
 
+def _budget(c: Parser) -> None:
+    c.add_argument(
+        "--max-cost", type=dollars, dest="max_cost", metavar="DOLLARS",
+        help="fail the job rather than spend more on model calls",
+    )  # fmt: skip
+    c.add_argument(
+        "--max-tokens", type=count, dest="max_tokens", metavar="N",
+        help="fail the job rather than use more tokens (in and out)",
+    )  # fmt: skip
+
+
 def ask(c: Parser) -> None:
     c.add_argument("name")
     c.add_argument("prompt", nargs="*")
@@ -123,6 +134,7 @@ def ask(c: Parser) -> None:
         "--code", action="store_true",
         help="put the answer's code in a new cell below (not run)",
     )  # fmt: skip
+    _budget(c)
     _notify(c)
 
 
@@ -148,6 +160,7 @@ def assign(c: Parser) -> None:
         help="a check the answer must pass (repeatable)",
     )  # fmt: skip
     c.add_argument("--wait", action="store_true", help="wait for the answer")
+    _budget(c)
     _output(c, "store the job (or with --wait the answer)")
     _notify(c)
 

@@ -25,6 +25,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 from ..agents import _litellm
+from ..agents.budgets import budget_line
 from ..announce import withdraw as withdraw_workspaces
 from ..errors import WizError
 from ..jobs.display import text_table
@@ -313,7 +314,9 @@ class WizMagics(Magics):
         prompt = self._prompt(args.prompt, cell)
         self._ensure_running()
         notify = self._notify(args, background=args.background)
-        job = agent.submit("ask", prompt, notify=notify)
+        job = agent.submit(
+            "ask", prompt, notify=notify, max_cost=args.max_cost, max_tokens=args.max_tokens
+        )
         if args.background:
             self._store(args.output, job)
             return self._note(job) if notify else job
@@ -369,7 +372,7 @@ class WizMagics(Magics):
         job = agent.assign(
             task, validation=args.validate or (), priority=args.priority, delay=args.delay,
             depends_on=args.after or (), attempts=args.attempts, timeout=args.timeout,
-            notify=notify,
+            notify=notify, max_cost=args.max_cost, max_tokens=args.max_tokens,
         )  # fmt: skip
         if not args.wait:
             self._store(args.output, job)
@@ -505,6 +508,8 @@ class WizMagics(Magics):
         print(f"runtime {state}{paused}; tasks: {', '.join(mine) or 'none'}")
         print(f"jobs: {counts}")
         print(f"schedules: {len(ws.schedules.list(status='active'))} active")
+        for b in ws.llm.budgets.report():
+            print(budget_line(b))
         if ws.dask is not None:
             print(ws.dask.summary())
 
