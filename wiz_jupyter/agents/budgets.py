@@ -136,12 +136,16 @@ class Budgets:
         out: list[Cap] = []
         agent = None
         if job_id is not None:
-            rows = self.db.store.read("SELECT data, agent FROM jobs WHERE id = ?", (job_id,))
+            rows = self.db.store.read(
+                "SELECT json_extract(data, '$.max_cost'), json_extract(data, '$.max_tokens'), "
+                "agent FROM jobs WHERE id = ?",
+                (job_id,),
+            )
             if rows:
-                data, agent = json.loads(rows[0][0] or "{}") or {}, rows[0][1]
-                if data.get("max_cost") is not None or data.get("max_tokens") is not None:
-                    out.append(Cap(f"job {job_id}", data.get("max_cost"), data.get("max_tokens"),
-                                   None, "c.job_id = ?", (job_id,)))  # fmt: skip
+                max_cost, max_tokens, agent = rows[0]
+                if max_cost is not None or max_tokens is not None:
+                    out.append(Cap(f"job {job_id}", max_cost, max_tokens, None,
+                                   "c.job_id = ?", (job_id,)))  # fmt: skip
         for key in (AGENT_KEY + agent if agent else None, WORKSPACE_KEY):
             if key in stored:
                 out.append(_stored_cap(key, stored[key]))
