@@ -100,7 +100,7 @@ def test_markdown_by_marked_tables_lists_code_and_raw_html_as_text(tmp_path):
     assert nested.index("deeper") < nested.index("</ul>") < nested.index("two")
     assert ordered.startswith('<ol start="3">')
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in raw and "&lt;img src=x" in raw
-    assert "<script" not in raw and "<img" not in raw
+    assert "<script" not in raw and "<img" not in raw and raw.startswith('<p class="wiz-raw">')
     assert '<code class="hljs language-python">' in code
     assert '<span class="hljs-keyword">def</span>' in code and "hljs-comment" in code
     assert "<img" not in image and ">[image: a cat]</a>" in image

@@ -49,7 +49,8 @@ export function markdownToHtml({ Marked, hljs }) {
   const md = new Marked({ gfm: true, breaks: false, async: false });
   md.use({
     renderer: {
-      html: ({ text }) => escapeHtml(text),
+      // raw HTML is shown as the text it is (a block of it keeps its lines)
+      html: ({ text, block }) => (block ? `<p class="wiz-raw">${escapeHtml(text.replace(/\n+$/, ""))}</p>\n` : escapeHtml(text)),
       // an image in model text could carry data out in its URL the moment it loads
       image: ({ href, text }) => `<a href="${escapeHtml(href)}">[image: ${escapeHtml(text || href)}]</a>`,
       code: ({ text, lang }) => {
