@@ -162,6 +162,24 @@ def test_answer_code_goes_into_cells_and_the_chat_renders_markdown_safely(lab):
         assert sources(page)[5] == "import math"
         assert cell_state(page, 5) == {"type": "code", "count": None, "outputs": 0}
 
+        # the panel's Replace: typing in the panel made its own cell active, so the cell the
+        # user worked in before (cell 3) is the one replaced, after the diff
+        page.evaluate(
+            "() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 2; }"
+        )
+        box.fill("one more")  # focuses the panel: its cell (4) becomes the active one
+        assert (
+            page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
+            == 4
+        )
+        chat_actions.nth(1).click()
+        expect(dialog).to_contain_text("Replace cell 3")
+        expect(dialog.locator(".wiz-diff-add")).to_have_text(["+ import math"])
+        expect(dialog.locator(".wiz-diff-del")).to_have_count(len(CODE.splitlines()))
+        dialog.get_by_role("button", name="Replace").click()
+        expect(dialog).to_have_count(0)
+        assert sources(page)[2] == "import math" and sources(page)[4] == "%wiz chat chatty"
+
         # without the extension's announcement (as in a front end without it): Copy only
         page.evaluate("() => { delete document.body.dataset.wizCodeActions; }")
         run_cell(page, 4)  # a new panel (and a new conversation)
