@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -25,8 +24,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import wiz_jupyter as wiz
-from wiz_jupyter import telemetry
 from tests.agents.conftest import LITELLM_NOISE
+from wiz_jupyter import telemetry
 from wiz_jupyter.agents import ScriptedModel, ToolCall
 
 pytestmark = LITELLM_NOISE
