@@ -58,6 +58,7 @@ def _load() -> Any:
     meter = metrics.get_meter(SCOPE, version)
     _api = SimpleNamespace(
         trace=trace,
+        metrics=metrics,
         Context=Context,
         # the API's proxies follow a provider set later (set_tracer_provider after import)
         tracer=trace.get_tracer(SCOPE, version),
@@ -67,14 +68,38 @@ def _load() -> Any:
             "wiz.job.wait_time", "s", "From a job's enqueue (or run_at) to its first start"
         ),
         run_time=meter.create_histogram("wiz.job.run_time", "s", "How long an attempt ran"),
+        unset=_unset_providers(trace, metrics),
+        configured=False,
     )
     return _api
 
 
+def _unset_providers(trace: Any, metrics: Any) -> tuple[type, ...]:
+    """The API's stand-ins for providers nobody has set (its proxies, and the no-ops)."""
+    kinds: list[type] = [trace.ProxyTracerProvider, trace.NoOpTracerProvider]
+    kinds.append(metrics.NoOpMeterProvider)
+    try:  # private in the API, so looked up with care: without it, a bit more work is done
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+        kinds.append(_ProxyMeterProvider)
+    except ImportError:
+        pass
+    return tuple(kinds)
+
+
 def enabled() -> bool:
-    """Whether the OpenTelemetry API is importable (tried once, on the first call)."""
+    """Whether spans and metrics go anywhere: the OpenTelemetry API is importable (tried
+    once) and a tracer or meter provider has been set (an SDK configured). Until then
+    the job hooks are skipped, so the extra costs nothing where it is not used."""
     api = _api if _api is not None else _load()
-    return api is not False
+    if api is False:
+        return False
+    if not api.configured:  # once set, a global provider stays: no need to look again
+        api.configured = not (
+            isinstance(api.trace.get_tracer_provider(), api.unset)
+            and isinstance(api.metrics.get_meter_provider(), api.unset)
+        )
+    return api.configured
 
 
 def trace_context() -> tuple[str, str | None] | None:
@@ -127,9 +152,9 @@ async def job_attempt(run: Awaitable[tuple[str, BaseException | None]],
 def llm_call(model: str, *, job_id: int | None = None, **fields: Any) -> None:
     """A span for one model call that just ended (an attempt, or a replay hit), with the
     GenAI semantic conventions; ``fields`` are those of its ``llm_calls`` row."""
-    api = _api if _api is not None else _load()
-    if api is False:
+    if not enabled():
         return
+    api = _api
     end = time.time_ns()
     provider = model.split("/", 1)[0] if "/" in model else None
     attrs: dict[str, Any] = {
@@ -201,7 +226,4 @@ class _ToolSpan(_NoTool):
 def tool_call(name: str, call_id: str | None = None) -> _NoTool:
     """``with tool_call(name, id) as t: ...; t.done(ok, text)``: a span around a tool call,
     current while it runs (what the tool does nests in it)."""
-    api = _api if _api is not None else _load()
-    if api is False:
-        return _NO_TOOL
-    return _ToolSpan(api, name, call_id)
+    return _ToolSpan(_api, name, call_id) if enabled() else _NO_TOOL

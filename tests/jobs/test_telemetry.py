@@ -371,11 +371,57 @@ asyncio.run(main())
 """
 
 
-def test_without_opentelemetry_wiz_works_and_imports_none_of_it(db_path):
+def test_without_opentelemetry_wiz_works_and_imports_none_of_it(db_path, otel):
     out = subprocess.run(
         [sys.executable, "-c", BLOCKED.format(db=str(db_path))],
         env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "42 3 False []"
-    assert telemetry.enabled()  # and here, with the extra installed, it is on
+    assert telemetry.enabled()  # and here, with the extra and an SDK, it is on
+
+
+UNCONFIGURED = """
+import asyncio
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import wiz_jupyter as wiz
+from wiz_jupyter import telemetry
+
+
+async def main():
+    ws = wiz.Workspace({db!r})
+
+    @ws.task
+    def one() -> int:
+        return 1
+
+    ws.jobs.add("one")
+    await ws.run_until_idle(timeout=30)
+    before = telemetry.enabled()
+    exporter = InMemorySpanExporter()  # the notebook configures an SDK later on
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    ws.jobs.add("one")
+    await ws.run_until_idle(timeout=30)
+    ids = [s.attributes["wiz.job.id"] for s in exporter.get_finished_spans()]
+    print(before, telemetry.enabled(), ids)
+    ws.close()
+
+
+asyncio.run(main())
+"""
+
+
+def test_with_the_api_but_no_sdk_nothing_is_done_until_one_is_configured(db_path):
+    out = subprocess.run(
+        [sys.executable, "-c", UNCONFIGURED.format(db=str(db_path))],
+        env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "False True [2]"
