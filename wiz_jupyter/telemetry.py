@@ -32,6 +32,7 @@ What is reported:
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Awaitable
 from types import SimpleNamespace
@@ -43,20 +44,27 @@ SCOPE = "wiz_jupyter"
 #: the loaded API (a namespace of what the hooks use), or False when opentelemetry
 #: cannot be imported; None until the first hook asks
 _api: Any = None
+_loading = threading.Lock()
 
 
 def _load() -> Any:
     global _api
+    with _loading:  # once, even when a handler thread and the loop ask at the same moment
+        if _api is None:
+            _api = _import()
+    return _api
+
+
+def _import() -> Any:
     try:
         from opentelemetry import metrics, trace
         from opentelemetry.context import Context
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     except ImportError:
-        _api = False
-        return _api
+        return False
     version = getattr(sys.modules.get("wiz_jupyter"), "__version__", None)
     meter = metrics.get_meter(SCOPE, version)
-    _api = SimpleNamespace(
+    return SimpleNamespace(
         trace=trace,
         metrics=metrics,
         Context=Context,
@@ -71,7 +79,6 @@ def _load() -> Any:
         unset=_unset_providers(trace, metrics),
         configured=False,
     )
-    return _api
 
 
 def _unset_providers(trace: Any, metrics: Any) -> tuple[type, ...]:
