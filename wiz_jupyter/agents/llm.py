@@ -32,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import telemetry
 from ..errors import LLMError, ReplayMiss
 from . import _litellm, inprocess
 from .budgets import Budgets
@@ -566,6 +567,9 @@ class LLM:
             self.db.export(self._cassette, hashes=self._cassette_keys)
 
     def _log(self, req: Request, **fields: Any) -> int:
+        """Every model call (each attempt, each replay hit) passes here: its row of
+        ``llm_calls``, and its span when OpenTelemetry is installed."""
+        telemetry.llm_call(req.model, job_id=req.job_id, **fields)
         return self.db.log(job_id=req.job_id, model=req.model, request_hash=req.key, **fields)
 
     async def _with_retries(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from .. import telemetry
 from ..errors import AgentFailed
 from ..jobs.events import Event
 from ..jobs.models import JobContext, dumps, loads
@@ -296,15 +297,17 @@ class AgentRuntime:
     ) -> None:
         t0 = time.perf_counter()
         t = by_name.get(call.name)
-        if t is None:
-            text, ok = (
-                f"error: there is no tool {call.name!r}; tools: {', '.join(by_name) or 'none'}",
-                False,
-            )
-        elif call.raw is not None:
-            text, ok = f"error: the arguments are not valid JSON: {call.raw[:200]}", False
-        else:
-            text, ok = await t.call(call.args)
+        with telemetry.tool_call(call.name, call.id) as span:  # a no-op without OpenTelemetry
+            if t is None:
+                text, ok = (
+                    f"error: there is no tool {call.name!r}; tools: {', '.join(by_name) or 'none'}",
+                    False,
+                )
+            elif call.raw is not None:
+                text, ok = f"error: the arguments are not valid JSON: {call.raw[:200]}", False
+            else:
+                text, ok = await t.call(call.args)
+            span.done(ok, text)
         act.messages.append(call.result_message(text))
         act.tool_calls.append(
             {

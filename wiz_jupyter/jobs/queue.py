@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Unpack
 
+from .. import telemetry
 from ..errors import InvalidJob, JobNotFound
 from . import retention
 from .display import JobList
@@ -69,6 +70,7 @@ _NEXT_ID = (
     "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM jobs), COALESCE((SELECT CAST(value AS "
     f"INTEGER) FROM settings WHERE key = '{retention.MAX_ID_KEY}'), 0))"
 )
+_INSERT_TRACE = "INSERT INTO job_trace VALUES (?, ?, ?)"
 _INSERT_EVENT = "INSERT INTO job_events (job_id, event, payload, at) VALUES (?,?,?,?)"
 _UNRESOLVED = (
     "SELECT 1 FROM job_deps d JOIN jobs j ON j.id = d.dep_id WHERE d.job_id = ? "
@@ -395,6 +397,9 @@ class Queue:
                 finished.append((jid, FAILED))
             out[i] = {**NEW_ROW, **dict(zip(INSERT_COLUMNS, row))}
         c.executemany(INSERT_JOB, rows)
+        origin = telemetry.trace_context()  # None without OpenTelemetry or outside a span
+        if origin is not None and rows:
+            c.executemany(_INSERT_TRACE, [(r[0], *origin) for r in rows])
         if edges:
             c.executemany("INSERT OR IGNORE INTO job_deps VALUES (?, ?, ?)", edges)
         if finished:
@@ -740,6 +745,18 @@ class Queue:
         rows.sort(key=lambda r: (-r[3], r[0]))
         keys = ("id", "task", "data", "priority", "attempts", "attempts_made", "timeout")
         return [dict(zip(keys, r)) for r in rows]
+
+    def trace_origins(self, job_ids: Sequence[int]) -> dict[int, tuple[Any, Any, float]]:
+        """For telemetry: per claimed job, ``(traceparent, tracestate, ready_at)``: the trace
+        context stored when it was added (None, None without one) and when it could first
+        run (added, or its ``run_at`` when later)."""
+        marks = ",".join("?" * len(job_ids))
+        rows = self.store.read(
+            "SELECT j.id, t.traceparent, t.tracestate, MAX(j.created_at, COALESCE(j.run_at, 0)) "
+            f"FROM jobs j LEFT JOIN job_trace t ON t.job_id = j.id WHERE j.id IN ({marks})",
+            tuple(job_ids),
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def complete_many(self, owner: str, results: list[tuple[int, str, str]]) -> None:
         """Finish ``(job id, task, result JSON)`` for jobs this owner still holds.

@@ -140,4 +140,5 @@ def remove(c: sqlite3.Connection, ids: list[int]) -> None:
         c.execute(f"DELETE FROM job_deps WHERE job_id IN ({marks})", part)
         c.execute(f"DELETE FROM job_deps WHERE dep_id IN ({marks})", part)
         c.execute(f"DELETE FROM schedule_runs WHERE job_id IN ({marks})", part)
+        c.execute(f"DELETE FROM job_trace WHERE job_id IN ({marks})", part)
         c.execute(f"DELETE FROM jobs WHERE id IN ({marks})", part)

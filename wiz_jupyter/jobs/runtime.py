@@ -27,6 +27,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from .. import telemetry
 from ..errors import StoreError, Unrecoverable
 from .events import resolve
 from .executors import (
@@ -320,8 +321,10 @@ class Runtime(RuntimeHooks):
                         if self._runnable(spec)
                     }
                     rows = q.claim(self.owner, free, self.lease, slots)
+                    traced = rows and telemetry.enabled()  # OpenTelemetry: a span per attempt
+                    origins = q.trace_origins([r["id"] for r in rows]) if traced else {}
                     for row in rows:
-                        self._start_job(row)
+                        self._start_job(row, origins.get(row["id"]))
                     self._quiet_at = None if len(rows) == free else q.store.version()
             except UNWRITTEN as e:  # a locked or full database: try again shortly
                 self._refused(e)
@@ -337,18 +340,24 @@ class Runtime(RuntimeHooks):
             finally:
                 handle.cancel()
 
-    def _start_job(self, row: dict[str, Any]) -> None:
+    def _start_job(self, row: dict[str, Any], origin: tuple | None = None) -> None:
         spec = self.queue.tasks.get(row["task"])
         loop = self._loop
         assert loop is not None
         ctx = JobContext(self.queue, row, loop)
-        task = loop.create_task(self._run_job(row, spec, ctx), name=f"wiz-job-{row['id']}")
+        run: Any = self._run_job(row, spec, ctx)
+        if origin is not None:  # OpenTelemetry: the attempt runs in its span
+            run = telemetry.job_attempt(run, row, origin)
+        task = loop.create_task(run, name=f"wiz-job-{row['id']}")
         self._active[row["id"]] = (task, ctx, row["task"])
         self._by_task[row["task"]] += 1
 
-    async def _run_job(self, row: dict[str, Any], spec: TaskSpec | None, ctx: JobContext) -> None:
+    async def _run_job(
+        self, row: dict[str, Any], spec: TaskSpec | None, ctx: JobContext
+    ) -> tuple[str, BaseException | None]:
+        """Run one attempt and record its outcome; return what became of it (completed,
+        retry, failed or cancelled) and the exception that failed it, for telemetry."""
         jid, name = row["id"], row["task"]
-        q, owner = self.queue, self.owner
         current_job.set(ctx)
         timeout = row["timeout"]
         try:
@@ -366,47 +375,59 @@ class Runtime(RuntimeHooks):
                     if time.monotonic() - started < timeout * 0.99:
                         raise  # the handler's own TimeoutError, not ours
                     ctx.stop()
-                    self._outcome(
-                        jid, q.fail, owner, jid, f"timed out after {timeout:g} s", "timeout"
-                    )
-                    return
+                    error = f"timed out after {timeout:g} s"
+                    return self._failed(row, error, "timeout"), TimeoutError(error)
             else:
                 result = await body
         except asyncio.CancelledError:
             ctx.stop()
             if jid not in self._stopped_ids:
                 raise
+            return "cancelled", None
         except UnserialisableResult as e:
-            self._outcome(
-                jid, q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
-                retryable=False,
-            )  # fmt: skip
+            error = f"result is not JSON-serialisable: {e}"
+            return self._failed(row, error, "error", retryable=False), e
         except Exception as e:
-            tb = traceback.format_exc(limit=-8)
             final = isinstance(e, Unrecoverable)  # no retry will fix it: fail now
-            self._outcome(
-                jid, q.fail, owner, jid, f"{type(e).__name__}: {e}",
-                "unrecoverable" if final else "error", retryable=not final,
-                details={"traceback": tb},
-            )  # fmt: skip
+            details = {"traceback": traceback.format_exc(limit=-8)}
+            reason = "unrecoverable" if final else "error"
+            error = f"{type(e).__name__}: {e}"
+            return self._failed(row, error, reason, retryable=not final, details=details), e
         else:
             try:
                 encoded = str(result) if isinstance(result, Encoded) else dumps(result)
             except (TypeError, ValueError) as e:
-                self._outcome(
-                    jid, q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",
-                    retryable=False,
-                )  # fmt: skip
-            else:
-                self._pending.append((jid, name, encoded))
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._flush)
+                error = f"result is not JSON-serialisable: {e}"
+                return self._failed(row, error, "error", retryable=False), e
+            self._pending.append((jid, name, encoded))
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+            return "completed", None
         finally:
             self._active.pop(jid, None)
             self._by_task[name] -= 1
             self._stopped_ids.discard(jid)
             self._wake_up()
+
+    def _failed(
+        self,
+        row: dict[str, Any],
+        error: str,
+        reason: str,
+        *,
+        retryable: bool = True,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        """Record a failed attempt (now, or later: :meth:`_outcome`); return ``retry`` if
+        the job runs again, else ``failed`` (as :meth:`Queue.fail` decides)."""
+        jid = row["id"]
+        self._outcome(
+            jid, self.queue.fail, self.owner, jid, error, reason,
+            retryable=retryable, details=details,
+        )  # fmt: skip
+        again = retryable and row["attempts_made"] < row["attempts"]
+        return "retry" if again else "failed"
 
     def _flush(self) -> None:
         """Commit the completions gathered since the last flush in one transaction, and

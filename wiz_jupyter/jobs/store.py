@@ -476,9 +476,20 @@ def _jobs_v4(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_keep ON jobs (task, finished_at) WHERE keep IS NOT NULL")
 
 
+def _jobs_v6(db: sqlite_utils.Database) -> None:
+    # the W3C trace context that was current when a job was added (wiz_jupyter/telemetry.py):
+    # its attempts' spans join that trace in whatever process runs them. A table, not a
+    # column: only jobs added under a span have a row, so the usual insert is unchanged.
+    db.execute(
+        "CREATE TABLE job_trace (job_id INTEGER PRIMARY KEY, traceparent TEXT NOT NULL, "
+        "tracestate TEXT)"
+    )
+
+
 JOBS_MIGRATIONS: list[Migration] = [
     (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1),
     (2, "schedule_runs, jobs by agent", _jobs_v2),
     (3, "jobs.notify", _jobs_v3),
     (4, "jobs.keep (retention)", _jobs_v4),
+    (6, "job_trace (OpenTelemetry trace context)", _jobs_v6),
 ]
