@@ -136,15 +136,16 @@ class ModelRates:
         with self.store.write() as c:
             rates.settle(c, ticket, tokens)
 
-    def failed(self, req: Request, error: BaseException) -> None:
-        """A 429 with ``Retry-After`` holds every call of the model, in every process."""
+    def failed(self, req: Request, error: BaseException, longest: float) -> None:
+        """A 429 with ``Retry-After`` holds every call of the model, in every process, for
+        that long (at most ``longest`` seconds: the longest the call itself would wait)."""
         exc, _, after = classify(req, error)
         status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
         if status != 429 or not after or after <= 0:
             return
         try:
             with self.store.write() as c:
-                rates.block(c, KEY + req.model, time.time() + after)
+                rates.block(c, KEY + req.model, time.time() + min(after, longest))
         except WorkspaceBusy:  # the retry still waits for it here; others may not hear of it
             pass
 

@@ -51,7 +51,7 @@ class Limiter(Protocol):
     """The models' shared rate limits (``llm_rate.ModelRates``), as the retry loop uses them."""
 
     async def admit(self, req: Request) -> int | None: ...
-    def failed(self, req: Request, error: BaseException) -> None: ...
+    def failed(self, req: Request, error: BaseException, longest: float) -> None: ...
 
 
 @dataclass
@@ -103,7 +103,7 @@ async def with_retries(
             if not isinstance(e, Exception):  # cancelled: the slot is free, nothing to log
                 raise
             if limiter is not None:
-                limiter.failed(req, e)
+                limiter.failed(req, e, policy.max_backoff)
             latency = time.perf_counter() - t0
             delay = _failed(req, e, number, latency, policy=policy, record=record, stream=stream)
             await asyncio.sleep(delay)

@@ -144,6 +144,7 @@ class Queue:
             raise TypeError(f"register takes a TaskSpec, not {type(spec).__name__}")
         self._tasks[spec.name] = spec
         self._rates.pop(spec.name, None)
+        self._rate_full.pop(spec.name, None)
         if spec.rate is not None:
             self._rates[spec.name] = spec.rate
         self.hooks.ready()
