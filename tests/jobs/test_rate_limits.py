@@ -14,6 +14,7 @@ import pytest
 
 import wiz_jupyter as wiz
 from wiz_jupyter.jobs.options import TaskSpec
+from wiz_jupyter.jobs.rates import Entry, Rate, opens, room
 
 RATE_WORKER = str(Path(__file__).with_name("_rate_worker.py"))
 SLACK = 1e-3  # started_at and the window are the same clock; this is float rounding only
@@ -154,3 +155,17 @@ def test_a_task_registered_again_without_a_rate_has_none(ws):
     assert ws.jobs.tasks["t"].rate == (3, 1.0)
     ws.jobs.register(TaskSpec(name="t", fn=print))
     assert ws.jobs.tasks["t"].rate is None
+
+
+def test_the_window_reopens_as_its_oldest_takes_leave_it():
+    r = Rate(10, 1.0)
+    entries = [Entry(100.5, 6, 0), Entry(100.0, 4, 0)]  # in any order
+    assert room(entries, r, 100.9) == 0
+    assert opens(entries, r, 100.9) == pytest.approx(101.0)  # the first 4 leave
+    assert opens(entries, r, 100.9, need=5) == pytest.approx(101.5)  # all 10 must leave
+    assert room(entries, r, 101.2) == 4
+    tokens = Rate(100, 1.0)
+    used = [Entry(10.0, 1, 60), Entry(10.2, 1, 30)]
+    assert opens(used, tokens, 10.5, need=10, tokens=True) == 10.5  # fits now
+    assert opens(used, tokens, 10.5, need=20, tokens=True) == pytest.approx(11.0)
+    assert opens(used, tokens, 10.5, need=500, tokens=True) == pytest.approx(11.2)  # empty

@@ -712,7 +712,8 @@ class Queue:
         ``tasks`` maps each task this process can run to its free slots (None:
         no limit of its own). Highest priority first, then oldest. One
         ``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE``: two processes can
-        never take the same job.
+        never take the same job. Tasks registered with a ``rate`` start only as many as
+        their window shared by every process has room for (:meth:`_hold_over_rate`).
         """
         tasks = {t: n for t, n in tasks.items() if n is None or n > 0}
         if self._rate_full:

@@ -94,7 +94,7 @@ def opens(
     """When ``need`` more fit (``now`` if they do): the oldest rows leave the window
     one by one. More than the whole limit fits once the window is empty."""
     since = now - rate.per
-    inside = [e for e in entries if e.at > since]
+    inside = sorted(e for e in entries if e.at > since)  # a take may be newer than ``now``
     used = sum(e.tokens if tokens else e.n for e in inside)
     need = min(need, rate.limit)
     if used + need <= rate.limit:
