@@ -164,3 +164,23 @@ async def test_an_agents_model_calls_take_the_models_rate(ws):
     assert len(log) >= 4
     assert most_in_any_window([at for at, _, _ in log], 0.5) == 2
     assert log[-1][0] - log[0][0] >= 0.5 * (len(log) // 2 - 1) - SLACK
+
+
+async def test_a_call_waiting_for_room_leaves_the_event_loop_running(llm, server):
+    llm.set_rate(GPT, requests=(1, 1.0))
+    await llm.complete("first", model=GPT, api_base=server.url)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.02)
+            ticks += 1
+
+    t = asyncio.ensure_future(ticker())
+    t0 = time.monotonic()
+    assert await llm.complete("second", model=GPT, api_base=server.url) == "echo: second"
+    waited = time.monotonic() - t0
+    t.cancel()
+    assert waited >= 0.8  # it waited for the window
+    assert ticks >= waited / 0.02 * 0.5  # and the loop kept turning meanwhile

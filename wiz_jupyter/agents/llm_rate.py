@@ -28,7 +28,7 @@ import json
 import time
 from typing import Any
 
-from ..errors import WorkspaceBusy
+from ..errors import StoreError, WorkspaceBusy
 from ..jobs import rates
 from ..jobs.store import Store
 from . import _litellm
@@ -133,8 +133,11 @@ class ModelRates:
         """The take ``ticket`` used ``tokens`` in the end (prompt and completion)."""
         if ticket is None:
             return
-        with self.store.write() as c:
-            rates.settle(c, ticket, tokens)
+        try:
+            with self.store.write() as c:
+                rates.settle(c, ticket, tokens)
+        except StoreError:  # the call succeeded: keep its reply; the estimate stays counted
+            pass
 
     def failed(self, req: Request, error: BaseException, longest: float) -> None:
         """A 429 with ``Retry-After`` holds every call of the model, in every process, for
@@ -146,7 +149,7 @@ class ModelRates:
         try:
             with self.store.write() as c:
                 rates.block(c, KEY + req.model, time.time() + min(after, longest))
-        except WorkspaceBusy:  # the retry still waits for it here; others may not hear of it
+        except StoreError:  # the retry still waits for it here; others may not hear of it
             pass
 
 
