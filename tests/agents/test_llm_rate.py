@@ -52,7 +52,7 @@ async def test_a_requests_limit_spreads_the_calls_over_the_windows(llm, server, 
     assert most_in_any_window([at for at, _, _ in log], 0.5) == 3
     sent = sorted(r.at for r in server.requests)
     assert len(sent) == 9 and sent[-1] - sent[0] >= 1.0 - 0.05  # three windows
-    assert most_in_any_window(sent, 0.4) <= 3  # as the server saw them (network jitter aside)
+    assert most_in_any_window(sent, 0.25) <= 3  # as the server saw them (network jitter aside)
 
 
 async def test_a_tokens_limit_counts_the_prompt_first_and_the_real_usage_after(llm, server, store):
