@@ -34,6 +34,11 @@ class InvalidJob(WizError, ValueError):
     """Arguments to ``jobs.add`` (or a job action) that cannot be accepted."""
 
 
+class InvalidRate(InvalidJob):
+    """A rate limit that cannot be used: ``rate=(0, 1)``, a negative or non-number count or
+    window. A rate is ``(count >= 1, seconds > 0)``: at most ``count`` in any ``seconds``."""
+
+
 class JobFailed(WizError):
     """Raised by ``await job.wait()`` when the job failed or was cancelled."""
 

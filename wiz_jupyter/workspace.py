@@ -41,6 +41,7 @@ TASK_OPTIONS = frozenset(
         "resources",
         "remove_on_complete",
         "remove_on_fail",
+        "rate",
     )
 )
 
@@ -118,6 +119,7 @@ class Workspace:
         concurrency: int | None = None,
         executor: str = "auto",
         resources: dict[str, float] | None = None,
+        rate: tuple[int, float] | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(self, fn: Any = None, /, **options: Any) -> Any:
@@ -130,6 +132,8 @@ class Workspace:
         Dask ``resources`` such as ``{"GPU": 1}``.
         ``attempts``, ``backoff`` and ``timeout`` are defaults for new jobs of
         the task; ``concurrency`` bounds how many run at once in this process.
+        ``rate=(10, 1.0)``: at most 10 jobs of the task start in any second, counted
+        across every process on the file; the others wait, ``delayed``, no attempt used.
 
         ::
 

@@ -36,6 +36,7 @@ from .. import telemetry
 from ..errors import LLMError, ReplayMiss
 from . import _litellm, inprocess
 from .budgets import Budgets
+from .llm_rate import ModelRates
 from .llm_request import Request, build_request, check_api_base
 from .llm_retry import Attempt, RetryPolicy, classify, one_line, with_retries
 from .llm_retry import retry_after as _retry_after  # noqa: F401 - tests read it here
@@ -98,6 +99,7 @@ class LLM:
         concurrency: int = 8,
     ):
         self.db = LLMStore(store)
+        self.rates = ModelRates(store)
         self.mode = mode or os.environ.get("WIZ_LLM_MODE") or "off"
         self.timeout = timeout
         self.retries = retries
@@ -185,6 +187,34 @@ class LLM:
         self.limits[model] = limit
         self._semaphores.pop(model, None)  # calls from now on use the new bound
 
+    def set_rate(
+        self,
+        model: str | ScriptedModel,
+        requests: tuple[int, float] | None = None,
+        tokens: tuple[int, float] | None = None,
+    ) -> None:
+        """Limit calls to ``model`` for every process on the workspace file: at most
+        ``requests=(n, seconds)`` calls and ``tokens=(n, seconds)`` tokens (prompt and
+        completion) in any window of that many seconds. A call over the limit waits (on
+        the loop, never blocking it) until the window has room. Neither: no limits.
+        A bad rate is a one-line :class:`~wiz_jupyter.errors.InvalidRate`.
+
+        ::
+
+            ws.llm.set_rate("openai/gpt-4o-mini", requests=(500, 60), tokens=(30_000, 60))
+        """
+        self.rates.set(self.resolve(model), requests, tokens)
+
+    def rate(self, model: str | ScriptedModel | None = None) -> dict[str, Any]:
+        """``model``'s limits, and until when a provider's 429 holds its calls (or None).
+
+        ::
+
+            ws.llm.rate("openai/gpt-4o-mini")
+            # {"requests": Rate(limit=500, per=60.0), "tokens": None, "blocked_until": None}
+        """
+        return self.rates.get(self.resolve(model))
+
     # -- calls ---------------------------------------------------------------------------------
 
     async def complete(
@@ -242,6 +272,7 @@ class LLM:
         done = await self._with_retries(req, lambda: lit.acompletion(**kwargs), stream=False)
         done.slot.release()
         reply = self._reply(done.result, req, lit, done.latency)
+        self.rates.settle(done.ticket, reply.tokens_in + reply.tokens_out)
         self._done(req, reply, done.number, stream=False)
         if capped:
             self.budgets.after(req.job_id)
@@ -579,8 +610,9 @@ class LLM:
         (they are plain attributes, changed freely between calls)."""
         policy = RetryPolicy(self.retries, self.backoff, self.max_backoff)
         return await with_retries(
-            req, start, policy=policy, slot=self._semaphore, record=self._log, stream=stream
-        )
+            req, start, policy=policy, slot=self._semaphore, record=self._log, stream=stream,
+            limiter=self.rates,
+        )  # fmt: skip
 
     # -- internals: streams --------------------------------------------------------------------
 
@@ -632,6 +664,7 @@ class LLM:
                 error = "stream closed by the caller before the end"
                 self._log(req, latency=latency, attempt=attempt, stream=True, error=error)
         reply = reply_from_chunks(chunks, req, time.perf_counter() - t0)
+        self.rates.settle(done.ticket, reply.tokens_in + reply.tokens_out)
         self._done(req, reply, attempt, stream=True)
         if capped:
             self.budgets.after(req.job_id)

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import LLMAuthError, LLMError, ModelNotFound
 from . import _litellm
@@ -47,6 +47,13 @@ class RetryPolicy:
         return min(base * random.uniform(0.5, 1.0), self.max_backoff)  # jitter: no thundering herd
 
 
+class Limiter(Protocol):
+    """The models' shared rate limits (``llm_rate.ModelRates``), as the retry loop uses them."""
+
+    async def admit(self, req: Request) -> int | None: ...
+    def failed(self, req: Request, error: BaseException, longest: float) -> None: ...
+
+
 @dataclass
 class Attempt(Generic[T]):
     """The attempt that succeeded: its result, its number, and the model's slot it holds."""
@@ -56,6 +63,7 @@ class Attempt(Generic[T]):
     started: float  # time.perf_counter() when the attempt began
     latency: float  # seconds until ``result`` was in
     slot: asyncio.Semaphore  # still held: the caller releases it when the call is done
+    ticket: int | None = None  # the model's rate-limit take (settled with the usage), if any
 
 
 async def with_retries(
@@ -66,6 +74,7 @@ async def with_retries(
     slot: Callable[[str], asyncio.Semaphore],
     record: Callable[..., int],
     stream: bool,
+    limiter: Limiter | None = None,
 ) -> Attempt[T]:
     """Await ``start()`` within ``req.timeout``, holding a slot of ``req.model``, until it
     succeeds or fails for good (then the error to give is raised).
@@ -74,24 +83,32 @@ async def with_retries(
     changed concurrency bound applies to the next one; ``record(req, **fields)`` writes
     an attempt's row of ``llm_calls``. The slot is free while waiting to retry, and
     still held when this returns: a stream keeps it while the provider writes.
+    ``limiter``: each attempt first waits for room in the model's rate limits, slot
+    held (so the take's time is the send's), and a 429's ``Retry-After`` is told to it.
     """
     number = 0
     while True:
         number += 1
         sem = slot(req.model)
         await sem.acquire()
+        ticket = None
         t0 = time.perf_counter()
         try:
+            if limiter is not None:
+                ticket = await limiter.admit(req)
+                t0 = time.perf_counter()
             result = await asyncio.wait_for(start(), req.timeout)
         except BaseException as e:
             sem.release()
             if not isinstance(e, Exception):  # cancelled: the slot is free, nothing to log
                 raise
+            if limiter is not None:
+                limiter.failed(req, e, policy.max_backoff)
             latency = time.perf_counter() - t0
             delay = _failed(req, e, number, latency, policy=policy, record=record, stream=stream)
             await asyncio.sleep(delay)
             continue
-        return Attempt(result, number, t0, time.perf_counter() - t0, sem)
+        return Attempt(result, number, t0, time.perf_counter() - t0, sem, ticket)
 
 
 def _failed(

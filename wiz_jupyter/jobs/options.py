@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, TypedDict
 
 from ..errors import InvalidJob
-from . import retention
+from . import rates, retention
 from .models import TRIGGER_DATA, Job, dumps, epoch
 
 Backoff = dict[str, Any]
@@ -219,7 +219,8 @@ def _when(run_at: Any, delay: Any) -> float | None:
 class TaskSpec:
     """A handler registered with ``@ws.task`` (or by the agents layer), with its
     defaults for new jobs. Its options are checked here, so every registration gets
-    the same checks; a bad one raises ``ValueError`` (or ``InvalidJob`` for a backoff)."""
+    the same checks; a bad one raises ``ValueError`` (or ``InvalidJob`` for a backoff,
+    ``InvalidRate`` for a rate)."""
 
     name: str
     fn: Callable[..., Any]
@@ -231,6 +232,9 @@ class TaskSpec:
     resources: dict[str, float] | None = None  # Dask resource annotations, e.g. {"GPU": 1}
     remove_on_complete: Any = None  # retention defaults for its jobs (jobs/retention.py)
     remove_on_fail: Any = None
+    #: at most this many starts in any window of seconds, ``(10, 1.0)``, counted across every
+    #: process on the file (jobs/rates.py); a job over it waits, delayed, using no attempt
+    rate: Any = None
     wants_job: bool = dataclasses.field(default=False, init=False)
     #: its parameter names; None: it takes **kwargs
     takes: frozenset[str] | None = dataclasses.field(default=None, init=False)
@@ -238,6 +242,7 @@ class TaskSpec:
     def __post_init__(self) -> None:
         normalise_backoff(self.backoff)  # refuse a bad backoff now, not at add
         retention.stamp(self.remove_on_complete, self.remove_on_fail)  # and a bad policy
+        self.rate = rates.parse(self.rate)  # InvalidRate, one line
         if self.executor not in EXECUTORS:
             raise ValueError(
                 f"executor must be 'auto', 'loop', 'thread' or 'dask', not {self.executor!r}"

@@ -28,7 +28,7 @@ from typing import Any, Unpack
 
 from .. import telemetry
 from ..errors import InvalidJob, JobNotFound
-from . import retention
+from . import rates, retention
 from .display import JobList
 from .events import Event, EventBus, resolve
 from .models import (
@@ -127,6 +127,10 @@ class Queue:
         self._retention: tuple[tuple[int, int], str | None] | None = None
         self._stamped = False  # this process added a job with a retention policy
         self._removers: list[Callable[[sqlite3.Connection, list[tuple]], None]] = []
+        self._rates: dict[str, rates.Rate] = {}  # the tasks registered with a rate
+        # per rated task: until when this process knows its window is full (it held jobs
+        # back); its claims leave the task alone until then instead of holding more back
+        self._rate_full: dict[str, float] = {}
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -141,11 +145,16 @@ class Queue:
         if not isinstance(spec, TaskSpec):
             raise TypeError(f"register takes a TaskSpec, not {type(spec).__name__}")
         self._tasks[spec.name] = spec
+        self._rates.pop(spec.name, None)
+        self._rate_full.pop(spec.name, None)
+        if spec.rate is not None:
+            self._rates[spec.name] = spec.rate
         self.hooks.ready()
 
     def unregister(self, name: str) -> None:
         """This process no longer runs ``name`` jobs (they wait for a process that does)."""
         self._tasks.pop(name, None)
+        self._rates.pop(name, None)
 
     # -- retention -----------------------------------------------------------------------------
 
@@ -708,9 +717,12 @@ class Queue:
         ``tasks`` maps each task this process can run to its free slots (None:
         no limit of its own). Highest priority first, then oldest. One
         ``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE``: two processes can
-        never take the same job.
+        never take the same job. Tasks registered with a ``rate`` start only as many as
+        their window shared by every process has room for (:meth:`_hold_over_rate`).
         """
         tasks = {t: n for t, n in tasks.items() if n is None or n > 0}
+        if self._rate_full:
+            tasks = self._rate_open(tasks)
         if slots <= 0 or not tasks:
             return []
         names = list(tasks)
@@ -740,6 +752,8 @@ class Queue:
                 "RETURNING id, task, data, priority, attempts, attempts_made, timeout",
                 [owner, now + lease, now, *params],
             ).fetchall()
+            if self._rates:  # rate limits: what the shared window has no room for goes back
+                rows = self._hold_over_rate(ch, rows)
             for r in rows:
                 ch.event(r[0], "job.active", {"task": r[1], "attempt": r[5]})
         rows.sort(key=lambda r: (-r[3], r[0]))
@@ -757,6 +771,50 @@ class Queue:
             tuple(job_ids),
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def _rate_open(self, tasks: dict[str, int | None]) -> dict[str, int | None]:
+        """``tasks`` without those whose rate window this process saw full (until it opens)."""
+        now = time.time()
+        for t, until in list(self._rate_full.items()):
+            if until <= now:
+                del self._rate_full[t]
+        return {t: n for t, n in tasks.items() if t not in self._rate_full}
+
+    def _hold_over_rate(self, ch: Transaction, rows: list[tuple]) -> list[tuple]:
+        """Of the jobs just claimed, start those of rated tasks that their window (shared by
+        every process, jobs/rates.py) has room for, and take that room; the others go back,
+        ``delayed`` to when the window has room again, with their attempt given back: a
+        rate never fails a job nor uses an attempt."""
+        picked: dict[str, list[tuple]] = {}
+        for r in rows:
+            if r[1] in self._rates:
+                picked.setdefault(r[1], []).append(r)
+        held: set[int] = set()
+        for task, mine in picked.items():
+            rate, key = self._rates[task], f"task:{task}"
+            mine.sort(key=lambda r: (-r[3], r[0]))  # the claim's order: the first ones start
+            entries = rates.window(ch.c, key, ch.now, rate.per)
+            go = max(0, min(len(mine), rates.room(entries, rate, ch.now)))
+            if go:
+                rates.take(ch.c, key, ch.now, go, longest=rate.per)
+                entries.append(rates.Entry(ch.now, go, 0))
+            back = [r[0] for r in mine[go:]]
+            if not back:
+                continue
+            when = rates.opens(entries, rate, ch.now)
+            ch.c.execute(
+                "UPDATE jobs SET status = 'delayed', run_at = ?, started_at = NULL, "
+                f"attempts_made = attempts_made - 1, {_CLEAR_LEASE} "
+                f"WHERE id IN ({','.join('?' * len(back))})",
+                (when, *back),
+            )
+            info = {"task": task, "reason": "rate", "rate": str(rate), "run_at": when}
+            for jid in back:
+                ch.event(jid, "job.delayed", info)
+            ch.delayed(when)
+            self._rate_full[task] = when
+            held.update(back)
+        return [r for r in rows if r[0] not in held] if held else rows
 
     def complete_many(self, owner: str, results: list[tuple[int, str, str]]) -> None:
         """Finish ``(job id, task, result JSON)`` for jobs this owner still holds.

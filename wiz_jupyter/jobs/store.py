@@ -486,10 +486,22 @@ def _jobs_v6(db: sqlite_utils.Database) -> None:
     )
 
 
+def _jobs_v7(db: sqlite_utils.Database) -> None:
+    # rate limits shared by every process on the file (jobs/rates.py): what each key took
+    # (a sliding window's log), and what a key shares beyond it
+    db.execute(
+        "CREATE TABLE rate_log (id INTEGER PRIMARY KEY, key TEXT NOT NULL, at REAL NOT NULL, "
+        "n INTEGER NOT NULL DEFAULT 1, tokens INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute("CREATE INDEX rate_log_key ON rate_log (key, at)")
+    db.execute("CREATE TABLE rate_limits (key TEXT PRIMARY KEY, spec TEXT, blocked_until REAL)")
+
+
 JOBS_MIGRATIONS: list[Migration] = [
     (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1),
     (2, "schedule_runs, jobs by agent", _jobs_v2),
     (3, "jobs.notify", _jobs_v3),
     (4, "jobs.keep (retention)", _jobs_v4),
     (6, "job_trace (OpenTelemetry trace context)", _jobs_v6),
+    (7, "rate_log, rate_limits (rate limits)", _jobs_v7),
 ]
