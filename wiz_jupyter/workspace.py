@@ -41,6 +41,7 @@ TASK_OPTIONS = frozenset(
         "resources",
         "remove_on_complete",
         "remove_on_fail",
+        "group_concurrency",
     )
 )
 
@@ -118,6 +119,7 @@ class Workspace:
         concurrency: int | None = None,
         executor: str = "auto",
         resources: dict[str, float] | None = None,
+        group_concurrency: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(self, fn: Any = None, /, **options: Any) -> Any:
@@ -129,7 +131,9 @@ class Workspace:
         ``executor="dask"`` runs the body on the cluster of :meth:`use_dask`, with
         Dask ``resources`` such as ``{"GPU": 1}``.
         ``attempts``, ``backoff`` and ``timeout`` are defaults for new jobs of
-        the task; ``concurrency`` bounds how many run at once in this process.
+        the task; ``concurrency`` bounds how many run at once in this process;
+        ``group_concurrency`` how many of one group (``ws.jobs.add(..., group="alice")``)
+        run at once, in every process on the file.
 
         ::
 

@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Unpack
 
 from ..errors import InvalidJob, JobNotFound
-from . import retention
+from . import groups, retention
 from .display import JobList
 from .events import Event, EventBus, resolve
 from .models import (
@@ -337,6 +337,7 @@ class Queue:
         rows, edges, finished = [], [], []
         batch: dict[int, tuple[int, int]] = {}  # id -> (its row, its place in out), this call
         added_payloads: dict[tuple[str, str], dict[str, Any]] = {}
+        ranks: groups.Ranks | None = None  # only for jobs with a group
         for i, s in enumerate(specs):
             if s.key is not None:
                 if s.key in by_key:
@@ -379,10 +380,14 @@ class Queue:
             elif status == WAITING:
                 ch.ready = True
             new_status[jid] = status
+            rank = None
+            if s.group is not None:
+                ranks = ranks or groups.Ranks(c)
+                rank = ranks.next(s.task, s.group)
             row = (
                 jid, s.task, s.agent, s.data, status, s.priority, s.run_at, s.attempts,
                 s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
-                now, finished_at, int(s.notify), s.keep,
+                now, finished_at, int(s.notify), s.keep, s.group, rank,
             )  # fmt: skip
             batch[jid] = (len(rows), i)
             rows.append(row)
@@ -395,6 +400,8 @@ class Queue:
                 finished.append((jid, FAILED))
             out[i] = {**NEW_ROW, **dict(zip(INSERT_COLUMNS, row))}
         c.executemany(INSERT_JOB, rows)
+        if ranks is not None:
+            ranks.save()
         if edges:
             c.executemany("INSERT OR IGNORE INTO job_deps VALUES (?, ?, ?)", edges)
         if finished:
@@ -450,11 +457,13 @@ class Queue:
         task: str | None = None,
         agent: str | None = None,
         parent: Job | int | None = None,
+        group: str | None = None,
         limit: int | None = None,
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[Job]:
-        """Jobs matching every filter given, oldest first unless ``newest_first``."""
+        """Jobs matching every filter given (``group``: added with that group), oldest
+        first unless ``newest_first``."""
         where, params = [], []
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
@@ -463,7 +472,7 @@ class Queue:
                 raise InvalidJob(f"unknown status {sorted(unknown)}; choose from {STATUSES}")
             where.append(f"status IN ({','.join('?' * len(wanted))})")
             params += wanted
-        for column, value in (("task", task), ("agent", agent)):
+        for column, value in (("task", task), ("agent", agent), ('"group"', group)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -729,6 +738,9 @@ class Queue:
             params = [*names, slots]
         with self.transaction() as ch:
             now = ch.now
+            if groups.waiting(ch.c, names):  # jobs with a group: rotate, and mind group limits
+                ids = groups.pick(ch.c, tasks, slots, self._group_limits(names))
+                pick, params = ",".join("?" * len(ids)) or "NULL", ids
             rows = ch.c.execute(
                 "UPDATE jobs SET status = 'active', lease_owner = ?, lease_expires = ?, "
                 f"started_at = ?, attempts_made = attempts_made + 1 WHERE id IN ({pick}) "
@@ -740,6 +752,9 @@ class Queue:
         rows.sort(key=lambda r: (-r[3], r[0]))
         keys = ("id", "task", "data", "priority", "attempts", "attempts_made", "timeout")
         return [dict(zip(keys, r)) for r in rows]
+
+    def _group_limits(self, names: list[str]) -> dict[str, int | None]:
+        return {n: getattr(self._tasks.get(n), "group_concurrency", None) for n in names}
 
     def complete_many(self, owner: str, results: list[tuple[int, str, str]]) -> None:
         """Finish ``(job id, task, result JSON)`` for jobs this owner still holds.

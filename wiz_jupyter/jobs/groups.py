@@ -1,0 +1,163 @@
+"""Groups: fairness between the users (or tenants, notebooks, ...) of one task.
+
+``ws.jobs.add(task, data, group="alice")`` puts a job in a group, and
+``@ws.task(group_concurrency=n)`` lets at most ``n`` jobs of one group of the task be
+active at once, in every process on the file. Claims rotate between groups, so a group
+that added 10,000 jobs does not starve one that adds 10 after it.
+
+Rotation is fair queuing by rank. Each grouped job gets a rank (``jobs.group_seq``) when it
+is added: one more than the last rank of its group, but never below the task's *round*,
+the rank of the task's last claimed grouped job (both kept in ``job_groups``). So group
+a's 1,000th job ranks 1,000, while group b's first job, added later, ranks just after the
+job being claimed now: the two groups then take turns. Waiting jobs are claimed by
+priority, then rank, then age.
+
+A claim with groups in use (:func:`pick`) reads, per task, the head of each group that
+has waiting jobs (a seek per group in the ``jobs_groups`` index, whatever the size of
+the backlog), skips groups at their limit, and fills the free slots from a heap of heads,
+reading a group's next job only when it takes one. Jobs without a group keep their place
+by priority and age among the first :data:`WINDOW` waiting jobs, and take turns with the
+groups as if they were one more group, with no limit. Without grouped jobs waiting, the
+claim is the queue's usual single statement (:func:`waiting` is one probe of an empty
+index).
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from collections.abc import Mapping
+
+#: how many of the first waiting jobs (by priority, then age) a claim with groups in use
+#: looks at for jobs without a group
+WINDOW = 256
+_ROUND = ""  # job_groups' row for a task's round (a group's name is never empty)
+
+_PROBE = (
+    "SELECT 1 FROM jobs INDEXED BY jobs_groups WHERE task IN ({}) AND status = 'waiting' "
+    'AND "group" IS NOT NULL LIMIT 1'
+)
+# the groups of a task that have waiting jobs, one index seek each (a loose index scan)
+_HEADS = """
+WITH RECURSIVE g(grp) AS (
+    SELECT MIN("group") FROM jobs
+    WHERE task = :task AND status = 'waiting' AND "group" IS NOT NULL
+  UNION ALL
+    SELECT (SELECT MIN("group") FROM jobs
+            WHERE task = :task AND status = 'waiting' AND "group" IS NOT NULL
+            AND "group" > g.grp)
+    FROM g WHERE g.grp IS NOT NULL
+)
+SELECT j.priority, j.group_seq, j.id, j."group" FROM g JOIN jobs j ON j.id = (
+    SELECT id FROM jobs WHERE task = :task AND status = 'waiting' AND "group" = g.grp
+    ORDER BY priority DESC, group_seq, id LIMIT 1
+) WHERE g.grp IS NOT NULL
+"""
+_NEXT = (
+    "SELECT priority, group_seq, id FROM jobs WHERE task = ? AND status = 'waiting' "
+    'AND "group" = ? ORDER BY priority DESC, group_seq, id LIMIT 1 OFFSET ?'
+)
+_UNGROUPED = (
+    'SELECT priority, id, task FROM (SELECT priority, id, task, "group" FROM jobs '
+    "WHERE status = 'waiting' AND task IN ({}) ORDER BY priority DESC, id LIMIT ?) "
+    'WHERE "group" IS NULL'
+)
+_ACTIVE = (
+    'SELECT "group", COUNT(*) FROM jobs WHERE status = \'active\' AND task = ? '
+    'AND "group" IS NOT NULL GROUP BY "group"'
+)
+
+
+class Ranks:
+    """The ranks of grouped jobs added in one transaction (see the module's docstring);
+    :meth:`save` records the last rank of each group before the transaction ends."""
+
+    def __init__(self, c: sqlite3.Connection):
+        self.c = c
+        self.last: dict[tuple[str, str], int] = {}
+
+    def next(self, task: str, group: str) -> int:
+        last = self.last.get((task, group))
+        if last is None:
+            rows = dict(
+                self.c.execute(
+                    "SELECT grp, seq FROM job_groups WHERE task = ? AND grp IN (?, ?)",
+                    (task, group, _ROUND),
+                ).fetchall()
+            )
+            last = max(rows.get(group, 0), rows.get(_ROUND, 0))
+        self.last[task, group] = last + 1
+        return last + 1
+
+    def save(self) -> None:
+        self.c.executemany(
+            "INSERT INTO job_groups VALUES (?, ?, ?) "
+            "ON CONFLICT (task, grp) DO UPDATE SET seq = excluded.seq",
+            [(t, g, s) for (t, g), s in self.last.items()],
+        )
+
+
+def waiting(c: sqlite3.Connection, tasks: list[str]) -> bool:
+    """Whether jobs of ``tasks`` that have a group are waiting (one probe of a partial
+    index that holds only those: empty, and so free, while groups are not in use)."""
+    return c.execute(_PROBE.format(",".join("?" * len(tasks))), tasks).fetchone() is not None
+
+
+def pick(
+    c: sqlite3.Connection,
+    tasks: Mapping[str, int | None],
+    slots: int,
+    limits: Mapping[str, int | None],
+) -> list[int]:
+    """The ids of up to ``slots`` waiting jobs to claim, in the claim's transaction:
+    ``tasks`` maps each task to its free slots (None: no limit of its own), ``limits``
+    each task to its ``group_concurrency`` (None: no limit per group)."""
+    free = dict(tasks)
+    rounds = dict(
+        c.execute(
+            f"SELECT task, seq FROM job_groups WHERE grp = '' AND task IN ({','.join('?' * len(free))})",
+            list(free),
+        ).fetchall()
+    )
+    room: dict[tuple[str, str], int | None] = {}  # per group: how many more may start
+    heap: list[tuple[int, int, int, str, str | None]] = []  # (-priority, rank, id, task, group)
+    for task in free:
+        limit = limits.get(task)
+        active = dict(c.execute(_ACTIVE, (task,)).fetchall()) if limit is not None else {}
+        for priority, seq, jid, group in c.execute(_HEADS, {"task": task}).fetchall():
+            left = None if limit is None else limit - active.get(group, 0)
+            if left is None or left > 0:
+                room[task, group] = left
+                heap.append((-priority, seq, jid, task, group))
+    marks = ",".join("?" * len(free))
+    turn = dict.fromkeys(free, 0)
+    for priority, jid, task in c.execute(_UNGROUPED.format(marks), [*free, WINDOW]).fetchall():
+        turn[task] += 1  # jobs without a group take turns with the groups, in their order
+        heap.append((-priority, rounds.get(task, 0) + turn[task], jid, task, None))
+    heapq.heapify(heap)
+    picked: list[int] = []
+    taken: dict[tuple[str, str], int] = {}
+    claimed_rank: dict[str, int] = {}
+    while heap and len(picked) < slots:
+        _, seq, jid, task, group = heapq.heappop(heap)
+        if free[task] is not None and free[task] <= 0:
+            continue
+        picked.append(jid)
+        if free[task] is not None:
+            free[task] -= 1
+        if group is None:
+            continue
+        claimed_rank[task] = max(claimed_rank.get(task, 0), seq)
+        n = taken[task, group] = taken.get((task, group), 0) + 1
+        left = room[task, group]
+        if left is None or n < left:  # the group may start another: read its next job
+            nxt = c.execute(_NEXT, (task, group, n)).fetchone()
+            if nxt is not None:
+                heapq.heappush(heap, (-nxt[0], nxt[1], nxt[2], task, group))
+    # the round moves on to the rank just claimed: groups added from now on start there
+    c.executemany(
+        "INSERT INTO job_groups VALUES (?, '', ?) "
+        "ON CONFLICT (task, grp) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        list(claimed_rank.items()),
+    )
+    return picked
