@@ -57,10 +57,17 @@ _NEXT = (
     "SELECT priority, group_seq, id FROM jobs WHERE task = ? AND status = 'waiting' "
     'AND "group" = ? ORDER BY priority DESC, group_seq, id LIMIT 1 OFFSET ?'
 )
+# jobs without a group: of a task that has grouped jobs waiting, among its first WINDOW
+# waiting jobs (so a large grouped backlog is not scanned on every claim); of another task,
+# in the queue's usual order
 _UNGROUPED = (
-    'SELECT priority, id, task FROM (SELECT priority, id, task, "group" FROM jobs '
-    "WHERE status = 'waiting' AND task IN ({}) ORDER BY priority DESC, id LIMIT ?) "
+    'SELECT priority, id FROM (SELECT priority, id, "group" FROM jobs '
+    "WHERE status = 'waiting' AND task = ? ORDER BY priority DESC, id LIMIT ?) "
     'WHERE "group" IS NULL'
+)
+_PLAIN = (
+    "SELECT priority, id FROM jobs WHERE status = 'waiting' AND task = ? "
+    "ORDER BY priority DESC, id LIMIT ?"
 )
 _ACTIVE = (
     'SELECT "group", COUNT(*) FROM jobs WHERE status = \'active\' AND task = ? '
@@ -121,30 +128,48 @@ def pick(
     )
     room: dict[tuple[str, str], int | None] = {}  # per group: how many more may start
     heap: list[tuple[int, int, int, str, str | None]] = []  # (-priority, rank, id, task, group)
-    for task in free:
+    for task, n in free.items():
+        want = slots if n is None else min(n, slots)
+        heads = c.execute(_HEADS, {"task": task}).fetchall()
+        if not heads:  # no group waiting: its jobs in the usual order
+            rows = c.execute(_PLAIN, (task, want)).fetchall()
+            heap += [(-p, 0, jid, task, None) for p, jid in rows]
+            continue
         limit = limits.get(task)
         active = dict(c.execute(_ACTIVE, (task,)).fetchall()) if limit is not None else {}
-        for priority, seq, jid, group in c.execute(_HEADS, {"task": task}).fetchall():
+        for priority, seq, jid, group in heads:
             left = None if limit is None else limit - active.get(group, 0)
             if left is None or left > 0:
                 room[task, group] = left
                 heap.append((-priority, seq, jid, task, group))
-    marks = ",".join("?" * len(free))
-    turn = dict.fromkeys(free, 0)
-    for priority, jid, task in c.execute(_UNGROUPED.format(marks), [*free, WINDOW]).fetchall():
-        turn[task] += 1  # jobs without a group take turns with the groups, in their order
-        heap.append((-priority, rounds.get(task, 0) + turn[task], jid, task, None))
+        # jobs without a group take turns with the groups, in their order
+        first = rounds.get(task, 0)
+        rows = c.execute(_UNGROUPED, (task, max(WINDOW, want))).fetchall()
+        heap += [(-p, first + k, jid, task, None) for k, (p, jid) in enumerate(rows, 1)]
     heapq.heapify(heap)
+    return _take(c, heap, free, room, slots)
+
+
+def _take(
+    c: sqlite3.Connection,
+    heap: list[tuple[int, int, int, str, str | None]],
+    free: dict[str, int | None],
+    room: dict[tuple[str, str], int | None],
+    slots: int,
+) -> list[int]:
+    """Pop the best heads until the slots are full, reading a group's next job when one
+    of it is taken; move each task's round on to the highest rank taken."""
     picked: list[int] = []
     taken: dict[tuple[str, str], int] = {}
     claimed_rank: dict[str, int] = {}
     while heap and len(picked) < slots:
         _, seq, jid, task, group = heapq.heappop(heap)
-        if free[task] is not None and free[task] <= 0:
-            continue
+        n_free = free[task]
+        if n_free is not None:
+            if n_free <= 0:
+                continue
+            free[task] = n_free - 1
         picked.append(jid)
-        if free[task] is not None:
-            free[task] -= 1
         if group is None:
             continue
         claimed_rank[task] = max(claimed_rank.get(task, 0), seq)
@@ -154,7 +179,7 @@ def pick(
             nxt = c.execute(_NEXT, (task, group, n)).fetchone()
             if nxt is not None:
                 heapq.heappush(heap, (-nxt[0], nxt[1], nxt[2], task, group))
-    # the round moves on to the rank just claimed: groups added from now on start there
+    # groups added from now on start at the round: the rank just claimed
     c.executemany(
         "INSERT INTO job_groups VALUES (?, '', ?) "
         "ON CONFLICT (task, grp) DO UPDATE SET seq = MAX(seq, excluded.seq)",
