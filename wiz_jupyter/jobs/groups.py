@@ -70,7 +70,7 @@ _PLAIN = (
     "ORDER BY priority DESC, id LIMIT ?"
 )
 _ACTIVE = (
-    'SELECT "group", COUNT(*) FROM jobs WHERE status = \'active\' AND task = ? '
+    "SELECT \"group\", COUNT(*) FROM jobs WHERE status = 'active' AND task = ? "
     'AND "group" IS NOT NULL GROUP BY "group"'
 )
 
