@@ -15,11 +15,12 @@ priority, then rank, then age.
 A claim with groups in use (:func:`pick`) reads, per task, the head of each group that
 has waiting jobs (a seek per group in the ``jobs_groups`` index, whatever the size of
 the backlog), skips groups at their limit, and fills the free slots from a heap of heads,
-reading a group's next job only when it takes one. Jobs without a group keep their place
-by priority and age among the first :data:`WINDOW` waiting jobs, and take turns with the
-groups as if they were one more group, with no limit. Without grouped jobs waiting, the
-claim is the queue's usual single statement (:func:`waiting` is one probe of an empty
-index).
+reading a group's next job only when it takes one. Jobs without a group, of a task that
+has grouped jobs waiting, take turns with its groups as if they were one more group with
+no limit, in their order (priority, then age) among the task's first :data:`WINDOW`
+waiting jobs; jobs of a task with no grouped job waiting come in the usual order. Without
+grouped jobs waiting, the claim is the queue's usual single statement (:func:`waiting` is
+one probe of an index that is then empty).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from collections.abc import Mapping
 #: looks at for jobs without a group
 WINDOW = 256
 _ROUND = ""  # job_groups' row for a task's round (a group's name is never empty)
+# what a candidate is; at equal priority and rank, the lower goes first
+_PLAIN_JOB, _UNGROUPED_JOB, _GROUPED_JOB = 0, 1, 2
+#: a candidate: (-priority, rank, kind, id, task, group)
+_Head = tuple[int, int, int, int, str, "str | None"]
 
 _PROBE = (
     "SELECT 1 FROM jobs INDEXED BY jobs_groups WHERE task IN ({}) AND status = 'waiting' "
@@ -127,13 +132,13 @@ def pick(
         ).fetchall()
     )
     room: dict[tuple[str, str], int | None] = {}  # per group: how many more may start
-    heap: list[tuple[int, int, int, str, str | None]] = []  # (-priority, rank, id, task, group)
+    heap: list[_Head] = []
     for task, n in free.items():
         want = slots if n is None else min(n, slots)
         heads = c.execute(_HEADS, {"task": task}).fetchall()
         if not heads:  # no group waiting: its jobs in the usual order
             rows = c.execute(_PLAIN, (task, want)).fetchall()
-            heap += [(-p, 0, jid, task, None) for p, jid in rows]
+            heap += [(-p, 0, _PLAIN_JOB, jid, task, None) for p, jid in rows]
             continue
         limit = limits.get(task)
         active = dict(c.execute(_ACTIVE, (task,)).fetchall()) if limit is not None else {}
@@ -141,18 +146,18 @@ def pick(
             left = None if limit is None else limit - active.get(group, 0)
             if left is None or left > 0:
                 room[task, group] = left
-                heap.append((-priority, seq, jid, task, group))
-        # jobs without a group take turns with the groups, in their order
+                heap.append((-priority, seq, _GROUPED_JOB, jid, task, group))
+        # jobs without a group take turns with the groups, in their order, from the round
         first = rounds.get(task, 0)
         rows = c.execute(_UNGROUPED, (task, max(WINDOW, want))).fetchall()
-        heap += [(-p, first + k, jid, task, None) for k, (p, jid) in enumerate(rows, 1)]
+        heap += [(-p, first + k, _UNGROUPED_JOB, j, task, None) for k, (p, j) in enumerate(rows, 1)]
     heapq.heapify(heap)
     return _take(c, heap, free, room, slots)
 
 
 def _take(
     c: sqlite3.Connection,
-    heap: list[tuple[int, int, int, str, str | None]],
+    heap: list[_Head],
     free: dict[str, int | None],
     room: dict[tuple[str, str], int | None],
     slots: int,
@@ -163,22 +168,24 @@ def _take(
     taken: dict[tuple[str, str], int] = {}
     claimed_rank: dict[str, int] = {}
     while heap and len(picked) < slots:
-        _, seq, jid, task, group = heapq.heappop(heap)
+        _, seq, kind, jid, task, group = heapq.heappop(heap)
         n_free = free[task]
         if n_free is not None:
             if n_free <= 0:
                 continue
             free[task] = n_free - 1
         picked.append(jid)
-        if group is None:
+        if kind == _PLAIN_JOB:
             continue
         claimed_rank[task] = max(claimed_rank.get(task, 0), seq)
+        if group is None:
+            continue
         n = taken[task, group] = taken.get((task, group), 0) + 1
         left = room[task, group]
         if left is None or n < left:  # the group may start another: read its next job
             nxt = c.execute(_NEXT, (task, group, n)).fetchone()
             if nxt is not None:
-                heapq.heappush(heap, (-nxt[0], nxt[1], nxt[2], task, group))
+                heapq.heappush(heap, (-nxt[0], nxt[1], _GROUPED_JOB, nxt[2], task, group))
     # groups added from now on start at the round: the rank just claimed
     c.executemany(
         "INSERT INTO job_groups VALUES (?, '', ?) "
