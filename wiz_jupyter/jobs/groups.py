@@ -102,6 +102,8 @@ class Ranks:
         return last + 1
 
     def save(self) -> None:
+        if not self.last:
+            return
         self.c.executemany(
             "INSERT INTO job_groups VALUES (?, ?, ?) "
             "ON CONFLICT (task, grp) DO UPDATE SET seq = excluded.seq",

@@ -337,7 +337,7 @@ class Queue:
         rows, edges, finished = [], [], []
         batch: dict[int, tuple[int, int]] = {}  # id -> (its row, its place in out), this call
         added_payloads: dict[tuple[str, str], dict[str, Any]] = {}
-        ranks: groups.Ranks | None = None  # only for jobs with a group
+        ranks = groups.Ranks(c)  # of jobs with a group (none: no query)
         for i, s in enumerate(specs):
             if s.key is not None:
                 if s.key in by_key:
@@ -380,10 +380,7 @@ class Queue:
             elif status == WAITING:
                 ch.ready = True
             new_status[jid] = status
-            rank = None
-            if s.group is not None:
-                ranks = ranks or groups.Ranks(c)
-                rank = ranks.next(s.task, s.group)
+            rank = None if s.group is None else ranks.next(s.task, s.group)
             row = (
                 jid, s.task, s.agent, s.data, status, s.priority, s.run_at, s.attempts,
                 s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
@@ -400,8 +397,7 @@ class Queue:
                 finished.append((jid, FAILED))
             out[i] = {**NEW_ROW, **dict(zip(INSERT_COLUMNS, row))}
         c.executemany(INSERT_JOB, rows)
-        if ranks is not None:
-            ranks.save()
+        ranks.save()
         if edges:
             c.executemany("INSERT OR IGNORE INTO job_deps VALUES (?, ?, ?)", edges)
         if finished:
