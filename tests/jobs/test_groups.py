@@ -304,4 +304,21 @@ def test_claims_with_groups_use_the_groups_index(ws):
     heads = plan(groups._HEADS, {"task": "t"})
     assert "SCAN jobs" not in heads and heads.count("USING INDEX jobs_groups") == 3
     assert "USING INDEX jobs_groups (task=? AND group=?)" in plan(groups._NEXT, ("t", "g1", 1))
+    assert plan(groups._RANKED, ("t", 100)) == "SEARCH jobs USING INDEX jobs_rank (task=?)"
     assert groups.waiting(c, ["t"]) and not groups.waiting(c, ["other"])
+
+
+@pytest.mark.parametrize("per_group", [3, 150])  # all read in one scan / past its budget
+def test_a_claim_takes_each_groups_next_jobs_up_to_its_cap(ws, per_group):
+    ws.jobs.add_bulk(
+        [("t", {}, {"group": g}) for _ in range(per_group) for g in ("a", "b", "c", "d")]
+    )
+    ws.jobs.claim("elsewhere", 1, 60, {"t": None})  # a's first job is active in another process
+    first = {g: [j.id for j in ws.jobs.list("waiting", group=g)] for g in "abcd"}
+    with ws.store.write() as c:
+        ids = groups.pick(c, {"t": None}, 8, {"t": 2})
+    assert ids == [first["b"][0], first["c"][0], first["d"][0], first["a"][0]] + [
+        first["b"][1], first["c"][1], first["d"][1]
+    ]  # turns by rank; a had one running, so one more of a, two of the others
+    with ws.store.write() as c:  # the task's own free slots bound it too
+        assert len(groups.pick(c, {"t": 3}, 8, {"t": 2})) == 3

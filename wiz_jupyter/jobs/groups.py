@@ -58,6 +58,12 @@ SELECT j.priority, j.group_seq, j.id, j."group" FROM g JOIN jobs j ON j.id = (
     ORDER BY priority DESC, group_seq, id LIMIT 1
 ) WHERE g.grp IS NOT NULL
 """
+# the task's waiting grouped jobs in claim order (groups at their cap are skipped while
+# reading: excluding them in SQL would read past all their jobs)
+_RANKED = (
+    "SELECT priority, group_seq, id, \"group\" FROM jobs WHERE task = ? AND status = 'waiting' "
+    'AND "group" IS NOT NULL ORDER BY priority DESC, group_seq, id LIMIT ?'
+)
 _NEXT = (
     "SELECT priority, group_seq, id FROM jobs WHERE task = ? AND status = 'waiting' "
     'AND "group" = ? ORDER BY priority DESC, group_seq, id LIMIT 1 OFFSET ?'
@@ -137,24 +143,49 @@ def pick(
     heap: list[_Head] = []
     for task, n in free.items():
         want = slots if n is None else min(n, slots)
-        heads = c.execute(_HEADS, {"task": task}).fetchall()
-        if not heads:  # no group waiting: its jobs in the usual order
+        if not waiting(c, [task]):  # no group waiting: its jobs in the usual order
             rows = c.execute(_PLAIN, (task, want)).fetchall()
             heap += [(-p, 0, _PLAIN_JOB, jid, task, None) for p, jid in rows]
             continue
-        limit = limits.get(task)
-        active = dict(c.execute(_ACTIVE, (task,)).fetchall()) if limit is not None else {}
-        for priority, seq, jid, group in heads:
-            left = None if limit is None else limit - active.get(group, 0)
-            if left is None or left > 0:
-                room[task, group] = left
-                heap.append((-priority, seq, _GROUPED_JOB, jid, task, group))
+        heap += _grouped(c, task, want, limits.get(task), room)
         # jobs without a group take turns with the groups, in their order, from the round
         first = rounds.get(task, 0)
         rows = c.execute(_UNGROUPED, (task, max(WINDOW, want))).fetchall()
         heap += [(-p, first + k, _UNGROUPED_JOB, j, task, None) for k, (p, j) in enumerate(rows, 1)]
     heapq.heapify(heap)
     return _take(c, heap, free, room, slots)
+
+
+def _grouped(
+    c: sqlite3.Connection, task: str, want: int, limit: int | None, room: dict
+) -> list[_Head]:
+    """A task's grouped candidates. Usually the first ``want`` that the caps allow, from one
+    scan in claim order (exact: the claim takes a prefix of them). When the scan's budget
+    runs out first (a few groups, each soon at its cap), the head of each group instead,
+    with its ``room``; :func:`_take` reads a group's next job as it takes one."""
+    active = dict(c.execute(_ACTIVE, (task,)).fetchall()) if limit is not None else {}
+    left = {g: limit - n for g, n in active.items()} if limit is not None else {}
+    budget = 4 * want + 64
+    rows = c.execute(_RANKED, (task, budget)).fetchall()
+    out: list[_Head] = []
+    taken: dict[str, int] = {}
+    for priority, seq, jid, group in rows:
+        n = taken.get(group, 0)
+        if limit is not None and n >= left.get(group, limit):
+            continue
+        taken[group] = n + 1
+        out.append((-priority, seq, _GROUPED_JOB, jid, task, group))
+        if len(out) == want:
+            return out
+    if len(rows) < budget:  # every waiting job of the task was seen
+        return out
+    out = []
+    for priority, seq, jid, group in c.execute(_HEADS, {"task": task}).fetchall():
+        n = None if limit is None else left.get(group, limit)
+        if n is None or n > 0:
+            room[task, group] = n
+            out.append((-priority, seq, _GROUPED_JOB, jid, task, group))
+    return out
 
 
 def _take(
@@ -183,7 +214,7 @@ def _take(
         if group is None:
             continue
         n = taken[task, group] = taken.get((task, group), 0) + 1
-        left = room[task, group]
+        left = room.get((task, group), 0)  # none: its candidates are all in the heap
         if left is None or n < left:  # the group may start another: read its next job
             nxt = c.execute(_NEXT, (task, group, n)).fetchone()
             if nxt is not None:

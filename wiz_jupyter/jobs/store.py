@@ -464,6 +464,11 @@ def _jobs_v9(db: sqlite_utils.Database) -> None:
         'CREATE INDEX jobs_groups ON jobs (task, "group", priority DESC, group_seq, id) '
         "WHERE status = 'waiting' AND \"group\" IS NOT NULL"
     )
+    # claim order within a task, for claims that need only its first few grouped jobs
+    db.execute(
+        "CREATE INDEX jobs_rank ON jobs (task, priority DESC, group_seq, id) "
+        "WHERE status = 'waiting' AND \"group\" IS NOT NULL"
+    )
     # per task and group: the last rank given; the row with group '' holds the task's
     # current round (the rank of its last claimed grouped job), where new groups start
     db["job_groups"].create(
