@@ -317,8 +317,8 @@ def test_a_claim_takes_each_groups_next_jobs_up_to_its_cap(ws, per_group):
     first = {g: [j.id for j in ws.jobs.list("waiting", group=g)] for g in "abcd"}
     with ws.store.write() as c:
         ids = groups.pick(c, {"t": None}, 8, {"t": 2})
-    assert ids == [first["b"][0], first["c"][0], first["d"][0], first["a"][0]] + [
-        first["b"][1], first["c"][1], first["d"][1]
-    ]  # turns by rank; a had one running, so one more of a, two of the others
+    b, c, d = first["b"], first["c"], first["d"]
+    # turns by rank; a had one running, so one more of a, and two of each other group
+    assert ids == [b[0], c[0], d[0], first["a"][0], b[1], c[1], d[1]]
     with ws.store.write() as c:  # the task's own free slots bound it too
         assert len(groups.pick(c, {"t": 3}, 8, {"t": 2})) == 3
