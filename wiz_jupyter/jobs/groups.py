@@ -12,10 +12,12 @@ a's 1,000th job ranks 1,000, while group b's first job, added later, ranks just 
 job being claimed now: the two groups then take turns. Waiting jobs are claimed by
 priority, then rank, then age.
 
-A claim with groups in use (:func:`pick`) reads, per task, the head of each group that
-has waiting jobs (a seek per group in the ``jobs_groups`` index, whatever the size of
-the backlog), skips groups at their limit, and fills the free slots from a heap of heads,
-reading a group's next job only when it takes one. Jobs without a group, of a task that
+A claim with groups in use (:func:`pick`) reads, per task, its first few grouped jobs in
+claim order (index ``jobs_rank``), skipping groups at their cap; that is enough unless a
+few groups, soon at their caps, fill the scan. Then it reads the head of each group that
+has waiting jobs instead (a seek per group in index ``jobs_groups``), and fills the free
+slots from a heap of heads, reading a group's next job only when it takes one. Neither
+reads the whole backlog. Jobs without a group, of a task that
 has grouped jobs waiting, take turns with its groups as if they were one more group with
 no limit, in their order (priority, then age) among the task's first :data:`WINDOW`
 waiting jobs; jobs of a task with no grouped job waiting come in the usual order. Without
