@@ -42,6 +42,12 @@ INSERT_JOB = (
     "INSERT INTO jobs (" + ", ".join(f'"{c}"' for c in INSERT_COLUMNS) + ") "
     f"VALUES ({','.join('?' * len(INSERT_COLUMNS))})"
 )
+#: the same without the group columns (the last two), for batches with no grouped job: two
+#: parameters fewer per row is most of what groups would otherwise cost a plain add
+INSERT_JOB_NO_GROUP = (
+    "INSERT INTO jobs (" + ", ".join(f'"{c}"' for c in INSERT_COLUMNS[:-2]) + ") "
+    f"VALUES ({','.join('?' * (len(INSERT_COLUMNS) - 2))})"
+)
 NEW_ROW: dict[str, Any] = {**dict.fromkeys(COLUMNS), "attempts_made": 0, "body_done": 0}
 #: a job in a list (the board, the sidebar, the REST API); data and result come with its detail
 SUMMARY_COLUMNS = (

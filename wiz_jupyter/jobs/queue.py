@@ -40,6 +40,7 @@ from .models import (
     FAILED,
     INSERT_COLUMNS,
     INSERT_JOB,
+    INSERT_JOB_NO_GROUP,
     NEW_ROW,
     SELECT_JOBS,
     STATUSES,
@@ -338,6 +339,7 @@ class Queue:
         batch: dict[int, tuple[int, int]] = {}  # id -> (its row, its place in out), this call
         added_payloads: dict[tuple[str, str], dict[str, Any]] = {}
         ranks = groups.Ranks(c)  # of jobs with a group (none: no query)
+        grouped = any(s.group is not None for s in specs)
         for i, s in enumerate(specs):
             if s.key is not None:
                 if s.key in by_key:
@@ -380,12 +382,13 @@ class Queue:
             elif status == WAITING:
                 ch.ready = True
             new_status[jid] = status
-            rank = None if s.group is None else ranks.next(s.task, s.group)
             row = (
                 jid, s.task, s.agent, s.data, status, s.priority, s.run_at, s.attempts,
                 s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
-                now, finished_at, int(s.notify), s.keep, s.group, rank,
+                now, finished_at, int(s.notify), s.keep,
             )  # fmt: skip
+            if grouped:
+                row += (s.group, None if s.group is None else ranks.next(s.task, s.group))
             batch[jid] = (len(rows), i)
             rows.append(row)
             added = added_payloads.get((s.task, status))
@@ -396,7 +399,7 @@ class Queue:
                 ch.event(jid, "job.failed", {"task": s.task, "error": error, "reason": reason})
                 finished.append((jid, FAILED))
             out[i] = {**NEW_ROW, **dict(zip(INSERT_COLUMNS, row))}
-        c.executemany(INSERT_JOB, rows)
+        c.executemany(INSERT_JOB if grouped else INSERT_JOB_NO_GROUP, rows)
         ranks.save()
         if edges:
             c.executemany("INSERT OR IGNORE INTO job_deps VALUES (?, ?, ?)", edges)
