@@ -2,7 +2,7 @@
 
 ::
 
-    wiz jobs [--status failed] [--task T] [--limit 20] [--json]
+    wiz jobs [--status failed] [--task T] [--group G] [--limit 20] [--json]
     wiz schedules [--json]
     wiz worker --tasks my_tasks.py          # a headless runtime: fires schedules, works jobs
     wiz worker --tasks t.py --dask tcp://scheduler:8786   # executor="dask" bodies on a cluster
@@ -36,7 +36,7 @@ from typing import Any
 
 from .argtypes import count, positive_seconds, seconds
 from .errors import WizError
-from .jobs.display import when
+from .jobs.display import task_cell, when
 from .jobs.models import STATUSES
 from .jobs.notebooks import add_notebook_options
 from .jobs.store import default_path
@@ -87,14 +87,16 @@ def _load_tasks(spec: str) -> None:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     ws = _open(args)
-    jobs = ws.jobs.list(status=args.status, task=args.task, limit=args.limit, newest_first=True)
+    jobs = ws.jobs.list(
+        status=args.status, task=args.task, group=args.group, limit=args.limit, newest_first=True
+    )
     if args.json:
         print(json.dumps([j.as_dict() for j in jobs], default=str))
         return 0
     counts = ", ".join(f"{k} {v}" for k, v in ws.jobs.counts().items() if v)
     print(f"{ws.path}: {counts or 'no jobs'}")
     for j in jobs:
-        line = f"{j.id:>6}  {j.status:<9}  {j.task:<20}  {when(j.created_at, '-')}"
+        line = f"{j.id:>6}  {j.status:<9}  {task_cell(j.snapshot):<20}  {when(j.created_at, '-')}"
         if j.error:
             line += f"  {j.error[:60]}"
         print(line)
@@ -281,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
         choices=STATUSES,
     )
     c.add_argument("--task")
+    c.add_argument("--group", help="only jobs added with this group")
     c.add_argument("--limit", type=count, default=50)
     c.add_argument("--json", action="store_true")
     c.set_defaults(tasks=None)

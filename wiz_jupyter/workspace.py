@@ -42,6 +42,7 @@ TASK_OPTIONS = frozenset(
         "remove_on_complete",
         "remove_on_fail",
         "rate",
+        "group_concurrency",
     )
 )
 
@@ -120,6 +121,7 @@ class Workspace:
         executor: str = "auto",
         resources: dict[str, float] | None = None,
         rate: tuple[int, float] | None = None,
+        group_concurrency: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(self, fn: Any = None, /, **options: Any) -> Any:
@@ -131,7 +133,9 @@ class Workspace:
         ``executor="dask"`` runs the body on the cluster of :meth:`use_dask`, with
         Dask ``resources`` such as ``{"GPU": 1}``.
         ``attempts``, ``backoff`` and ``timeout`` are defaults for new jobs of
-        the task; ``concurrency`` bounds how many run at once in this process.
+        the task; ``concurrency`` bounds how many run at once in this process;
+        ``group_concurrency`` how many of one group (``ws.jobs.add(..., group="alice")``)
+        run at once, in every process on the file.
         ``rate=(10, 1.0)``: at most 10 jobs of the task start in any second, counted
         across every process on the file; the others wait, ``delayed``, no attempt used.
 

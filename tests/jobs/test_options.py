@@ -30,7 +30,8 @@ def test_rows_are_read_by_name_whatever_the_tables_column_order(db_path):
     with sqlite3.connect(db_path) as c:
         cols = [r[1] for r in c.execute("PRAGMA table_info(jobs)")][::-1]
         c.execute("ALTER TABLE jobs RENAME TO old_jobs")
-        c.execute(f"CREATE TABLE jobs AS SELECT {', '.join(cols)} FROM old_jobs")
+        quoted = ", ".join(f'"{c}"' for c in cols)  # "group" is an SQL keyword
+        c.execute(f"CREATE TABLE jobs AS SELECT {quoted} FROM old_jobs")
         c.execute("DROP TABLE old_jobs")
     ws = wiz.Workspace(db_path)
     [job] = ws.jobs.list()
@@ -44,7 +45,8 @@ def test_the_typed_options_are_the_options_add_takes(ws):
     assert typing.get_args(hints["options"]) == (JobOptions,)
     assert JOB_OPTIONS == {"priority", "delay", "run_at", "attempts", "backoff", "timeout",
                            "depends_on", "parent", "key", "agent", "on_dep_failure",
-                           "fail_parent", "notify", "remove_on_complete", "remove_on_fail"}  # fmt: skip
+                           "fail_parent", "notify", "remove_on_complete", "remove_on_fail",
+                           "group"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

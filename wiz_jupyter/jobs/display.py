@@ -71,6 +71,12 @@ def html_table(
     return f"<table class='wiz-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def task_cell(row: dict[str, Any]) -> str:
+    """A job's task, with its group if it has one: ``fetch [alice]``."""
+    group = row.get("group")
+    return row["task"] if group is None else f"{row['task']} [{group}]"
+
+
 def why_failed(row: dict[str, Any]) -> str:
     """Why a failed job gave up, in a few words: an unrecoverable error, its attempts
     used up, a timeout, a failed dependency."""
@@ -99,7 +105,7 @@ class JobList(list):
             if r["status"] == "failed":
                 outcome = f"{why_failed(r)}: {outcome}"
             rows.append([
-                str(r["id"]), r["status"], r["task"], r["agent"] or "", progress_text(r["progress"]),
+                str(r["id"]), r["status"], task_cell(r), r["agent"] or "", progress_text(r["progress"]),
                 f"{r['attempts_made']}/{r['attempts']}", when(r["created_at"]), short(outcome),
             ])  # fmt: skip
         return rows

@@ -45,6 +45,7 @@ class JobOptions(TypedDict, total=False):
     notify: bool
     remove_on_complete: Any  # retention: True, a count to keep, or {"age": s, "count": n}
     remove_on_fail: Any
+    group: str  # fairness: claims rotate between groups; @ws.task(group_concurrency=n)
 
 
 JOB_OPTIONS = frozenset(JobOptions.__optional_keys__)
@@ -68,6 +69,7 @@ class JobSpec(NamedTuple):
     fail_parent: bool = True
     notify: bool = False
     keep: str | None = None  # the retention policies, as JSON (jobs/retention.py)
+    group: str | None = None  # its group (jobs/groups.py)
 
     def with_data(self, data: str) -> JobSpec:
         """The same job with other (encoded) data: a bulk add checks options once per task."""
@@ -179,7 +181,9 @@ def job_spec(task: str, data: Any, options: JobOptions, defaults: TaskSpec | Non
     depends_on = get("depends_on", ())
     if isinstance(depends_on, (Job, int)):
         depends_on = [depends_on]
-    parent = get("parent")
+    parent, group = get("parent"), get("group")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise InvalidJob(f"group must be a non-empty string (e.g. a user's name), not {group!r}")
     return JobSpec(
         task=task,
         data=data_json,
@@ -196,6 +200,7 @@ def job_spec(task: str, data: Any, options: JobOptions, defaults: TaskSpec | Non
         fail_parent=bool(get("fail_parent", True)),
         notify=bool(get("notify", False)),
         keep=keep,
+        group=group,
     )
 
 
@@ -235,6 +240,8 @@ class TaskSpec:
     #: at most this many starts in any window of seconds, ``(10, 1.0)``, counted across every
     #: process on the file (jobs/rates.py); a job over it waits, delayed, using no attempt
     rate: Any = None
+    #: at most this many active jobs per group of this task, across processes (None: no limit)
+    group_concurrency: int | None = None
     wants_job: bool = dataclasses.field(default=False, init=False)
     #: its parameter names; None: it takes **kwargs
     takes: frozenset[str] | None = dataclasses.field(default=None, init=False)
@@ -243,6 +250,11 @@ class TaskSpec:
         normalise_backoff(self.backoff)  # refuse a bad backoff now, not at add
         retention.stamp(self.remove_on_complete, self.remove_on_fail)  # and a bad policy
         self.rate = rates.parse(self.rate)  # InvalidRate, one line
+        n = self.group_concurrency
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise InvalidJob(
+                f"group_concurrency must be an integer >= 1 (active jobs per group), not {n!r}"
+            )
         if self.executor not in EXECUTORS:
             raise ValueError(
                 f"executor must be 'auto', 'loop', 'thread' or 'dask', not {self.executor!r}"

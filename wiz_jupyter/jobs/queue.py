@@ -28,7 +28,7 @@ from typing import Any, Unpack
 
 from .. import telemetry
 from ..errors import InvalidJob, JobNotFound
-from . import rates, retention
+from . import groups, rates, retention
 from .display import JobList
 from .events import Event, EventBus, resolve
 from .models import (
@@ -41,6 +41,7 @@ from .models import (
     FAILED,
     INSERT_COLUMNS,
     INSERT_JOB,
+    INSERT_JOB_NO_GROUP,
     NEW_ROW,
     SELECT_JOBS,
     STATUSES,
@@ -348,6 +349,8 @@ class Queue:
         rows, edges, finished = [], [], []
         batch: dict[int, tuple[int, int]] = {}  # id -> (its row, its place in out), this call
         added_payloads: dict[tuple[str, str], dict[str, Any]] = {}
+        ranks = groups.Ranks(c)  # of jobs with a group (none: no query)
+        grouped = any(s.group is not None for s in specs)
         for i, s in enumerate(specs):
             if s.key is not None:
                 if s.key in by_key:
@@ -395,6 +398,8 @@ class Queue:
                 s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
                 now, finished_at, int(s.notify), s.keep,
             )  # fmt: skip
+            if grouped:
+                row += (s.group, None if s.group is None else ranks.next(s.task, s.group))
             batch[jid] = (len(rows), i)
             rows.append(row)
             added = added_payloads.get((s.task, status))
@@ -405,15 +410,24 @@ class Queue:
                 ch.event(jid, "job.failed", {"task": s.task, "error": error, "reason": reason})
                 finished.append((jid, FAILED))
             out[i] = {**NEW_ROW, **dict(zip(INSERT_COLUMNS, row))}
-        c.executemany(INSERT_JOB, rows)
+        self._write(c, rows, edges, ranks if grouped else None)
+        if finished:
+            self._settle(ch, finished)
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _write(
+        c: sqlite3.Connection, rows: list[tuple], edges: list[tuple], ranks: groups.Ranks | None
+    ) -> None:
+        """The new rows, their groups' ranks, their trace context and dependency edges."""
+        c.executemany(INSERT_JOB if ranks is not None else INSERT_JOB_NO_GROUP, rows)
+        if ranks is not None:
+            ranks.save()
         origin = telemetry.trace_context()  # None without OpenTelemetry or outside a span
         if origin is not None and rows:
             c.executemany(_INSERT_TRACE, [(r[0], *origin) for r in rows])
         if edges:
             c.executemany("INSERT OR IGNORE INTO job_deps VALUES (?, ?, ?)", edges)
-        if finished:
-            self._settle(ch, finished)
-        return out  # type: ignore[return-value]
 
     def _after_deps(
         self,
@@ -464,11 +478,13 @@ class Queue:
         task: str | None = None,
         agent: str | None = None,
         parent: Job | int | None = None,
+        group: str | None = None,
         limit: int | None = None,
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[Job]:
-        """Jobs matching every filter given, oldest first unless ``newest_first``."""
+        """Jobs matching every filter given (``group``: added with that group), oldest
+        first unless ``newest_first``."""
         where, params = [], []
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
@@ -477,7 +493,7 @@ class Queue:
                 raise InvalidJob(f"unknown status {sorted(unknown)}; choose from {STATUSES}")
             where.append(f"status IN ({','.join('?' * len(wanted))})")
             params += wanted
-        for column, value in (("task", task), ("agent", agent)):
+        for column, value in (("task", task), ("agent", agent), ('"group"', group)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -746,6 +762,9 @@ class Queue:
             params = [*names, slots]
         with self.transaction() as ch:
             now = ch.now
+            if groups.waiting(ch.c, names):  # jobs with a group: rotate, and mind group limits
+                ids = groups.pick(ch.c, tasks, slots, self._group_limits(names))
+                pick, params = ",".join("?" * len(ids)) or "NULL", ids
             rows = ch.c.execute(
                 "UPDATE jobs SET status = 'active', lease_owner = ?, lease_expires = ?, "
                 f"started_at = ?, attempts_made = attempts_made + 1 WHERE id IN ({pick}) "
@@ -815,6 +834,9 @@ class Queue:
             self._rate_full[task] = when
             held.update(back)
         return [r for r in rows if r[0] not in held] if held else rows
+
+    def _group_limits(self, names: list[str]) -> dict[str, int | None]:
+        return {n: getattr(self._tasks.get(n), "group_concurrency", None) for n in names}
 
     def complete_many(self, owner: str, results: list[tuple[int, str, str]]) -> None:
         """Finish ``(job id, task, result JSON)`` for jobs this owner still holds.

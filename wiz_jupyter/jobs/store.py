@@ -497,6 +497,28 @@ def _jobs_v7(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE rate_limits (key TEXT PRIMARY KEY, spec TEXT, blocked_until REAL)")
 
 
+def _jobs_v9(db: sqlite_utils.Database) -> None:
+    # groups (jobs/groups.py): a job's group and its rank in the rotation between groups.
+    # The partial index holds only waiting jobs that have a group, so adding, claiming and
+    # finishing jobs without one never touch it; claims with groups seek through it.
+    db.execute('ALTER TABLE jobs ADD COLUMN "group" TEXT')
+    db.execute("ALTER TABLE jobs ADD COLUMN group_seq INTEGER")
+    db.execute(
+        'CREATE INDEX jobs_groups ON jobs (task, "group", priority DESC, group_seq, id) '
+        "WHERE status = 'waiting' AND \"group\" IS NOT NULL"
+    )
+    # claim order within a task, for claims that need only its first few grouped jobs
+    db.execute(
+        "CREATE INDEX jobs_rank ON jobs (task, priority DESC, group_seq, id) "
+        "WHERE status = 'waiting' AND \"group\" IS NOT NULL"
+    )
+    # per task and group: the last rank given; the row with group '' holds the task's
+    # current round (the rank of its last claimed grouped job), where new groups start
+    db["job_groups"].create(
+        {"task": str, "grp": str, "seq": int}, pk=("task", "grp"), not_null={"task", "grp", "seq"}
+    )
+
+
 JOBS_MIGRATIONS: list[Migration] = [
     (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1),
     (2, "schedule_runs, jobs by agent", _jobs_v2),
@@ -504,4 +526,6 @@ JOBS_MIGRATIONS: list[Migration] = [
     (4, "jobs.keep (retention)", _jobs_v4),
     (6, "job_trace (OpenTelemetry trace context)", _jobs_v6),
     (7, "rate_log, rate_limits (rate limits)", _jobs_v7),
+    # 5-8 are other issue-21 items' (a file may have any subset applied: see migrate)
+    (9, "jobs.group, jobs.group_seq, job_groups (groups)", _jobs_v9),
 ]

@@ -116,7 +116,10 @@ class JobBoard(anywidget.AnyWidget):
         if self.text_filter:
             needle = self.text_filter.lower()
             jobs = [
-                j for j in jobs if needle in f"{j.task} {j.snapshot['agent'] or ''} {j.id}".lower()
+                j
+                for j in jobs
+                if needle
+                in f"{j.task} {j.snapshot['agent'] or ''} {j.snapshot['group'] or ''} {j.id}".lower()
             ][: self.limit]
         self.counts = self.ws.jobs.counts()
         self.send({"type": "snapshot", "jobs": [_row(j.snapshot, self.ws.runs_dir) for j in jobs]})

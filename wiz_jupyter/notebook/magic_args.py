@@ -44,6 +44,7 @@ def jobs(c: Parser) -> None:
     c.add_argument("--status", choices=STATUSES)
     c.add_argument("--task")
     c.add_argument("--agent")
+    c.add_argument("--group", help="only jobs added with this group")
     c.add_argument("--limit", type=count, default=20)
 
 

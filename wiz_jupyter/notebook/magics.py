@@ -162,6 +162,7 @@ class WizMagics(Magics):
             status=args.status,
             task=args.task,
             agent=args.agent,
+            group=args.group,
             limit=args.limit,
             newest_first=True,
         )

@@ -51,7 +51,7 @@ function render({ model, el: root, experimental }) {
   const title = el("span", "wiz-board-title", "wiz jobs");
   const counts = el("div", "wiz-board-counts");
   const search = el("input", "wiz-board-search");
-  search.placeholder = "filter by task, agent or id";
+  search.placeholder = "filter by task, agent, group or id";
   search.value = model.get("text_filter");
   const cluster = el("span", "wiz-board-cluster");
   header.append(title, cluster, counts, search);
@@ -102,7 +102,7 @@ function render({ model, el: root, experimental }) {
     const s = model.get("status_filter");
     if (s && job.status !== s) return false;
     const t = (model.get("text_filter") || "").toLowerCase();
-    if (t && !`${job.task} ${job.agent || ""} ${job.id}`.toLowerCase().includes(t)) return false;
+    if (t && !`${job.task} ${job.agent || ""} ${job.group || ""} ${job.id}`.toLowerCase().includes(t)) return false;
     return true;
   }
 
@@ -123,8 +123,9 @@ function render({ model, el: root, experimental }) {
       const st = el("td");
       st.append(el("span", `wiz-badge wiz-${job.status}`, job.status));
       tr.append(st);
-      const label = job.agent ? `${job.task} · ${job.agent}`
-        : job.notebook_source ? `${job.task} · ${job.notebook_source}` : job.task;
+      const name = job.group ? `${job.task} [${job.group}]` : job.task;  // its group, if any
+      const label = job.agent ? `${name} · ${job.agent}`
+        : job.notebook_source ? `${name} · ${job.notebook_source}` : name;
       tr.append(el("td", null, label));
       const pc = el("td");
       const p = job.progress;
