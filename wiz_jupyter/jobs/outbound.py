@@ -113,6 +113,7 @@ class Notifications:
         self.queue = queue
         self.redact: Redact = redact or (lambda text, extra=(): text)
         self._targets: tuple[tuple[int, int], list[Target]] | None = None
+        self._scanned = 0  # the log was read up to this event id and held no end past it
 
     # -- targets -------------------------------------------------------------------------------
 
@@ -268,17 +269,23 @@ class Notifications:
         return rows[0][0] if rows else None
 
     def pending(self) -> bool:
-        """Whether a job end past the cursor waits to be turned into deliveries."""
+        """Whether a job end past the cursor waits to be turned into deliveries (a read,
+        no lock: the runtime asks before it takes the write lock to :meth:`feed`)."""
         cursor = self.cursor()
         if cursor is None:
             return False
+        # Events up to ``_scanned`` were read and held no end: ids only rise, so no end can
+        # appear among them later, and a log busy with progress and log lines is read once.
+        top = self.queue.store.read("SELECT COALESCE(MAX(id), 0) FROM job_events")[0][0]
+        start = max(cursor, self._scanned)
         marks = ",".join("?" * len(END_EVENTS))
-        return bool(
-            self.queue.store.read(
-                f"SELECT 1 FROM job_events WHERE id > ? AND event IN ({marks}) LIMIT 1",
-                (cursor, *END_EVENTS),
-            )
+        found = self.queue.store.read(
+            f"SELECT 1 FROM job_events WHERE id > ? AND id <= ? AND event IN ({marks}) LIMIT 1",
+            (start, top, *END_EVENTS),
         )
+        if not found:
+            self._scanned = max(self._scanned, top)
+        return bool(found)
 
     def feed(self, limit: int = FEED_BATCH) -> list[int]:
         """Turn the job ends past the cursor (up to ``limit``) into delivery jobs, and move
@@ -374,7 +381,9 @@ class Feeder:
         if self.notifications.cursor() is None:
             self._quiet_until = now + 1.0
             return
-        self.notifications.feed()
+        # only then the write lock: an empty transaction would wake every process's runtime
+        if self.notifications.pending():
+            self.notifications.feed()
 
     def pending(self) -> bool:
         return self.notifications.pending()
