@@ -421,15 +421,29 @@ async def test_gc_keeps_a_job_until_its_end_is_turned_into_deliveries(ws, receiv
     await settle(ws)
     assert ws.jobs.get(delivery_id).status == "completed"
     assert [b["job"]["id"] for b in receiver.bodies()] == [job.id]
-    # the newest events went with the job: a new event still gets an id past the cursor
+
+
+async def test_event_ids_keep_rising_when_gc_removes_the_newest_events(ws, receiver):
+    ws.notifications.add_webhook(receiver.url)  # failures only: a completed job makes no delivery
+    ws.runtime.chores.clear()
+
+    @ws.task
+    def t() -> int:
+        return 1
+
+    ws.jobs.add("t", remove_on_complete=True)
+    await settle(ws)
+    top = ws.store.read("SELECT MAX(id) FROM job_events")[0][0]
+    assert ws.notifications.feed() == [] and ws.notifications.cursor() == top
+    assert ws.gc()["removed"] == 1  # all its events, the newest ones, went with it
+    marks = ws.store.read("SELECT id, job_id, event FROM job_events")
+    assert [tuple(r) for r in marks] == [(top, None, "gc.mark")]
+    # SQLite would have given the next event id 1, behind every cursor on the log
     later = ws.jobs.add("t")
-    assert min(e["id"] for e in _events(ws, later.id)) > ws.notifications.cursor()
-
-
-def _events(ws, job_id):
-    return [
-        {"id": r[0]} for r in ws.store.read("SELECT id FROM job_events WHERE job_id = ?", (job_id,))
-    ]
+    ids = [r[0] for r in ws.store.read("SELECT id FROM job_events WHERE job_id = ?", (later.id,))]
+    assert ids and min(ids) > top
+    ws.jobs.cancel(later.id)
+    assert ws.notifications.pending()  # its end is seen past the cursor
 
 
 async def test_without_targets_nothing_is_followed_and_gc_is_not_held(ws):
