@@ -331,13 +331,14 @@ async def test_wiz_worker_delivers_the_failure_of_a_job_added_by_another_process
 ):
     adder = wiz.Workspace(db_path)  # no runtime here: like a notebook that only adds jobs
     adder.notifications.add_webhook(receiver.url, secret="nightly-secret", tasks="nightly")
-    proc, _ = start_worker(db_path, tmp_path)
+    proc, log = start_worker(db_path, tmp_path)
     try:
         job = adder.jobs.add("nightly", {"n": 7})
         await wait_for(lambda: receiver.posts)
         await wait_for(lambda: deliveries(adder) and deliveries(adder)[0].status == "completed")
     finally:
         stop_worker(proc)
+    assert "1 notification targets" in log.read_text()
     [(_, headers, body)] = receiver.posts
     assert wiz.verify_webhook("nightly-secret", body, headers["X-Wiz-Signature"])
     sent = json.loads(body)["job"]
