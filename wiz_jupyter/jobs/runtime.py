@@ -320,6 +320,8 @@ class Runtime(RuntimeHooks):
                     nxt = q.promote_due()
                     if nxt is not None:
                         self._set_due(nxt)
+                if self.chores:
+                    self._run_chores(now)
                 if now >= next_stall_check:
                     next_stall_check = now + self.lease / 2
                     q.recover_stalled(self.owner, keep=self._held())
@@ -327,8 +329,6 @@ class Runtime(RuntimeHooks):
                     next_gc = now + GC_INTERVAL
                     if q.retention_active():
                         q.gc(limit=GC_BATCH)
-                if self.chores:
-                    self._run_chores(now)
                 free = self.concurrency - len(self._active)
                 if free > 0 and q.tasks and q.store.version() != self._quiet_at and not q.paused:
                     slots = {
