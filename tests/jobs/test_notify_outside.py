@@ -90,6 +90,11 @@ class Refusing:
         return "550 5.1.1 no mailbox here"
 
 
+class RefusingData:
+    async def handle_DATA(self, server, session, envelope):
+        return "554 5.7.1 message rejected as spam"
+
+
 def smtp_server(handler, **kwargs):
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
     controller.start()
@@ -252,11 +257,16 @@ async def test_a_failure_is_mailed_with_a_login_whose_password_is_never_stored(w
 
 
 async def test_a_refusing_smtp_server_fails_the_delivery_after_its_retries_and_nothing_loops(ws):
-    server = smtp_server(Refusing())
+    server, spam = smtp_server(Refusing()), smtp_server(RefusingData())
+    plain = smtp_server(Inbox())  # offers no STARTTLS
     closed = free_port()  # nothing listens there
     try:
         ws.notifications.add_email("ops@example.org", smtp=f"127.0.0.1:{server.port}", **FAST)
         ws.notifications.add_email("ops@example.org", smtp=f"127.0.0.1:{closed}", **FAST)
+        ws.notifications.add_email("ops@example.org", smtp=f"127.0.0.1:{spam.port}", **FAST)
+        ws.notifications.add_email(
+            "ops@example.org", smtp=f"127.0.0.1:{plain.port}", starttls=True, **FAST
+        )
 
         @ws.task
         def nightly() -> None:
@@ -265,11 +275,12 @@ async def test_a_refusing_smtp_server_fails_the_delivery_after_its_retries_and_n
         ws.jobs.add("nightly")
         await settle(ws)
     finally:
-        server.stop()
+        for s in (server, spam, plain):
+            s.stop()
     by_target = {d.data["target"]: d for d in deliveries(ws)}
-    assert len(by_target) == 2  # the failed deliveries made no deliveries of their own
-    refused, unreachable = by_target[1], by_target[2]
-    for d in (refused, unreachable):
+    assert len(by_target) == 4  # the failed deliveries made no deliveries of their own
+    refused, unreachable, rejected, no_tls = (by_target[i] for i in (1, 2, 3, 4))
+    for d in (refused, unreachable, rejected, no_tls):
         assert d.status == "failed" and d.attempts_made == 2
         assert [e["event"] for e in d.events()].count("job.active") == 2  # retried once
     assert refused.error == (
@@ -278,6 +289,14 @@ async def test_a_refusing_smtp_server_fails_the_delivery_after_its_retries_and_n
     )
     assert unreachable.error == (
         f"DeliveryFailed: SMTP server 127.0.0.1:{closed} unreachable: Connection refused"
+    )
+    assert rejected.error == (
+        f"DeliveryFailed: SMTP server 127.0.0.1:{spam.port} refused the mail: "
+        "554 5.7.1 message rejected as spam"
+    )
+    assert no_tls.error == (
+        f"DeliveryFailed: SMTP server 127.0.0.1:{plain.port} failed: "
+        "STARTTLS extension not supported by server."
     )
     assert not ws.notifications.pending()
 

@@ -168,7 +168,9 @@ def send_mail(t: Target, msg: EmailMessage, redact: Any) -> dict[str, Any]:
     except smtplib.SMTPResponseException as e:
         said = redact(_reply(e.smtp_code, e.smtp_error), [password])
         raise DeliveryFailed(f"SMTP server {server} refused the mail: {said}") from None
-    except (smtplib.SMTPException, OSError) as e:
+    except smtplib.SMTPException as e:  # no STARTTLS offered, a connection cut short
+        raise DeliveryFailed(f"SMTP server {server} failed: {_why(e)}") from None
+    except OSError as e:
         raise DeliveryFailed(f"SMTP server {server} unreachable: {_why(e)}") from None
     return {"target": t.id, "to": cfg["to"], "refused": sorted(refused)}
 
