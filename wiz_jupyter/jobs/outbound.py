@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -303,7 +304,7 @@ class Notifications:
             if not ends:
                 return made
             targets = _targets_from(c.execute(_TARGETS, _TARGET_RANGE).fetchall())
-            secrets = [t.config.get("secret") for t in targets]
+            secrets = _secrets(targets)
             specs = []
             for end in ends:
                 specs.extend(self._deliveries(end, targets, secrets))
@@ -451,6 +452,16 @@ def _sender(sender: str | None) -> str | None:
     if sender is not None and not (isinstance(sender, str) and _EMAIL.match(sender.strip())):
         raise InvalidNotification(f"sender= is an e-mail address, not {sender!r:.60}")
     return sender.strip() if sender else None
+
+
+def _secrets(targets: list[Target]) -> list[str | None]:
+    """Values no delivery may show: the targets' webhook secrets and SMTP passwords (the
+    redaction also masks every key-like environment variable)."""
+    out = [t.config.get("secret") for t in targets]
+    out += [
+        os.environ.get(t.config["password_env"]) for t in targets if t.config.get("password_env")
+    ]
+    return out
 
 
 def _target_id(target: Any) -> int:
