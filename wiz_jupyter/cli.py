@@ -160,8 +160,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 ws.close()
                 raise WizError(ws.dask.error or f"could not connect to Dask: {e}") from None
             print(f"wiz worker {ws.dask.summary()}", flush=True)
-        print(f"wiz worker on {ws.path}: tasks {tasks}; {active} active schedules. "
-              "Ctrl-C to stop.", flush=True)  # fmt: skip
+        targets = len(ws.notifications.list())  # job ends it sends out (webhooks, mail)
+        print(f"wiz worker on {ws.path}: tasks {tasks}; {active} active schedules; "
+              f"{targets} notification targets. Ctrl-C to stop.", flush=True)  # fmt: skip
         await stop.wait()
         print("wiz worker: stopping (running jobs get a grace period)", flush=True)
         await ws.stop(grace=args.grace)

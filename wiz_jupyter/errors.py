@@ -85,6 +85,17 @@ class WebhookRejected(WizError):
     """A webhook call whose signature does not match the schedule's secret."""
 
 
+class InvalidNotification(WizError, ValueError):
+    """Arguments to ``ws.notifications.add_webhook`` / ``add_email`` (or ``remove``) that
+    cannot be accepted: a URL that is not http(s), an SMTP address without a port, a
+    status a job does not end with."""
+
+
+class DeliveryFailed(WizError):
+    """A notification could not be delivered (the SMTP server refused, the webhook answered
+    an error, nothing listens there); its delivery job retries with its backoff."""
+
+
 class LLMError(WizError):
     """A model call failed. The message names the model and says what to do next.
 

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import announce
+from .jobs.deliver import Deliverer
 from .jobs.events import EventBus
 from .jobs.notebooks import BUILTIN_TASKS, Notebook, NotebookRunner, output_path
 from .jobs.notebooks import TASK as NOTEBOOK_TASK
 from .jobs.options import TaskSpec
+from .jobs.outbound import TASK as NOTIFY_TASK
+from .jobs.outbound import Feeder, Notifications
 from .jobs.queue import Queue
 from .jobs.runtime import Runtime
 from .jobs.scheduler import Scheduler
@@ -99,6 +102,15 @@ class Workspace:
         # the built-in notebook task, in every workspace: a headless worker runs notebooks too
         self.jobs.register(TaskSpec(name=NOTEBOOK_TASK, fn=NotebookRunner(lambda: self.runs_dir)))
         self.jobs.on_remove(self._remove_with_jobs)  # retention: what goes with a job
+        #: where job ends are sent outside Jupyter (webhooks, mail): delivered as jobs of the
+        #: built-in task wiz.notify by whichever process runs the runtime (a kernel, wiz worker)
+        self.notifications = Notifications(self.jobs, redact=_redact)
+        self.jobs.register(
+            TaskSpec(
+                name=NOTIFY_TASK, fn=Deliverer(self.notifications, self.path), executor="thread"
+            )
+        )
+        self.runtime.chores.append(Feeder(self.notifications))
         self._kernel_hooked = False
         if embeddings is not None:  # kept in the database: every process ranks alike
             self.agents.set_embeddings(embeddings)
@@ -396,6 +408,14 @@ class Workspace:
         state = "running" if self.runtime.running else "stopped"
         mine = [t for t in self.jobs.tasks if t not in BUILTIN_TASKS]
         return f"<wiz Workspace {self.path} ({state}, {len(mine)} tasks)>"
+
+
+def _redact(text: str, extra: Any = ()) -> str:
+    """Secret values (API keys in the environment, ``extra``) masked, as the LLM layer masks
+    them (imported when a notification is first described: the agents layer stays unloaded)."""
+    from .agents.keys import redact
+
+    return redact(text, extra)
 
 
 def _runs_dir(db_path: str) -> str:

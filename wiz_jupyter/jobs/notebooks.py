@@ -40,7 +40,8 @@ from typing import Any
 from ..errors import InvalidJob, NotebookFailed
 
 TASK = "notebook"
-BUILTIN_TASKS = frozenset({TASK})  # registered by the workspace itself, not listed as the user's
+# registered by the workspace itself, not listed as the user's (wiz.notify: jobs/outbound.py)
+BUILTIN_TASKS = frozenset({TASK, "wiz.notify"})
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

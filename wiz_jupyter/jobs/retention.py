@@ -15,6 +15,12 @@ unfinished job still waits for (a dependency, or a child whose parent has not fi
 nor a parent with unfinished children. Other layers register what goes with a job
 (agent activity, chat messages, an executed notebook copy) through ``Queue.on_remove``.
 Ids are never reused: the highest id removed is remembered (setting ``jobs.max_id``).
+
+Outbound notifications (``jobs/outbound.py``) turn job ends into deliveries by following
+``job_events`` with a durable cursor (setting ``notifications.cursor``, present while a
+target exists): a job with an end event past that cursor is not removed yet, and event
+ids never go back (when the newest events go, a ``gc.mark`` row keeps the highest id),
+so no cursor on the log (theirs, the scheduler's, the front ends') skips a new event.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 from typing import Any
 
 from ..errors import InvalidJob
@@ -30,6 +37,9 @@ Policy = dict[str, float]
 #: the setting that holds the workspace's default, ``{"completed": policy, "failed": policy}``
 DEFAULT_KEY = "retention"
 MAX_ID_KEY = "jobs.max_id"
+#: the event id up to which job ends have been turned into deliveries (jobs/outbound.py)
+NOTIFY_CURSOR_KEY = "notifications.cursor"
+_END_EVENTS = "('job.completed', 'job.failed', 'job.cancelled')"
 
 # The jobs the policies let go: ranked newest first within (task, outcome), each
 # against its own policy, or the default for jobs without one. The parent/dependency
@@ -59,6 +69,7 @@ WHERE rule IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs c ON c.id = d.dep_id
                   WHERE d.job_id = ruled.id
                     AND c.status NOT IN ('completed', 'failed', 'cancelled'))
+  {and_announced}
 ORDER BY id
 LIMIT :limit
 """
@@ -112,17 +123,33 @@ def stamp(completed: Any, failed: Any) -> str | None:
     return json.dumps({k: v for k, v in (("completed", c), ("failed", f)) if v is not None})
 
 
-def query(default: str | None) -> str:
+def query(default: str | None, announcing: bool = False) -> str:
     """The collecting query. With no default, only jobs with a policy of their own can go:
-    the partial index ``jobs_keep`` finds them without reading the other finished jobs."""
+    the partial index ``jobs_keep`` finds them without reading the other finished jobs.
+    ``announcing``: notification targets exist, so a job whose end is past the cursor
+    ``:cursor`` stays until it has been turned into deliveries."""
+    announced = (
+        "AND NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = ruled.id "
+        f"AND e.id > :cursor AND e.event IN {_END_EVENTS})"
+        if announcing
+        else ""
+    )
     if default:
-        return _COLLECT.format(only_kept="", and_kept="")
-    return _COLLECT.format(only_kept="INDEXED BY jobs_keep", and_kept="AND keep IS NOT NULL")
+        return _COLLECT.format(only_kept="", and_kept="", and_announced=announced)
+    return _COLLECT.format(
+        only_kept="INDEXED BY jobs_keep", and_kept="AND keep IS NOT NULL", and_announced=announced
+    )
 
 
 def collect(c: sqlite3.Connection, now: float, default: str | None, limit: int) -> list[tuple]:
     """``(id, task, data)`` of up to ``limit`` jobs the policies let go, oldest first."""
-    return c.execute(query(default), {"default": default, "now": now, "limit": limit}).fetchall()
+    cursor = c.execute(
+        "SELECT CAST(value AS INTEGER) FROM settings WHERE key = ?", (NOTIFY_CURSOR_KEY,)
+    ).fetchone()
+    params = {"default": default, "now": now, "limit": limit}
+    if cursor is not None:
+        params["cursor"] = cursor[0]
+    return c.execute(query(default, cursor is not None), params).fetchall()
 
 
 def remove(c: sqlite3.Connection, ids: list[int]) -> None:
@@ -133,6 +160,7 @@ def remove(c: sqlite3.Connection, ids: list[int]) -> None:
         "MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
         (MAX_ID_KEY, str(top)),
     )
+    newest = c.execute("SELECT MAX(id) FROM job_events").fetchone()[0]
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
         marks = ",".join("?" * len(part))
@@ -142,3 +170,18 @@ def remove(c: sqlite3.Connection, ids: list[int]) -> None:
         c.execute(f"DELETE FROM schedule_runs WHERE job_id IN ({marks})", part)
         c.execute(f"DELETE FROM job_trace WHERE job_id IN ({marks})", part)
         c.execute(f"DELETE FROM jobs WHERE id IN ({marks})", part)
+    _keep_event_ids_rising(c, newest)
+
+
+def _keep_event_ids_rising(c: sqlite3.Connection, newest: int | None) -> None:
+    """SQLite gives a new event the highest id + 1: had the newest events gone, the next
+    ones would reuse ids that cursors on the log have already passed. One ``gc.mark`` row
+    (no job) holds the highest id instead; an older mark is no longer needed."""
+    if newest is None or c.execute("SELECT MAX(id) FROM job_events").fetchone()[0] == newest:
+        return
+    c.execute("DELETE FROM job_events WHERE job_id IS NULL AND event = 'gc.mark'")
+    c.execute(
+        "INSERT INTO job_events (id, job_id, event, payload, at) VALUES (?, NULL, 'gc.mark', "
+        "NULL, ?)",
+        (newest, time.time()),
+    )

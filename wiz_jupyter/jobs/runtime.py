@@ -25,7 +25,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from .. import telemetry
 from ..errors import StoreError, Unrecoverable
@@ -54,6 +54,20 @@ GC_INTERVAL = 1.0
 GC_BATCH = 5000
 
 log = logging.getLogger("wiz_jupyter.runtime")
+
+
+class Chore(Protocol):
+    """Work a runtime does beside jobs, on its loop, every ``interval`` seconds: quick
+    database work kept in step with the queue (outbound notifications turn job ends into
+    delivery jobs). A write the database refuses is simply tried again next time."""
+
+    interval: float
+
+    def run(self) -> None:
+        """Do what is due now (on the loop: quick, never waiting on the database's lock)."""
+
+    def pending(self) -> bool:
+        """Whether there is work left for :meth:`run` (``run_until_idle`` waits for it)."""
 
 
 class Runtime(RuntimeHooks):
@@ -104,6 +118,9 @@ class Runtime(RuntimeHooks):
         self._stopping = False
         self._beat_stop = threading.Event()
         self._beat: threading.Thread | None = None
+        #: what the worker loop also does, each at its own interval (see :class:`Chore`)
+        self.chores: list[Chore] = []
+        self._chores_due: dict[int, float] = {}
 
     @property
     def running(self) -> bool:
@@ -228,6 +245,8 @@ class Runtime(RuntimeHooks):
     def _idle(self) -> bool:
         if self._active or self._pending or self._unwritten:
             return False
+        if any(c.pending() for c in self.chores):
+            return False
         names = [n for n, spec in self.queue.tasks.items() if self._runnable(spec)]
         if self.queue.paused or not names:
             return True
@@ -302,6 +321,8 @@ class Runtime(RuntimeHooks):
                     nxt = q.promote_due()
                     if nxt is not None:
                         self._set_due(nxt)
+                if self.chores:
+                    self._run_chores(now)
                 if now >= next_stall_check:
                     next_stall_check = now + self.lease / 2
                     q.recover_stalled(self.owner, keep=self._held())
@@ -333,12 +354,26 @@ class Runtime(RuntimeHooks):
             wait = self.poll_interval
             if self._next_due is not None:
                 wait = min(wait, self._next_due - time.time())
+            if self._chores_due:
+                wait = min(wait, min(self._chores_due.values()) - time.time())
             wait = max(0.0, min(wait, next_stall_check - time.time()))
             handle = loop.call_later(wait, resolve, self._wake_fut)
             try:
                 await self._wake_fut
             finally:
                 handle.cancel()
+
+    def _run_chores(self, now: float) -> None:
+        for chore in self.chores:
+            if now < self._chores_due.get(id(chore), 0.0):
+                continue
+            self._chores_due[id(chore)] = now + chore.interval
+            try:
+                chore.run()
+            except UNWRITTEN as e:  # locked or full: its next turn tries again
+                self._refused(e)
+            except Exception:
+                log.exception("wiz runtime: %r failed", chore)
 
     def _start_job(self, row: dict[str, Any], origin: tuple | None = None) -> None:
         spec = self.queue.tasks.get(row["task"])
