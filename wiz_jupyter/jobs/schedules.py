@@ -191,13 +191,11 @@ class Schedules:
         Other keywords (``priority``, ``attempts``, ``backoff``, ``timeout``) go to
         each job.
 
-        ``overlap`` says what an occasion does while a run this schedule made is
-        still unfinished: ``"skip"`` (the default for a new schedule) drops it, counts
-        it (``skip_count``, ``last_skipped``) and logs a ``schedule.skipped`` event on
-        the unfinished run; ``"buffer_one"`` keeps the first such occasion and starts
-        it when the run ends; ``"allow"`` starts it anyway. Adding again without
-        ``overlap`` keeps the schedule's policy (schedules made before the policies
-        existed keep ``"allow"``). ``fire()`` and ``backfill()`` ignore it.
+        ``overlap``, while a run it made is unfinished: ``"skip"`` (new schedules' default)
+        drops the occasion, counted (``skip_count``, ``last_skipped``, a ``schedule.skipped``
+        event on that run); ``"buffer_one"`` starts the first such occasion when the run
+        ends; ``"allow"`` starts it anyway (and older schedules keep it). Adding again
+        without ``overlap`` keeps the policy. ``fire()`` and ``backfill()`` ignore it.
 
         Adding again under the same ``name`` (by default, the task and the
         trigger) updates that schedule, so re-running a cell never duplicates it.
@@ -207,8 +205,7 @@ class Schedules:
         result or error), or the dict a custom trigger returns.
         """
         template = self._template(target, data, job_options)
-        if overlap is not None:
-            overlap_policy(overlap)
+        overlap = None if overlap is None else overlap_policy(overlap)
         if isinstance(trigger, str):
             trigger = self._named_trigger(trigger)
         when = triggers.build(
