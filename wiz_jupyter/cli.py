@@ -126,7 +126,8 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         print(
             f"{s.id:>4}  {s.status:<7}  {s.name:<30}  {s.task:<16}  next {when(s.next_run, '-')}  "
             f"runs {s.run_count}  failed {s.fail_count}  overlap {s.overlap}  "
-            f"skipped {s.skip_count}" + (f" (last {when(s.last_skipped)})" if s.last_skipped else "")
+            f"skipped {s.skip_count}"
+            + (f" (last {when(s.last_skipped)})" if s.last_skipped else "")
         )
     return 0
 
@@ -305,7 +306,9 @@ def parser() -> argparse.ArgumentParser:
     c = command("schedules", cmd_schedules, "list schedules")
     c.add_argument("--json", action="store_true")
     c.set_defaults(tasks=None)
-    c = command("backfill", cmd_backfill, "add the runs a time schedule would have made in [START, END)")
+    c = command(
+        "backfill", cmd_backfill, "add the runs a time schedule would have made in [START, END)"
+    )
     c.add_argument("schedule", metavar="NAME", help="the schedule's name (or id)")
     c.add_argument("start", help="an ISO date-time, e.g. 2026-11-01T00:00")
     c.add_argument("end", help="an ISO date-time (not included)")

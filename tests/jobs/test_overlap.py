@@ -238,7 +238,12 @@ def test_backfill_of_cron_in_its_time_zone_and_of_at(cws):
         "2026-11-20T05:30:00+00:00", "2026-11-23T05:30:00+00:00",
     ]  # fmt: skip
     once = cws.schedules.add("tick", at="2026-11-01T12:00:00+00:00")
-    assert cws.schedules.backfill(once, at("2026-11-02T00:00:00+00:00"), at("2026-11-03T00:00:00+00:00")) == []
+    assert (
+        cws.schedules.backfill(
+            once, at("2026-11-02T00:00:00+00:00"), at("2026-11-03T00:00:00+00:00")
+        )
+        == []
+    )
     [job] = cws.schedules.backfill(once, "2026-11-01T00:00:00+00:00", "2026-11-02T00:00:00+00:00")
     assert job.data == {"scheduled_for": "2026-11-01T12:00:00+00:00"}
 
@@ -313,17 +318,24 @@ def test_the_cli_backfills_and_lists_overlap_and_skips(db_path, clock):
     step(ws, clock, 3600)
     step(ws, clock, 3600)  # skipped: the 10:00 run is still waiting
     db = str(db_path)
-    out = wiz_cli("backfill", "hourly", "2026-11-24T07:00+00:00", "2026-11-24T09:00+00:00", "--db", db)
+    out = wiz_cli(
+        "backfill", "hourly", "2026-11-24T07:00+00:00", "2026-11-24T09:00+00:00", "--db", db
+    )
     assert out.returncode == 0, out.stderr
     assert "2 runs of 'hourly' added" in out.stdout
     assert "2026-11-24T07:00:00+00:00" in out.stdout and "2026-11-24T08:00:00+00:00" in out.stdout
-    again = wiz_cli("backfill", "hourly", "2026-11-24T07:00+00:00", "2026-11-24T09:00+00:00", "--db", db)
+    again = wiz_cli(
+        "backfill", "hourly", "2026-11-24T07:00+00:00", "2026-11-24T09:00+00:00", "--db", db
+    )
     assert "0 runs of 'hourly' added" in again.stdout
     listed = wiz_cli("schedules", "--db", db).stdout.splitlines()
     assert "overlap skip  skipped 1 (last " in listed[0] and "runs 3" in listed[0]
     assert "overlap allow  skipped 0" in listed[1]
     for args, message in [
-        (("backfill", "nope", "2026-11-01", "2026-11-02"), "wiz: no schedule 'nope' in this workspace"),
+        (
+            ("backfill", "nope", "2026-11-01", "2026-11-02"),
+            "wiz: no schedule 'nope' in this workspace",
+        ),
         (("backfill", "hook", "2026-11-01", "2026-11-02"), "not by the clock"),
         (("backfill", "hourly", "2026-11-02", "2026-11-01"), "is not before its end"),
     ]:

@@ -486,7 +486,9 @@ class Schedules:
 
     def _release(self, sid: int) -> Job | None:
         """Start the occasion ``buffer_one`` kept, if no run of the schedule is still going."""
-        held = self.store.read("SELECT 1 FROM schedules WHERE id = ? AND pending IS NOT NULL", (sid,))
+        held = self.store.read(
+            "SELECT 1 FROM schedules WHERE id = ? AND pending IS NOT NULL", (sid,)
+        )
         if not held or self.store.read(_OPEN_RUN, _run_keys(sid)):  # no write lock until it can
             return None
         with self.queue.transaction() as ch:
@@ -562,7 +564,9 @@ class Schedules:
             jobs = self.queue.insert_in(ch, specs) if specs else []
             if not jobs:
                 return []
-            c.execute("UPDATE schedules SET run_count = run_count + ? WHERE id = ?", (len(jobs), sid))
+            c.execute(
+                "UPDATE schedules SET run_count = run_count + ? WHERE id = ?", (len(jobs), sid)
+            )
             c.executemany(
                 "INSERT INTO schedule_runs VALUES (?, ?, 'backfill', ?)",
                 [(sid, j.id, ch.now) for j in jobs],

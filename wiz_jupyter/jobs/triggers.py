@@ -611,7 +611,9 @@ def next_cron(expr: str, tz: str | None, after: float, previous: float | None = 
     raise InvalidSchedule(f"cron expression {expr!r} never fires")
 
 
-def occasions(spec: Mapping[str, Any], start: float, end: float, anchor: float, limit: int) -> list[float]:
+def occasions(
+    spec: Mapping[str, Any], start: float, end: float, anchor: float, limit: int
+) -> list[float]:
     """The times in ``[start, end)`` at which the stored time trigger ``spec`` fires,
     oldest first, at most ``limit + 1`` of them (so a caller can tell "too many").
 
