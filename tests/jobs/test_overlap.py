@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
@@ -102,7 +103,7 @@ async def test_a_slow_run_is_never_overlapped_by_the_next_occasion(db_path):
         await ws.stop(grace=5)
     runs = [ws.jobs.get(j.id) for j in s.runs()]
     assert len(runs) >= 2, runs
-    for before, after in zip(runs, runs[1:]):
+    for before, after in itertools.pairwise(runs):
         assert after.created_at >= before.finished_at  # made only once the last one ended
     fresh = ws.schedules.get(s.id)
     assert fresh.skip_count >= 2 and fresh.last_skipped > runs[0].created_at
@@ -297,7 +298,7 @@ async def test_two_processes_on_one_file_never_start_a_second_run_of_a_skip_sche
     runs = [ws.jobs.get(j.id) for j in s.runs()]
     assert len(runs) >= 3 and all(j.status == "completed" for j in runs), runs
     spans = sorted((j.started_at, j.finished_at) for j in runs)
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end  # one run at a time, whichever process fired or worked it
     assert ws.schedules.get(s.id).skip_count > 0
     lines = [line.split()[0] for o in outs for line in Path(o).read_text().splitlines()]
