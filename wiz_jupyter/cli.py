@@ -4,6 +4,7 @@
 
     wiz jobs [--status failed] [--task T] [--group G] [--limit 20] [--json]
     wiz schedules [--json]
+    wiz backfill NAME 2026-11-01 2026-11-08   # the runs a time schedule would have made
     wiz worker --tasks my_tasks.py          # a headless runtime: fires schedules, works jobs
     wiz worker --tasks t.py --dask tcp://scheduler:8786   # executor="dask" bodies on a cluster
     wiz run-due --tasks my_tasks.py         # fire what is due, work it, exit (for an OS cron)
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .argtypes import count, positive_seconds, seconds
-from .errors import WizError
+from .errors import ScheduleNotFound, WizError
 from .jobs.display import task_cell, when
 from .jobs.models import STATUSES
 from .jobs.notebooks import add_notebook_options
@@ -126,8 +127,25 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     for s in schedules:
         print(
             f"{s.id:>4}  {s.status:<7}  {s.name:<30}  {s.task:<16}  next {when(s.next_run, '-')}  "
-            f"runs {s.run_count}  failed {s.fail_count}"
+            f"runs {s.run_count}  failed {s.fail_count}  overlap {s.overlap}  "
+            f"skipped {s.skip_count}"
+            + (f" (last {when(s.last_skipped)})" if s.last_skipped else "")
         )
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    ws = _open(args)
+    try:
+        schedule = ws.schedules.get(args.schedule)
+    except ScheduleNotFound:
+        if not args.schedule.isdigit():
+            raise
+        schedule = ws.schedules.get(int(args.schedule))  # an id
+    jobs = ws.schedules.backfill(schedule, args.start, args.end, limit=args.limit)
+    print(f"wiz backfill: {len(jobs)} runs of {schedule.name!r} added"
+          + "".join(f"\n{j.id:>6}  {j.data['scheduled_for']}" for j in jobs))  # fmt: skip
+    ws.close()
     return 0
 
 
@@ -137,6 +155,7 @@ def _schedule_dict(s: Any) -> dict[str, Any]:
         "id": s.id, "name": s.name, "task": s.task, "status": s.status, "trigger": trigger,
         "description": s.description, "next_run": s.next_run, "last_run": s.last_run,
         "run_count": s.run_count, "fail_count": s.fail_count, "last_result": s.last_result,
+        "overlap": s.overlap, "skip_count": s.skip_count, "last_skipped": s.last_skipped,
     }  # fmt: skip
 
 
@@ -290,6 +309,14 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(tasks=None)
     c = command("schedules", cmd_schedules, "list schedules")
     c.add_argument("--json", action="store_true")
+    c.set_defaults(tasks=None)
+    c = command(
+        "backfill", cmd_backfill, "add the runs a time schedule would have made in [START, END)"
+    )
+    c.add_argument("schedule", metavar="NAME", help="the schedule's name (or id)")
+    c.add_argument("start", help="an ISO date-time, e.g. 2026-11-01T00:00")
+    c.add_argument("end", help="an ISO date-time (not included)")
+    c.add_argument("--limit", type=count, default=10_000, help="refuse more runs than this")
     c.set_defaults(tasks=None)
     c = command("gc", cmd_gc, "remove the finished jobs the retention policies let go")
     c.add_argument("--dry-run", action="store_true", help="only say what would go")

@@ -95,7 +95,7 @@ def test_pause_resume_remove_and_fire_now(cws, clock):
 
 
 def test_every_fires_on_its_interval_and_keeps_its_phase(cws, clock):
-    s = cws.schedules.add("tick", {"n": 1}, every=60)
+    s = cws.schedules.add("tick", {"n": 1}, every=60, overlap="allow")
     assert s.next_run == clock.now() + 60
     assert cws.scheduler.tick() == clock.now() + 60
     clock.advance(59.9)
@@ -129,7 +129,7 @@ def test_cron_in_a_time_zone_across_both_daylight_saving_changes(db_path):
     berlin = ZoneInfo("Europe/Berlin")
     clock = wiz.ManualClock(dt.datetime(2026, 10, 24, 12, 0, tzinfo=berlin))
     ws = wiz.Workspace(db_path, clock=clock)
-    s = ws.schedules.add("nightly", cron="30 2 * * *", tz="Europe/Berlin")
+    s = ws.schedules.add("nightly", cron="30 2 * * *", tz="Europe/Berlin", overlap="allow")
     fires = []
     for _ in range(72):  # three days, hour by hour
         clock.advance(3600)
@@ -162,7 +162,7 @@ def fire_times(db_path, zone: str, start: str, cron: str, hours: int) -> list[fl
     falls on one); the real times it fired."""
     clock = wiz.ManualClock(dt.datetime.fromisoformat(start))
     ws = wiz.Workspace(db_path.with_name(f"{abs(hash((zone, start, cron)))}.db"), clock=clock)
-    s = ws.schedules.add("job", cron=cron, tz=zone)
+    s = ws.schedules.add("job", cron=cron, tz=zone, overlap="allow")
     fired_at = []
     for _ in range(hours * 12):
         clock.advance(300)
@@ -231,7 +231,7 @@ def test_a_misfire_after_downtime_catches_up_once_or_is_skipped(db_path, clock):
 def test_two_schedulers_on_one_database_fire_once(db_path, clock):
     a = wiz.Workspace(db_path, clock=clock)
     b = wiz.Workspace(db_path, clock=clock)
-    s = a.schedules.add("t", every=10)
+    s = a.schedules.add("t", every=10, overlap="allow")
     for _ in range(5):
         clock.advance(10)
         a.scheduler.tick()

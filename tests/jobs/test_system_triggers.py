@@ -57,7 +57,7 @@ def test_boot_fires_once_per_boot_across_workspaces_and_again_on_a_new_boot(
     boot.write_text("boot-1\n")
     a = wiz.Workspace(db_path, clock=clock)
     b = wiz.Workspace(db_path, clock=clock)
-    s = a.schedules.add("hello", trigger=wiz.Boot(source=f"file:{boot}"))
+    s = a.schedules.add("hello", trigger=wiz.Boot(source=f"file:{boot}"), overlap="allow")
     assert s.trigger["params"] == {"source": f"file:{boot}", "added_in": "boot-1"}
     assert s.description == "on boot"
     for ws in (a, b):
@@ -180,7 +180,9 @@ def test_system_idle_fires_once_per_idle_period_in_one_of_two_workspaces(db_path
     idle.write_text("3")
     a = wiz.Workspace(db_path, clock=clock)
     b = wiz.Workspace(db_path, clock=clock)
-    s = a.schedules.add("hello", trigger=wiz.SystemIdle(minutes=10, source=f"file:{idle}", poll=5))
+    s = a.schedules.add(
+        "hello", trigger=wiz.SystemIdle(minutes=10, source=f"file:{idle}", poll=5), overlap="allow"
+    )
     assert s.description == "system idle 10 min"
 
     def tick(seconds: str | None = None) -> None:
@@ -417,7 +419,7 @@ async def test_network_available_fires_on_each_return_once_across_workspaces(db_
     a = wiz.Workspace(db_path, poll_interval=0.02)
     b = wiz.Workspace(db_path, poll_interval=0.02)
     trig = wiz.NetworkAvailable("127.0.0.1", port, every=0.05, max_every=0.2, timeout=0.5)
-    s = a.schedules.add("hello", trigger=trig)
+    s = a.schedules.add("hello", trigger=trig, overlap="allow")
     assert s.description == f"network available (127.0.0.1:{port})"
     await a.start()
     await b.start()

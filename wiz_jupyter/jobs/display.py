@@ -120,7 +120,10 @@ class JobList(list):
 class ScheduleList(list):
     """A list of schedules that shows as a table in a notebook."""
 
-    headers = ("id", "name", "task", "trigger", "status", "next run", "runs", "failed")
+    headers = (
+        "id", "name", "task", "trigger", "status", "next run", "runs", "failed", "overlap",
+        "skipped",
+    )  # fmt: skip
 
     def _rows(self) -> list[list[str]]:
         return [
@@ -133,6 +136,8 @@ class ScheduleList(list):
                 when(s.next_run),
                 str(s.run_count),
                 str(s.fail_count),
+                s.overlap,
+                str(s.skip_count),
             ]
             for s in self
         ]

@@ -282,8 +282,9 @@ def epoch(value: Any) -> float | None:
     return None
 
 
-#: The keys a schedule's trigger adds to a job's data (webhook, watch, after).
-TRIGGER_DATA = ("payload", "changes", "upstream")
+#: The keys a schedule's trigger adds to a job's data (webhook, watch, after; a
+#: backfilled run's ``scheduled_for``).
+TRIGGER_DATA = ("payload", "changes", "upstream", "scheduled_for")
 
 current_job: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
     "wiz_current_job", default=None
@@ -316,7 +317,8 @@ class JobContext:
     @property
     def trigger(self) -> dict[str, Any]:
         """What the schedule's trigger brought: ``payload`` (webhook), ``changes`` (watch),
-        ``upstream`` (after); empty for a job not made by such a trigger."""
+        ``upstream`` (after), ``scheduled_for`` (a backfilled run); empty for a job not
+        made by such a trigger."""
         return {k: self.data[k] for k in TRIGGER_DATA if k in self.data}
 
     def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import StoreError
 from .models import Job, loads
-from .schedules import Schedule, Schedules
+from .schedules import Schedule, Schedules, time_occasion
 from .store import background
 from .triggers import SYSTEM_TRIGGERS, TIME_KINDS, BaseTrigger, Fire, Trigger
 
@@ -180,6 +180,7 @@ class Scheduler:
         """Fire everything due now; return when the next time trigger is due."""
         changed = self._reload()
         changed = self._tail() or changed
+        self._release()
         now = self.clock.now()
         # Nothing changed and nothing due yet: the answer is the one from last time.
         # (Idle and custom triggers are checked on every pass.)
@@ -227,7 +228,7 @@ class Scheduler:
         else:
             reason = "misfire" if late else s.kind
             self._fire(
-                s.id, occasion=f"time:{due!r}", reason=reason, expect_next=due, next_run=nxt,
+                s.id, occasion=time_occasion(due), reason=reason, expect_next=due, next_run=nxt,
                 expire=one_shot,
             )  # fmt: skip
         self._reload(force=True)
@@ -339,6 +340,20 @@ class Scheduler:
                     )
                     self._after_job(s, job.id, _outcomes(event, {"reason": reason}))
         return True
+
+    def _release(self) -> None:
+        """Start the occasions buffer_one kept, where the run that held them back ended
+        (here, in another process, or while no scheduler ran). Reads only, until one can."""
+        for s in list(self._active.values()):
+            if s.pending is None:
+                continue
+            try:
+                job = self.schedules._release(s.id)
+            except StoreError as e:  # the next pass tries again
+                log.debug("wiz scheduler: %r could not start its kept occasion: %s", s.name, e)
+                continue
+            if job is not None:
+                self.fired.append(job.id)
 
     # -- following the event log ---------------------------------------------------------------
 

@@ -476,6 +476,24 @@ def _jobs_v4(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_keep ON jobs (task, finished_at) WHERE keep IS NOT NULL")
 
 
+def _jobs_v5(db: sqlite_utils.Database) -> None:
+    # overlap policies (jobs/schedules.py). Schedules that exist already keep "allow",
+    # what they did before; schedules.add writes "skip" for new ones.
+    db.execute("ALTER TABLE schedules ADD COLUMN overlap TEXT NOT NULL DEFAULT 'allow'")
+    db.execute("ALTER TABLE schedules ADD COLUMN skip_count INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE schedules ADD COLUMN last_skipped REAL")
+    db.execute("ALTER TABLE schedules ADD COLUMN pending TEXT")  # buffer_one's kept occasion
+    # the occasion last skipped: one that comes again (an idle period seen on every pass)
+    # is one skip, not one per pass
+    db.execute("ALTER TABLE schedules ADD COLUMN skipped_occasion TEXT")
+    # "does this schedule have a run still going?" in one index probe, however many runs
+    # it made: only unfinished jobs with a key (schedule runs have one) are in it
+    db.execute(
+        "CREATE INDEX jobs_open_keys ON jobs (key) WHERE key IS NOT NULL AND status IN "
+        "('waiting', 'delayed', 'blocked', 'active', 'awaiting_input')"
+    )
+
+
 def _jobs_v6(db: sqlite_utils.Database) -> None:
     # the W3C trace context that was current when a job was added (wiz_jupyter/telemetry.py):
     # its attempts' spans join that trace in whatever process runs them. A table, not a
@@ -524,8 +542,9 @@ JOBS_MIGRATIONS: list[Migration] = [
     (2, "schedule_runs, jobs by agent", _jobs_v2),
     (3, "jobs.notify", _jobs_v3),
     (4, "jobs.keep (retention)", _jobs_v4),
+    (5, "schedules.overlap, skip_count, last_skipped, pending", _jobs_v5),
     (6, "job_trace (OpenTelemetry trace context)", _jobs_v6),
     (7, "rate_log, rate_limits (rate limits)", _jobs_v7),
-    # 5-8 are other issue-21 items' (a file may have any subset applied: see migrate)
+    # 8 was taken by a branch that did not need it (a file may have any subset applied)
     (9, "jobs.group, jobs.group_seq, job_groups (groups)", _jobs_v9),
 ]

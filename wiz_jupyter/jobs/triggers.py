@@ -611,6 +611,55 @@ def next_cron(expr: str, tz: str | None, after: float, previous: float | None = 
     raise InvalidSchedule(f"cron expression {expr!r} never fires")
 
 
+def occasions(
+    spec: Mapping[str, Any], start: float, end: float, anchor: float, limit: int
+) -> list[float]:
+    """The times in ``[start, end)`` at which the stored time trigger ``spec`` fires,
+    oldest first, at most ``limit + 1`` of them (so a caller can tell "too many").
+
+    ``anchor`` is one fire time of an ``every`` trigger that has no ``start`` (its
+    phase: the schedule's next run); ``at`` and ``cron`` do not need it.
+    """
+    kind = spec["kind"]
+    if kind == "at":
+        return [spec["at"]] if start <= spec["at"] < end else []
+    if kind == "every":
+        step = float(spec["seconds"])
+        base = spec.get("start") if spec.get("start") is not None else anchor
+        k = math.ceil((start - base) / step)
+        out = []
+        while len(out) <= limit:
+            t = base + k * step
+            if t >= end:
+                break
+            if t >= start:  # ceil of a float quotient may land one step early
+                out.append(t)
+            k += 1
+        return out
+    if kind == "cron":
+        return _cron_between(spec["expr"], spec.get("tz"), start, end, limit)
+    raise InvalidSchedule(f"a {kind} trigger has no fire times to list")
+
+
+def _cron_between(expr: str, tz: str | None, start: float, end: float, limit: int) -> list[float]:
+    # next_cron's walk, continued: the wall-clock candidates from a little before
+    # start's until a little after end's (a repeated hour lies up to an hour off)
+    from croniter import croniter
+
+    zone = _zone(tz) or dt.datetime.now().astimezone().tzinfo
+    minute, hour = [*expr.split(), "*", "*"][:2]
+    fixed = not (minute.startswith("*") or hour.startswith("*"))
+    stop = _wall(end, zone) + dt.timedelta(hours=3)
+    it = croniter(expr, _wall(start, zone) - dt.timedelta(hours=3))
+    found: set[float] = set()
+    while len(found) <= limit:
+        candidate = it.get_next(dt.datetime)
+        if candidate > stop:
+            break
+        found.update(t for t in _instants(candidate, zone, fixed) if start <= t < end)
+    return sorted(found)[: limit + 1]
+
+
 def _instants(wall: dt.datetime, zone: Any, fixed: bool) -> list[float]:
     """The real moments at which the clock of ``zone`` shows ``wall``."""
     first = wall.replace(tzinfo=zone, fold=0).timestamp()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from ..argtypes import count, dollars, integer, positive_seconds, seconds
 from ..jobs.models import STATUSES
 from ..jobs.notebooks import add_notebook_options
+from ..jobs.schedules import OVERLAPS
 
 Parser = argparse.ArgumentParser
 
@@ -93,6 +94,10 @@ def schedule(c: Parser) -> None:
     )
     c.add_argument("--tz", help="time zone for --cron, e.g. Europe/Paris")
     c.add_argument("--name")
+    c.add_argument(
+        "--overlap", choices=OVERLAPS,
+        help="while a run is unfinished: skip the occasion (default), buffer_one, or allow",
+    )  # fmt: skip
 
 
 def agent(c: Parser) -> None:

@@ -248,7 +248,7 @@ class WizMagics(Magics):
             raise WizError("-p, --kernel and --cwd go with --notebook")
         return self.ws.schedules.add(
             target, data, name=args.name, cron=args.cron, tz=args.tz, every=args.every,
-            at=args.at, after=after, on=args.on, trigger=args.trigger,
+            at=args.at, after=after, on=args.on, trigger=args.trigger, overlap=args.overlap,
         )  # fmt: skip
 
     def cmd_schedules(self, args: argparse.Namespace, cell: str | None) -> Any:

@@ -305,6 +305,10 @@ def schedule_view(s: Any) -> dict[str, Any]:
         "fail_count": s.fail_count,
         "last_result": s.last_result,
         "created_at": s.created_at,
+        "overlap": s.overlap,
+        "skip_count": s.skip_count,
+        "last_skipped": s.last_skipped,
+        "buffered": s.pending is not None,  # buffer_one holds an occasion for when the run ends
     }
 
 
