@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Unpack
 
-from ..errors import InvalidJob, JobNotFound
+from ..errors import InvalidJob, JobNotFound, NotAwaitingInput
 from . import retention
-from .display import JobList
+from .display import JobList, PendingList
 from .events import Event, EventBus, resolve
 from .models import (
     ACTIVE,
+    AWAITING_INPUT,
     BLOCKED,
     CANCELLED,
     COLUMNS,
@@ -608,6 +609,82 @@ class Queue:
             ch.event(jid, "job.priority", {"priority": priority})
         return self.get(jid)
 
+    # -- people in the loop: approvals and questions ----------------------------------------
+
+    def pending(self, *, agent: str | None = None) -> PendingList:
+        """The jobs awaiting a person's input, oldest first: one dict each with ``job``
+        (the id), ``task``, ``agent``, ``kind`` (``approval`` or ``question``), ``tool``
+        and ``args`` (an approval; secrets already redacted), ``question``, ``since``.
+        Shows as a table in a notebook (every value escaped).
+
+        ::
+
+            ws.jobs.pending()
+            ws.jobs.approve(12); ws.jobs.deny(13, "not that file"); ws.jobs.answer(14, "yes")
+        """
+        return PendingList(
+            {"job": j.id, "task": j.task, "agent": j.agent, "since": (j.input or {}).get("since"),
+             **((j.input or {}).get("request") or {})}
+            for j in self.list(AWAITING_INPUT, agent=agent)
+        )  # fmt: skip
+
+    def approve(self, job_id: int | Job) -> Job:
+        """Approve the tool call a job awaits approval for: the job goes back to waiting,
+        and when it runs the tool runs once and the agent goes on. Raises
+        :class:`NotAwaitingInput` (one line) if the job is not awaiting input: a job
+        that two processes approve at once runs the tool once."""
+        return self._reply(job_id, {"approved": True}, ("approval",), "approved")
+
+    def deny(self, job_id: int | Job, reason: str) -> Job:
+        """Refuse a job's tool call (or decline its question): ``reason`` goes back to
+        the model as the tool's result, and the agent goes on without it."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidJob(
+                f"say why job {_job_id(job_id, 'job_id')} is denied: a reason is needed"
+            )
+        return self._reply(
+            job_id,
+            {"approved": False, "reason": reason.strip()},
+            ("approval", "question"),
+            "denied",
+        )
+
+    def answer(self, job_id: int | Job, text: str) -> Job:
+        """Answer the question a job asked (an agent's ``ask_user``): the answer becomes
+        the tool's result."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidJob(f"give job {_job_id(job_id, 'job_id')} an answer: the text is empty")
+        return self._reply(job_id, {"answer": text}, ("question",), "answered")
+
+    def _reply(
+        self, job_id: int | Job, reply: dict[str, Any], kinds: tuple[str, ...], what: str
+    ) -> Job:
+        """The compare-and-set awaiting_input -> waiting, with the reply, in one write
+        transaction: of two processes replying at once, the second finds it waiting."""
+        jid = _job_id(job_id, "job_id")
+        with self.transaction() as ch:
+            status = self._status_or_404(ch.c, jid)
+            if status != AWAITING_INPUT:
+                raise NotAwaitingInput(f"job {jid} is not awaiting input (it is {status})")
+            task, raw = ch.c.execute("SELECT task, input FROM jobs WHERE id = ?", (jid,)).fetchone()
+            held = loads(raw) or {}
+            kind = (held.get("request") or {}).get("kind")
+            if kind not in kinds:
+                verb = "answer it: ws.jobs.answer" if kind == "question" else "approve or deny it"
+                raise NotAwaitingInput(f"job {jid} awaits {kind or 'input'}, not {what}: {verb}")
+            held["reply"] = {**reply, "at": ch.now}
+            cur = ch.c.execute(
+                "UPDATE jobs SET status = 'waiting', input = ? WHERE id = ? "
+                "AND status = 'awaiting_input'",
+                (dumps(held), jid),
+            )
+            if not cur.rowcount:  # cannot happen under the write lock; never reply twice
+                raise NotAwaitingInput(f"job {jid} is not awaiting input")
+            ch.event(jid, f"job.{what}", {"task": task, **reply})
+            ch.event(jid, "job.waiting", {"task": task, "reason": what})
+            ch.ready = True
+        return self.get(jid)
+
     def pause(self) -> None:
         """Stop every runtime sharing this database from starting jobs (running ones finish)."""
         self._set_paused(True)
@@ -834,6 +911,22 @@ class Queue:
         )
         ch.event(jid, "job.failed", info)
         self._settle(ch, [(jid, FAILED)])
+
+    def await_input(self, owner: str, job_id: int, request: dict[str, Any]) -> bool:
+        """Park a running job until a person replies: ``awaiting_input``, with no lease
+        (so nothing recovers it as stalled) and no slot; the attempt does not count.
+        Returns False if the owner no longer held it."""
+        with self.transaction() as ch:
+            row = ch.c.execute(
+                f"UPDATE jobs SET status = 'awaiting_input', input = ?, "
+                f"attempts_made = MAX(attempts_made - 1, 0), {_CLEAR_LEASE} "
+                "WHERE id = ? AND status = 'active' AND lease_owner = ? RETURNING task",
+                (dumps({"request": request, "reply": None, "since": ch.now}), job_id, owner),
+            ).fetchone()
+            if row is None:
+                return False
+            ch.event(job_id, "job.awaiting_input", {"task": row[0], **request})
+        return True
 
     def renew(self, owner: str, job_ids: Iterable[int], lease: float) -> set[int]:
         """Extend the owner's leases; return the ids it no longer holds (cancelled, or

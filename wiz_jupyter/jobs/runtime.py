@@ -27,7 +27,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from ..errors import StoreError, Unrecoverable
+from ..errors import AwaitInput, StoreError, Unrecoverable
 from .events import resolve
 from .executors import (
     DaskExecutor,
@@ -376,6 +376,8 @@ class Runtime(RuntimeHooks):
             ctx.stop()
             if jid not in self._stopped_ids:
                 raise
+        except AwaitInput as e:  # parked until a person replies: its slot is free at once
+            self._outcome(jid, q.await_input, owner, jid, e.request)
         except UnserialisableResult as e:
             self._outcome(
                 jid, q.fail, owner, jid, f"result is not JSON-serialisable: {e}", "error",

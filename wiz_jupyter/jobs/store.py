@@ -476,9 +476,17 @@ def _jobs_v4(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_keep ON jobs (task, finished_at) WHERE keep IS NOT NULL")
 
 
+def _jobs_v10(db: sqlite_utils.Database) -> None:
+    # what a job awaiting input asked a person, and the reply (JSON); the partial index
+    # lists the pending ones without reading the others
+    db.execute("ALTER TABLE jobs ADD COLUMN input TEXT")
+    db.execute("CREATE INDEX jobs_awaiting ON jobs (id) WHERE status = 'awaiting_input'")
+
+
 JOBS_MIGRATIONS: list[Migration] = [
     (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1),
     (2, "schedule_runs, jobs by agent", _jobs_v2),
     (3, "jobs.notify", _jobs_v3),
     (4, "jobs.keep (retention)", _jobs_v4),
+    (10, "jobs.input (awaiting_input: approvals and questions)", _jobs_v10),
 ]
