@@ -52,7 +52,10 @@ async def test_write_file_waits_for_approval_holding_no_slot_then_runs_once(tmp_
     assert await ws.jobs.add("other").wait(timeout=5) == "ran meanwhile"
     [pending] = ws.jobs.pending()
     assert pending["job"] == job.id and pending["kind"] == "approval"
-    assert (pending["tool"], pending["args"]) == ("write_file", {"path": "notes.txt", "content": "hello"})
+    assert (pending["tool"], pending["args"]) == (
+        "write_file",
+        {"path": "notes.txt", "content": "hello"},
+    )
     assert ws.jobs.approve(job).status == "waiting"
     assert "wrote 5 characters" in await job.wait(timeout=10)
     assert (clerk.folder / "notes.txt").read_text() == "hello"
@@ -65,7 +68,9 @@ async def test_write_file_waits_for_approval_holding_no_slot_then_runs_once(tmp_
 
 
 async def test_deny_hands_the_reason_to_the_model_and_the_file_is_not_written(ws):
-    model = ScriptedModel([wiz.ToolCall("write_file", {"path": "a.txt", "content": "x"}), "ok, I won't"])
+    model = ScriptedModel(
+        [wiz.ToolCall("write_file", {"path": "a.txt", "content": "x"}), "ok, I won't"]
+    )
     clerk = ws.agent("clerk", model=model, tools=["write_file"])
     job = clerk.submit("ask", "write a.txt")
     await ws.start()
@@ -132,7 +137,9 @@ async def test_a_tool_made_with_approve_true_asks(ws):
 
 async def test_ask_user_waits_for_an_answer_that_becomes_the_tools_result(ws):
     model = ScriptedModel([wiz.ToolCall("ask_user", {"question": "Which year?"}), "Using 2024."])
-    job = ws.agent("asker", model=model, tools=["ask_user"], auto_approve=True).submit("ask", "report")
+    job = ws.agent("asker", model=model, tools=["ask_user"], auto_approve=True).submit(
+        "ask", "report"
+    )
     await ws.start()
     await reach(ws, job, "awaiting_input")  # auto_approve does not answer questions
     [pending] = ws.jobs.pending()
@@ -162,7 +169,9 @@ async def test_bad_replies_are_one_line_errors(ws):
         ws.jobs.deny(done, "  ")
     with pytest.raises(InvalidJob, match="the text is empty"):
         ws.jobs.answer(done, "")
-    job = ws.agent("clerk", tools=["write_file"]).submit("ask", "use write_file with path=a content=b")
+    job = ws.agent("clerk", tools=["write_file"]).submit(
+        "ask", "use write_file with path=a content=b"
+    )
     await ws.start()
     await reach(ws, job, "awaiting_input")
     with pytest.raises(NotAwaitingInput, match="not answered: approve or deny it"):
@@ -196,7 +205,9 @@ async def test_pending_shows_arguments_escaped_with_secrets_redacted(ws, monkeyp
 async def test_a_parked_job_is_neither_recovered_as_stalled_nor_removed_by_gc(tmp_path):
     ws = wiz.Workspace(tmp_path / "w.db", lease=0.3, poll_interval=0.05)
     ws.jobs.set_retention(completed=True, failed=True)
-    job = ws.agent("clerk", tools=["write_file"]).submit("ask", "use write_file with path=a content=b")
+    job = ws.agent("clerk", tools=["write_file"]).submit(
+        "ask", "use write_file with path=a content=b"
+    )
     await ws.start()
     await reach(ws, job, "awaiting_input")
     await asyncio.sleep(1.0)  # several lease periods: stalled checks and gc passes ran
@@ -210,7 +221,9 @@ async def test_a_parked_job_is_neither_recovered_as_stalled_nor_removed_by_gc(tm
 async def test_a_chain_step_awaiting_input_keeps_the_chain_waiting(ws):
     writer = ws.agent("writer", tools=["write_file"])
     reviewer = ws.agent("reviewer", model=ScriptedModel(["looks good"]))
-    run = asyncio.ensure_future((writer >> reviewer).run("use write_file with path=r.txt content=draft"))
+    run = asyncio.ensure_future(
+        (writer >> reviewer).run("use write_file with path=r.txt content=draft")
+    )
     for _ in range(200):
         if ws.jobs.pending():
             break
@@ -272,8 +285,9 @@ async def test_two_processes_approving_at_once_run_the_tool_exactly_once(tmp_pat
     approvers = [
         subprocess.Popen(
             [sys.executable, WORKER, "approve", str(db), str(marks), str(job_id), str(at)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outs = [(await asyncio.to_thread(p.communicate, timeout=60))[0].split("\n") for p in approvers]

@@ -199,7 +199,12 @@ async def test_two_servers_with_the_same_tool_names_are_told_apart(ws):
 
 async def test_a_server_that_exits_while_idle_is_started_again_for_the_next_call(ws):
     first = ScriptedModel([ToolCall("pid", {}), ToolCall("leave", {}), said])
-    a = ws.agent("patient", model=first, tools=[wiz.mcp("calc", command=[sys.executable, SERVER])], auto_approve=True)
+    a = ws.agent(
+        "patient",
+        model=first,
+        tools=[wiz.mcp("calc", command=[sys.executable, SERVER])],
+        auto_approve=True,
+    )
     await a.ask("say goodbye", timeout=60)
     pid = int(tool_results(first)[0])
     assert await gone(pid)  # the server exited after answering
