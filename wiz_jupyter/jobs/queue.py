@@ -505,21 +505,29 @@ class Queue:
         """Wait for the job to finish (see :meth:`Job.wait`).
 
         Woken at once by a finish in this process; a finish by another process
-        is seen within :attr:`poll_interval`.
+        is seen within :attr:`poll_interval`. A job awaiting input is waited for too.
         """
+        job = await self.settle(job_id, timeout, stop_at_input=False)
+        return job._raise_if_failed()
+
+    async def settle(
+        self, job_id: int, timeout: float | None = None, *, stop_at_input: bool = True
+    ) -> Job:
+        """Wait until the job has finished or (``stop_at_input``) awaits a person's input;
+        return it. What a magic waits on: a cell must not hang on a job that waits for
+        the same person. Raises ``TimeoutError`` after ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             job = self.get(job_id)
-            if job.snapshot["status"] in TERMINAL:
-                return job._raise_if_failed()
+            status = job.snapshot["status"]
+            if status in TERMINAL or (stop_at_input and status == AWAITING_INPUT):
+                return job
             step = self.poll_interval
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise TimeoutError(
-                        f"job {job_id} is still {job.snapshot['status']} after {timeout} s"
-                    )
+                    raise TimeoutError(f"job {job_id} is still {status} after {timeout} s")
                 step = min(step, left)
             fut = loop.create_future()
             self._waiters.setdefault(job_id, []).append(fut)
@@ -926,6 +934,7 @@ class Queue:
             if row is None:
                 return False
             ch.event(job_id, "job.awaiting_input", {"task": row[0], **request})
+            ch.finished.append(job_id)  # wakes whoever settles on it (a waiting magic)
         return True
 
     def renew(self, owner: str, job_ids: Iterable[int], lease: float) -> set[int]:
