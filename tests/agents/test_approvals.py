@@ -297,3 +297,45 @@ async def test_two_processes_approving_at_once_run_the_tool_exactly_once(tmp_pat
     assert firsts[1].startswith(f"error job {job_id} is not awaiting input")
     assert all("done completed" in o for o in outs)
     assert marks.read_text().split() == ["1"]  # once, whichever process ran it
+
+
+def wiz_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wiz_jupyter", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_the_cli_lists_approves_denies_and_answers(ws, db_path):
+    clerk = ws.agent("clerk", tools=["write_file", "ask_user"])
+    write = clerk.submit("ask", "use write_file with path=c.txt content=cli")
+    deny = clerk.submit("ask", "use write_file with path=x.txt content=no")
+    ask = clerk.submit("ask", "use ask_user with question='which colour?'")
+    await ws.start()
+    for job in (write, deny, ask):
+        await reach(ws, job, "awaiting_input")
+    db = str(db_path)
+    listed = await asyncio.to_thread(wiz_cli, "jobs", "--status", "awaiting_input", "--db", db)
+    assert listed.returncode == 0 and "awaiting_input 3" in listed.stdout
+    assert "approve write_file(path='c.txt', content='cli')" in listed.stdout
+    assert "asks: which colour?" in listed.stdout
+    out = await asyncio.to_thread(wiz_cli, "approve", str(write.id), "--db", db)
+    assert out.returncode == 0 and out.stdout.startswith(f"job {write.id} approved")
+    out = await asyncio.to_thread(wiz_cli, "deny", str(deny.id), "wrong", "file", "--db", db)
+    assert out.returncode == 0, out.stderr
+    out = await asyncio.to_thread(wiz_cli, "answer", str(ask.id), "green", "--db", db)
+    assert out.returncode == 0, out.stderr
+    # this process runs the agent: it resumes all three
+    assert "wrote 3 characters" in await write.wait(timeout=10)
+    assert "wrong file" in await deny.wait(timeout=10)
+    assert "green" in await ask.wait(timeout=10)
+    assert (clerk.folder / "c.txt").read_text() == "cli" and not (clerk.folder / "x.txt").exists()
+    for argv, message in (
+        (
+            ("approve", str(write.id)),
+            f"wiz: job {write.id} is not awaiting input (it is completed)",
+        ),
+        (("approve", "999"), "wiz: no job 999 in this workspace"),
+        (("deny", str(write.id)), f"wiz: say why job {write.id} is denied: a reason is needed"),
+    ):
+        out = await asyncio.to_thread(wiz_cli, *argv, "--db", db)
+        assert (out.returncode, out.stderr.strip()) == (2, message)
