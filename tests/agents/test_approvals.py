@@ -339,3 +339,38 @@ async def test_the_cli_lists_approves_denies_and_answers(ws, db_path):
     ):
         out = await asyncio.to_thread(wiz_cli, *argv, "--db", db)
         assert (out.returncode, out.stderr.strip()) == (2, message)
+
+
+async def test_the_board_shows_what_a_parked_job_asks_and_approves_or_denies_it(ws):
+    board = ws.board(interval=0.05)
+    sent = []
+    board.send = lambda msg, buffers=None: sent.append(msg)
+    clerk = ws.agent("clerk", tools=["write_file"])
+    one = clerk.submit("ask", "use write_file with path=b1.txt content=<b>one</b>")
+    two = clerk.submit("ask", "use write_file with path=b2.txt content=two")
+    await ws.start()
+    await reach(ws, one, "awaiting_input")
+    await reach(ws, two, "awaiting_input")
+    board.status_filter = "awaiting_input"
+    rows = {r["id"]: r for r in sent[-1]["jobs"]}
+    assert set(rows) == {one.id, two.id} and board.counts["awaiting_input"] == 2
+    assert rows[one.id]["asks"] == "approve write_file(path='b1.txt', content='<b>one</b>')"
+    assert rows[one.id]["ask_kind"] == "approval" and "input" not in rows[one.id]
+    assert board._act({"action": "approve", "id": one.id}, []) == ({"ok": True}, [])
+    assert board._act({"action": "deny", "id": two.id}, [])[0]["error"].endswith(
+        "a reason is needed"
+    )
+    assert board._act({"action": "deny", "id": two.id, "reason": "no"}, []) == ({"ok": True}, [])
+    assert board._act({"action": "approve", "id": one.id}, [])[0]["error"].startswith(
+        f"job {one.id} is not awaiting input"
+    )
+    await one.wait(timeout=10)
+    await two.wait(timeout=10)
+    assert (clerk.folder / "b1.txt").read_text() == "<b>one</b>"
+    assert not (clerk.folder / "b2.txt").exists()
+    board.close()
+    # the board's script puts every value in textContent, the parked job's arguments too
+    from wiz_jupyter.notebook.board import STATIC
+
+    js = (STATIC / "board.js").read_text()
+    assert '"awaiting_input"' in js and "innerHTML" not in js
