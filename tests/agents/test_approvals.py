@@ -374,3 +374,26 @@ async def test_the_board_shows_what_a_parked_job_asks_and_approves_or_denies_it(
 
     js = (STATIC / "board.js").read_text()
     assert '"awaiting_input"' in js and "innerHTML" not in js
+
+
+async def test_a_schedule_after_a_parked_job_waits_for_it_like_any_step(ws):
+    @ws.task
+    def publish() -> str:
+        return "published"
+
+    job = ws.agent("clerk", tools=["write_file"]).submit(
+        "ask", "use write_file with path=p content=q"
+    )
+    ws.schedules.add("publish", {}, after=job.id, on="completed")
+    await ws.start()
+    await reach(ws, job, "awaiting_input")
+    await asyncio.sleep(0.5)  # scheduler passes ran: nothing fired for a job that only waits
+    assert ws.jobs.list(task="publish") == []
+    ws.jobs.approve(job)
+    await job.wait(timeout=10)
+    for _ in range(100):
+        if ws.jobs.list(task="publish"):
+            break
+        await asyncio.sleep(0.05)
+    [published] = ws.jobs.list(task="publish")
+    assert await published.wait(timeout=10) == "published"
