@@ -397,3 +397,18 @@ async def test_a_schedule_after_a_parked_job_waits_for_it_like_any_step(ws):
         await asyncio.sleep(0.05)
     [published] = ws.jobs.list(task="publish")
     assert await published.wait(timeout=10) == "published"
+
+
+async def test_a_chat_says_what_its_parked_reply_asks_and_goes_on_once_approved(ws):
+    clerk = ws.agent("clerk", tools=["write_file"])
+    chat = ws.chat("clerk")
+    job = chat.send("use write_file with path=c.txt content=chat")
+    await ws.start()
+    await reach(ws, job, "awaiting_input")
+    note = chat.messages()[-1]
+    assert (note["role"], note["job_id"]) == ("input", job.id)
+    assert note["content"].startswith("May I write_file(path='c.txt', content='chat')?")
+    assert all(m["content"] != note["content"] for m in chat.context("clerk", 20))
+    ws.jobs.approve(job)
+    await job.wait(timeout=10)
+    assert "wrote 4 characters" in chat.messages()[-1]["content"]
