@@ -412,3 +412,4 @@ async def test_a_chat_says_what_its_parked_reply_asks_and_goes_on_once_approved(
     ws.jobs.approve(job)
     await job.wait(timeout=10)
     assert "wrote 4 characters" in chat.messages()[-1]["content"]
+    assert (clerk.folder / "c.txt").read_text() == "chat"
