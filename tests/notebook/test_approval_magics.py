@@ -22,6 +22,8 @@ def test_ask_returns_when_the_job_parks_and_approve_runs_the_tool_once(kernel, t
     assert "awaiting_input" in listed.plain[0] and "write_file(path='n.txt'" in listed.plain[0]
     kernel.ok("import wiz_jupyter as wiz; ws = wiz.workspace()")
     assert kernel.ok("print(ws.jobs.pending()[0]['tool'])").stdout.strip() == "write_file"
+    waited = kernel.ok("%wiz result 1 --wait", timeout=30)  # returns: the reply is for a later cell
+    assert waited.stdout.startswith("job 1 awaits your input: approve write_file(")
     res = kernel.ok("%wiz approve 1")
     assert "job 1 approved" in res.stdout
     assert any("wrote 2 characters" in p for p in res.plain), res.plain

@@ -181,8 +181,13 @@ class WizMagics(Magics):
 
     def cmd_result(self, args: argparse.Namespace, cell: str | None) -> Any:
         job = self.ws.jobs.get(args.id)
-        if args.wait and not job.done:
-            value = run_sync(job.wait(timeout=args.timeout))
+        if args.wait and not job.done:  # not past a person's reply: that is for a later cell
+            job = run_sync(self.ws.jobs.settle(job.id, args.timeout))
+        if job.status == AWAITING_INPUT:
+            print(awaiting_text(job))
+            return None
+        if args.wait and job.done:
+            value = job._raise_if_failed()
         elif job.status == "completed":
             value = job.result
         elif job.done:
