@@ -213,3 +213,18 @@ async def test_a_server_that_exits_while_idle_is_started_again_for_the_next_call
     answer = await a.ask("add", timeout=60)
     added, new_pid = tool_results(second)
     assert added == "3" and int(new_pid) != pid and answer == f"tools said: 3 | {new_pid}"
+
+
+async def test_an_mcp_tool_call_waits_for_approval_unless_the_persona_says_otherwise(ws):
+    from tests.conftest import reach
+
+    model = ScriptedModel([ToolCall("add", {"a": 2, "b": 3}), said])
+    calc = wiz.mcp("calc", command=[sys.executable, SERVER])
+    a = ws.agent("careful_calc", model=model, tools=[calc])
+    job = a.submit("ask", "What is 2 + 3?")
+    await ws.start()
+    await reach(ws, job, "awaiting_input", timeout=60)
+    [pending] = ws.jobs.pending()
+    assert (pending["tool"], pending["args"]) == ("add", {"a": 2, "b": 3})
+    ws.jobs.approve(job)
+    assert await job.wait(timeout=60) == "tools said: 5"
