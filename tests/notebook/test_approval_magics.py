@@ -84,3 +84,12 @@ def test_a_parked_job_survives_its_kernel_and_a_new_kernel_approves_it(tmp_path)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_an_agent_made_with_auto_approve_acts_without_asking(kernel):
+    kernel.ok("%load_ext wiz_jupyter\n%wiz agent free --tools write_file --auto-approve")
+    res = kernel.ok("%wiz ask free use write_file with path=f.txt content=free")
+    assert "awaits" not in res.stdout and any("wrote 4 characters" in p for p in res.plain)
+    kernel.ok("%wiz agent free --ask-first")
+    res = kernel.ok("%wiz ask free use write_file with path=g.txt content=asks")
+    assert "job 2 awaits your input" in res.stdout
