@@ -144,7 +144,7 @@ async def test_ask_user_waits_for_an_answer_that_becomes_the_tools_result(ws):
     await reach(ws, job, "awaiting_input")  # auto_approve does not answer questions
     [pending] = ws.jobs.pending()
     assert (pending["kind"], pending["question"]) == ("question", "Which year?")
-    with pytest.raises(NotAwaitingInput, match="answer it"):
+    with pytest.raises(NotAwaitingInput, match=r"asks a question, not for approval: answer it"):
         ws.jobs.approve(job)
     ws.jobs.answer(job, "2024, the last full year")
     assert await job.wait(timeout=10) == "Using 2024."
@@ -174,7 +174,7 @@ async def test_bad_replies_are_one_line_errors(ws):
     )
     await ws.start()
     await reach(ws, job, "awaiting_input")
-    with pytest.raises(NotAwaitingInput, match="not answered: approve or deny it"):
+    with pytest.raises(NotAwaitingInput, match="awaits approval of a tool call, not an answer"):
         ws.jobs.answer(job, "yes")
     assert job.status == "awaiting_input"  # nothing changed
 

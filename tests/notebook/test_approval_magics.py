@@ -48,7 +48,7 @@ def test_deny_answer_and_bad_input_are_one_line_each(kernel):
     assert "job 2 awaits your input: asks: which year?" in res.stdout
     assert "%wiz answer 2 TEXT" in res.stdout
     bad = kernel.ok("%wiz approve 2")
-    assert bad.stderr.strip().startswith("wiz: job 2 awaits question, not approved")
+    assert bad.stderr.strip().startswith("wiz: job 2 asks a question, not for approval: answer it")
     bad = kernel.ok("%wiz deny 2")
     assert bad.stderr.strip() == "wiz: say why job 2 is denied: a reason is needed"
     bad = kernel.ok("%wiz approve 99")

@@ -678,8 +678,12 @@ class Queue:
             held = loads(raw) or {}
             kind = (held.get("request") or {}).get("kind")
             if kind not in kinds:
-                verb = "answer it: ws.jobs.answer" if kind == "question" else "approve or deny it"
-                raise NotAwaitingInput(f"job {jid} awaits {kind or 'input'}, not {what}: {verb}")
+                raise NotAwaitingInput(
+                    f"job {jid} asks a question, not for approval: answer it "
+                    f"(ws.jobs.answer({jid}, text), %wiz answer {jid} TEXT) or deny it"
+                    if kind == "question"
+                    else f"job {jid} awaits approval of a tool call, not an answer: approve or deny it"
+                )
             held["reply"] = {**reply, "at": ch.now}
             cur = ch.c.execute(
                 "UPDATE jobs SET status = 'waiting', input = ? WHERE id = ? "
