@@ -305,7 +305,7 @@ class Workspace:
         ``concurrency``, ``folder`` (where its file tools may read and write;
         default ``agents/NAME`` beside the database), ``approve`` (tool names whose
         calls wait for a person, beside ``write_file``, ``run_python`` and MCP tools,
-        which always do) and ``auto_approve`` (``True``, or tool names: those calls
+        which ask by default) and ``auto_approve`` (``True``, or tool names: those calls
         go ahead without asking).
 
         ::
