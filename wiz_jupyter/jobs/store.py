@@ -477,10 +477,9 @@ def _jobs_v4(db: sqlite_utils.Database) -> None:
 
 
 def _jobs_v10(db: sqlite_utils.Database) -> None:
-    # what a job awaiting input asked a person, and the reply (JSON); the partial index
-    # lists the pending ones without reading the others
+    # what a job awaiting input asked a person, and the reply (JSON); the pending ones
+    # are found by jobs_queue (status first), like any status
     db.execute("ALTER TABLE jobs ADD COLUMN input TEXT")
-    db.execute("CREATE INDEX jobs_awaiting ON jobs (id) WHERE status = 'awaiting_input'")
 
 
 JOBS_MIGRATIONS: list[Migration] = [
