@@ -63,3 +63,14 @@ def positive_seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
     return value
+
+
+def dollars(text: str) -> float:
+    """A finite amount > 0 (a budget), ``$`` allowed: ``0.50`` or ``$0.50``."""
+    try:
+        value = float(text.strip().lstrip("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an amount like 0.50, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected an amount > 0, got {text}")
+    return value

@@ -135,6 +135,15 @@ class NotebookFailed(WizError):
         super().__init__(message)
 
 
+class BudgetExceeded(Unrecoverable):
+    """A model call would pass (or has passed) a job's, an agent's or the workspace's
+    budget: the job fails at once, without retries (``agents/budgets.py``)."""
+
+
+class InvalidEndpoint(WizError, ValueError):
+    """An ``api_base`` that is not an http(s) URL with a host."""
+
+
 class InvalidPersona(WizError, ValueError):
     """A persona file that cannot be used; the message names the file and the field."""
 

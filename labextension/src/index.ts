@@ -1,4 +1,4 @@
-// wiz-jupyter: the Wiz sidebar and its palette commands.
+// wiz-jupyter: the Wiz sidebar, its palette commands, and answers' code into cells.
 
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
@@ -7,6 +7,7 @@ import { Widget } from '@lumino/widgets';
 import type { ISignal } from '@lumino/signaling';
 
 import { WizAPI } from './api';
+import { activateCodeActions } from './codeactions';
 import { Notifier } from './notifier';
 import { WizSidebar } from './sidebar';
 
@@ -112,6 +113,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   optional: [ICommandPalette, ILayoutRestorer],
   activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, restorer: ILayoutRestorer | null) => {
+    // code blocks of agents' answers: Insert below / Replace active cell / Copy
+    activateCodeActions(app);
     const api = new WizAPI();
     // finished jobs that asked to be announced (notify=True) become JupyterLab notifications;
     // the notifier has its own API client, as it watches whatever workspace the sidebar shows

@@ -1,5 +1,5 @@
 """Shared parts of the browser tests: a real JupyterLab (subprocess, token, a temp root)
-with the extension as ``make`` installed it, and the system's Chromium driven by
+with this checkout's build of the lab extension, and the system's Chromium driven by
 Playwright. A missing Chromium or a server that does not start fails the test: nothing
 here is skipped."""
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 from playwright.sync_api import Page, sync_playwright
 
+import wiz_jupyter
 from tests.server.jupyter import Jupyter, start_jupyter
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,6 +39,7 @@ def start_lab(tmp: Path, name: str | None, cells: list[str], *, own_home: bool =
             "language": "python",
         }
         nbformat.write(nb, root / name)
+    jupyter_path = use_this_build(tmp / "jupyter-path")
     labconfig = tmp / "jupyter-config" / "labconfig"
     labconfig.mkdir(parents=True)
     (labconfig / "page_config.json").write_text(
@@ -48,7 +50,24 @@ def start_lab(tmp: Path, name: str | None, cells: list[str], *, own_home: bool =
         app="jupyterlab",
         wiz_home=tmp / "home" if own_home else None,
         args=("--LabApp.expose_app_in_browser=True",),
+        env={"JUPYTER_PATH": str(jupyter_path)} if jupyter_path else None,
     )
+
+
+def use_this_build(path: Path) -> Path | None:
+    """A JUPYTER_PATH folder whose ``labextensions/wiz-jupyter`` is the lab extension built
+    in this checkout (``wiz_jupyter/labextension``), or None if it is not built here.
+
+    ``make`` also installs that build into the venv's share/, which JupyterLab would find
+    first (jupyter_core puts a venv's own paths ahead of the user's); JUPYTER_PATH comes
+    before both. In a ``make`` checkout it is the same build; in a second worktree on a
+    shared venv, the worktree's own, so what is tested is the code beside the test."""
+    built = Path(wiz_jupyter.__file__).parent / "labextension"
+    if not (built / "package.json").is_file():
+        return None
+    (path / "labextensions").mkdir(parents=True, exist_ok=True)
+    (path / "labextensions" / "wiz-jupyter").symlink_to(built, target_is_directory=True)
+    return path
 
 
 @contextmanager

@@ -126,3 +126,48 @@ def test_a_hostile_answer_is_displayed_as_inert_html_never_markdown(kernel):
         for live in ["<img", "<script", "<svg", "javascript:"]:
             assert live not in page, (live, page)
         assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<pre><code" in page
+
+
+def test_a_local_model_by_magic_and_the_models_in_use(kernel):
+    from wiz_jupyter.testing import OpenAIServer
+
+    with OpenAIServer() as server:
+        kernel.ok("%load_ext wiz_jupyter")
+        made = kernel.ok(f"%wiz model hosted_vllm/qwen-test --api-base {server.url}")
+        assert f"default model: hosted_vllm/qwen-test at {server.url}" in made.stdout
+        kernel.ok("%wiz agent local --role helper\n%wiz agent cloud --model openai/gpt-4o-mini")
+        kernel.ok("%wiz ask local hello there -o got")
+        assert kernel.ok("print(got)").stdout.strip() == "echo: hello there"
+        assert server.requests[0].body["model"] == "qwen-test"
+        listed = kernel.ok("%wiz models").stdout
+        rows = {line.split()[0]: line for line in listed.splitlines()[2:]}
+        assert (
+            server.url in rows["hosted_vllm/qwen-test"] and "local" in rows["hosted_vllm/qwen-test"]
+        )
+        assert "cloud" in rows["openai/gpt-4o-mini"]
+    for line, message in {
+        "%wiz model --api-base http://localhost:1/v1": "wiz: name the model",
+        "%wiz model m --api-base ftp://x": "wiz: api_base must be an http(s) URL",
+    }.items():
+        res = kernel.run(line)
+        assert message in res.stderr and "Traceback" not in res.stderr, (line, res.stderr)
+
+
+def test_budgets_by_magic_and_in_the_status(kernel):
+    kernel.ok("%load_ext wiz_jupyter\n%wiz agent helper --role helper")
+    res = kernel.run("%wiz ask helper --max-tokens 2 say hello there")
+    assert "BudgetExceeded: job 1 used 0 of its 2 tokens" in res.stderr
+    assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1
+    kernel.ok("%wiz assign helper --wait --max-cost 0.50 --max-tokens 100000 say hello")
+    kernel.ok(
+        "import wiz_jupyter as wiz\nws = wiz.workspace()\n"
+        "ws.llm.set_budget(tokens=1_000_000, per='month')\n"
+        "ws.agents.set_budget('helper', {'cost': 1.0, 'per': 'day'})"
+    )
+    status = kernel.ok("%wiz status").stdout
+    assert "budget of agent helper per day: $0 of $1.00" in status
+    used = kernel.ok("print(ws.llm.usage().tokens)").stdout.strip()
+    assert f"budget of the workspace per month: {int(used):,} of 1,000,000 tokens" in status
+    for line in ("%wiz ask helper --max-cost abc hi", "%wiz ask helper --max-tokens 0 hi"):
+        res = kernel.run(line)
+        assert "%wiz ask: argument --max-" in res.stderr and "Traceback" not in res.stderr

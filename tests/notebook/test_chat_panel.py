@@ -13,7 +13,7 @@ import wiz_jupyter as wiz
 from tests.agents.conftest import LITELLM_NOISE
 from wiz_jupyter.agents import ScriptedModel
 from wiz_jupyter.notebook import provenance
-from wiz_jupyter.notebook.board import STATIC
+from wiz_jupyter.notebook.chat_panel import chat_esm
 
 pytestmark = LITELLM_NOISE
 
@@ -64,30 +64,64 @@ async def test_a_reply_streams_in_coalesced_updates_then_lands_as_a_message(ws):
     panel.close()
 
 
-def test_markdown_is_rendered_after_escaping_raw_html():
+def run_chat_js(tmp_path, script: str) -> list:
+    """Run ``script`` in node against the panel's module exactly as the widget ships it
+    (chat.js with the vendored libraries inlined); each printed line is JSON."""
     node = shutil.which("node")
     assert node, "node is needed to run the widget's JavaScript"
-    cases = {
-        "<script>alert(1)</script>": "&lt;script&gt;alert(1)&lt;/script&gt;",
-        '<img src=x onerror="alert(1)">': "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;",
-        "**bold** and `code`": "<strong>bold</strong> and <code>code</code>",
-        "[ok](https://example.org) [bad](javascript:alert(1))": '<a href="https://example.org"',
-        "- one\n- two": "<ul><li>one</li><li>two</li></ul>",
-    }
-    script = (
-        f"import {{ renderMarkdown }} from {json.dumps(str(STATIC / 'chat.js'))};"
-        f"for (const t of {json.dumps(list(cases))}) console.log(JSON.stringify(renderMarkdown(t)));"
-    )
+    module = tmp_path / "chat.mjs"
+    module.write_text(chat_esm(), encoding="utf-8")
     out = subprocess.run(
-        [node, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=30
-    )
+        [node, "--input-type=module", "-e", f"import * as chat from {json.dumps(str(module))};"
+         f"\n{script}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    rendered = [json.loads(line) for line in out.stdout.splitlines()]
-    for (source, expected), html in zip(cases.items(), rendered):
-        assert expected in html, (source, html)
-        assert (
-            "<script" not in html
-            and "<img" not in html
-            and "javascript:" not in html.split("[bad]")[0]
-        )
-    assert 'href="javascript' not in rendered[3]
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def test_markdown_by_marked_tables_lists_code_and_raw_html_as_text(tmp_path):
+    cases = [
+        "| a | b |\n|---|--:|\n| 1 | 2 |",
+        "1. one\n   - inner\n     - deeper\n2. two",
+        "3. three\n4. four",
+        "<script>alert(1)</script>\n\ntext <img src=x onerror=alert(1)> more",
+        "```python\ndef f(x):\n    return 'hi'  # c\n```",
+        "![a cat](https://example.org/cat.png)",
+    ]
+    (html,) = run_chat_js(
+        tmp_path,
+        "const toHtml = chat.markdownToHtml(await chat.loadLibraries());"
+        f"console.log(JSON.stringify({json.dumps(cases)}.map(toHtml)));",
+    )
+    table, nested, ordered, raw, code, image = html
+    assert "<table>" in table and "<th>a</th>" in table and '<td align="right">2</td>' in table
+    assert nested.count("<ul>") == 2 and nested.startswith("<ol>")
+    assert nested.index("deeper") < nested.index("</ul>") < nested.index("two")
+    assert ordered.startswith('<ol start="3">')
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in raw and "&lt;img src=x" in raw
+    assert "<script" not in raw and "<img" not in raw and raw.startswith('<p class="wiz-raw">')
+    assert '<code class="hljs language-python">' in code
+    assert '<span class="hljs-keyword">def</span>' in code and "hljs-comment" in code
+    assert "<img" not in image and ">[image: a cat]</a>" in image
+
+
+def test_links_keep_only_http_mailto_and_relative_targets(tmp_path):
+    urls = {
+        "https://example.org/x": True,
+        "http://example.org": True,
+        "mailto:a@example.org": True,
+        "/files/x.csv": True,
+        "#part": True,
+        "notes/a.md": True,
+        "javascript:alert(1)": False,
+        "JavaScript:alert(1)": False,
+        "data:text/html,<script>alert(1)</script>": False,
+        "vbscript:msgbox(1)": False,
+        "file:///etc/passwd": False,
+    }
+    (kept,) = run_chat_js(
+        tmp_path,
+        f"console.log(JSON.stringify({json.dumps(list(urls))}.map(u => chat.SAFE_URI.test(u))));",
+    )
+    assert dict(zip(urls, kept)) == urls

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import LLMError, ReplayMiss
 from . import _litellm, inprocess
-from .llm_request import Request, build_request
+from .budgets import Budgets
+from .llm_request import Request, build_request, check_api_base
 from .llm_retry import Attempt, RetryPolicy, classify, one_line, with_retries
 from .llm_retry import retry_after as _retry_after  # noqa: F401 - tests read it here
 from .llm_store import LLMStore, Usage
@@ -59,6 +60,8 @@ DEFAULT_MODEL = "wiz/offline"
 #: replay: only stored replies (a miss is an error); auto: stored reply if any, else call and keep.
 MODES = ("off", "record", "replay", "auto")
 MODEL_SETTING = "llm.model"
+#: ``{model: api_base}``: where each model is served (a local server, a proxy)
+API_BASES_SETTING = "llm.api_bases"
 
 
 class LLM:
@@ -107,6 +110,8 @@ class LLM:
         self._cassette_keys: set[str] = set()
         self._capabilities: dict[tuple[str, str], bool] = {}
         self._unpriced: set[str] = set()
+        self._bases: tuple[Any, dict[str, str]] | None = None
+        self.budgets = Budgets(self.db)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -125,15 +130,46 @@ class LLM:
         """The workspace setting ``llm.model``, if set."""
         return self.db.setting(MODEL_SETTING)
 
-    def set_default_model(self, model: str | ScriptedModel | None) -> None:
-        """Set (or with None, clear) the workspace's model, kept in its database.
+    def set_default_model(
+        self, model: str | ScriptedModel | None, *, api_base: str | None = None
+    ) -> None:
+        """Set (or with None, clear) the workspace's model, kept in its database;
+        ``api_base``: where it is served (see :meth:`set_api_base`).
 
         ::
 
             ws.llm.set_default_model("anthropic/claude-sonnet-4-5")
+            ws.llm.set_default_model("ollama_chat/llama3.2", api_base="http://localhost:11434")
         """
         name = model.name if isinstance(model, ScriptedModel) else model
+        if api_base is not None and name is not None:
+            self.set_api_base(name, api_base)
         self.db.set_setting(MODEL_SETTING, name)
+
+    @property
+    def api_bases(self) -> dict[str, str]:
+        """``{model: url}``: the endpoints set with :meth:`set_api_base` (every process)."""
+        seen = self.db.store.version()
+        if self._bases is None or self._bases[0] != seen:
+            self._bases = (seen, self.db.setting(API_BASES_SETTING) or {})
+        return dict(self._bases[1])
+
+    def set_api_base(self, model: str, url: str | None) -> None:
+        """Send every call to ``model`` to ``url`` (an OpenAI-compatible or provider
+        endpoint: Ollama, vLLM, llama.cpp's server, LM Studio, a proxy), unless the call
+        or the agent's settings give their own ``api_base``; None removes it. Kept in the
+        database, so other processes on the file use it too.
+
+        ::
+
+            ws.llm.set_api_base("openai/qwen2.5-7b-instruct", "http://127.0.0.1:8000/v1")
+        """
+        bases = self.api_bases
+        if url is None:
+            bases.pop(model, None)
+        else:
+            bases[model] = check_api_base(url)
+        self.db.set_setting(API_BASES_SETTING, bases or None)
 
     def resolve(self, model: str | ScriptedModel | None = None) -> str:
         """The name of the model a call with ``model=`` would use."""
@@ -200,11 +236,14 @@ class LLM:
         if hit is not None:
             return hit
         lit = await self._load(req.model)
+        capped = self._within_budget(req, lit)
         kwargs = self._kwargs(req, lit, stream=False)
         done = await self._with_retries(req, lambda: lit.acompletion(**kwargs), stream=False)
         done.slot.release()
         reply = self._reply(done.result, req, lit, done.latency)
         self._done(req, reply, done.number, stream=False)
+        if capped:
+            self.budgets.after(req.job_id)
         return reply
 
     def stream(
@@ -337,8 +376,13 @@ class LLM:
         timeout: float | None,
         params: dict[str, Any],
     ) -> Request:
+        name = self.resolve(model)
+        if "api_base" not in params:
+            base = self.api_bases.get(name)
+            if base is not None:
+                params = {**params, "api_base": base}
         return build_request(
-            self.resolve(model),
+            name,
             prompt,
             system=system,
             tools=tools,
@@ -364,6 +408,41 @@ class LLM:
             if self._supported(lit, req.model, "stream_options"):
                 kwargs["stream_options"] = {"include_usage": True}
         return kwargs
+
+    def _within_budget(self, req: Request, lit: ModuleType) -> bool:
+        """Raise :class:`~wiz_jupyter.errors.BudgetExceeded` if this call would pass a
+        budget (agents/budgets.py); True when budgets apply, to check them again after."""
+        caps = self.budgets.caps(req.job_id)
+        if not caps:
+            return False
+        try:
+            tokens = int(lit.token_counter(model=req.model, messages=req.messages))
+        except Exception:  # a model litellm cannot count for: its words, roughly
+            tokens = sum(len(str(m.get("content") or "").split()) for m in req.messages)
+        tokens += int(req.kwargs.get("max_tokens") or 0)
+        try:
+            prices = lit.cost_per_token(
+                model=req.model,
+                prompt_tokens=tokens - int(req.kwargs.get("max_tokens") or 0),
+                completion_tokens=int(req.kwargs.get("max_tokens") or 0),
+            )
+            cost = float(sum(prices))
+        except Exception:  # not in litellm's price table: priced after the call
+            cost = 0.0
+        self.budgets.check(caps, (cost, tokens))
+        return True
+
+    def set_budget(self, cost: float | None = None, tokens: int | None = None,
+                   per: str | None = "month") -> None:  # fmt: skip
+        """Cap the workspace's model spend (dollars, by litellm's price table) and tokens
+        (in and out) ``per`` hour, day, week, month or, with None, all time; no limits
+        clears it. Every process on the file keeps to it. See :mod:`.budgets`.
+
+        ::
+
+            ws.llm.set_budget(cost=20.0, per="month")
+        """
+        self.budgets.set_workspace(cost, tokens, per)
 
     async def _load(self, model: str) -> ModuleType:
         lit = _litellm.loaded()
@@ -509,6 +588,7 @@ class LLM:
             out.reply = hit
             return
         lit = await self._load(req.model)
+        capped = self._within_budget(req, lit)
         kwargs = self._kwargs(req, lit, stream=True)
         done = await self._with_retries(req, lambda: open_stream(lit, kwargs), stream=True)
         (chunks, rest), attempt, t0, sem = done.result, done.number, done.started, done.slot
@@ -549,4 +629,6 @@ class LLM:
                 self._log(req, latency=latency, attempt=attempt, stream=True, error=error)
         reply = reply_from_chunks(chunks, req, time.perf_counter() - t0)
         self._done(req, reply, attempt, stream=True)
+        if capped:
+            self.budgets.after(req.job_id)
         out.reply = reply

@@ -97,3 +97,22 @@ def _format_material(response_format: Any) -> Any:
             "schema": response_format.model_json_schema(),
         }
     return response_format
+
+
+def check_api_base(url: Any) -> str:
+    """``url`` if it is an http(s) URL with a host (a model's endpoint), else a one-line
+    :class:`~wiz_jupyter.errors.InvalidEndpoint`."""
+    from urllib.parse import urlsplit
+
+    from ..errors import InvalidEndpoint
+
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts is not None else None
+    except ValueError:  # a bad port or bracket
+        parts = host = None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise InvalidEndpoint(
+            f"api_base must be an http(s) URL like http://localhost:11434/v1, not {url!r}"
+        )
+    return url

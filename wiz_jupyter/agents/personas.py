@@ -93,6 +93,12 @@ class Agent(ChainOps):
         return loads(self._row["settings"]) or {}
 
     @property
+    def api_base(self) -> str | None:
+        """Where this agent's model is called (``ws.agent(..., api_base=URL)``, kept in its
+        settings), or None for the workspace's endpoint for the model, if any."""
+        return self.settings.get("api_base")
+
+    @property
     def tool_names(self) -> list[str]:
         """The agent's tools as named in its persona (an MCP server as ``mcp:NAME``)."""
         return [t if isinstance(t, str) else f"mcp:{t['mcp']}" for t in self._tool_specs]
@@ -182,7 +188,11 @@ class Agent(ChainOps):
     def submit(self, kind: str, prompt: str, **options: Any) -> Job:
         """A job for this agent (``kind``: assign, ask, message or chat)."""
         data = {"kind": kind, "prompt": prompt}
-        for key in ("validation", "chat_id", "sender"):
+        if options.get("max_cost") is not None or options.get("max_tokens") is not None:
+            from .budgets import check_budget
+
+            check_budget(options.get("max_cost"), options.get("max_tokens"))
+        for key in ("validation", "chat_id", "sender", "max_cost", "max_tokens"):
             if options.get(key) is not None:
                 data[key] = options.pop(key)
             else:
@@ -205,14 +215,23 @@ class Agent(ChainOps):
     def assign(self, task: str, *, validation: Iterable[str] = (), **options: Any) -> Job:
         """Hand the agent a job: it plans, uses its tools, checks its work against its
         criteria and ``validation``, and re-plans when the check fails. Returns the Job;
-        ``depends_on``, ``priority``, ``delay``, ``attempts``, ``timeout`` as for jobs."""
+        ``depends_on``, ``priority``, ``delay``, ``attempts``, ``timeout`` as for jobs;
+        ``max_cost`` (dollars) and ``max_tokens`` cap its model calls."""
         return self.submit("assign", task, validation=list(validation) or None, **options)
 
-    async def ask(self, prompt: str, *, timeout: float | None = None) -> str:
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        timeout: float | None = None,
+        max_cost: float | None = None,
+        max_tokens: int | None = None,
+    ) -> str:
         """A chat-style answer (tools allowed, no planning). Runs as a job, so it shows
-        on the board; starts the workspace runtime if it is not running."""
+        on the board; starts the workspace runtime if it is not running. ``max_cost``
+        (dollars) and ``max_tokens`` cap its model calls (:mod:`.budgets`)."""
         await self._agents.deps.ensure_running()
-        job = self.submit("ask", prompt)
+        job = self.submit("ask", prompt, max_cost=max_cost, max_tokens=max_tokens)
         return await job.wait(timeout=timeout)
 
     def consolidate_memory(self, **options: Any) -> Job:
@@ -312,10 +331,30 @@ class Agents:
             embeddings.get(name).model()
         self.vectors.set_model(name)
 
+    def _with_api_base(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        from .llm_request import check_api_base
+
+        fields = dict(fields)
+        base = fields.pop("api_base")
+        settings = fields.get("settings")
+        if settings is None:
+            row = self._row(name)
+            settings = (loads(row["settings"]) or {}) if row is not None else {}
+        settings = {k: v for k, v in settings.items() if k != "api_base"}
+        if base is not None:
+            settings["api_base"] = check_api_base(base)
+        fields["settings"] = settings
+        return fields
+
     def define(self, name: str, **fields: Any) -> Agent:
         """Create the agent, or update the fields given (``ws.agent`` calls this)."""
         if not isinstance(name, str) or not name.isidentifier():
             raise WizError(f"an agent's name is a word like 'analyst', not {name!r}")
+        if "api_base" in fields:  # a setting of its own calls: kept with the others
+            fields = self._with_api_base(name, fields)
+        if "budget" in fields:  # kept with the workspace's budgets (settings), by name
+            fields = dict(fields)
+            self.set_budget(name, fields.pop("budget"))
         unknown = set(fields) - set(FIELDS)
         if unknown:
             raise WizError(f"unknown agent field(s): {', '.join(sorted(unknown))}")
@@ -493,6 +532,29 @@ class Agents:
             Agent(self, dict(r)) for r in self.deps.store.read("SELECT * FROM agents ORDER BY name")
         ]
 
+    def set_budget(self, name: str, budget: dict[str, Any] | None) -> None:
+        """Cap agent ``name``'s model spend: ``{"cost": 1.0, "tokens": 200_000, "per":
+        "day"}`` (``per``: hour, day, week, month, or None for all time); None removes
+        it. Kept in the database, so every process on the file keeps to it."""
+        self.deps.llm.budgets.set_agent(name, budget)
+
+    def models(self) -> list[dict[str, Any]]:
+        """The models in use: the workspace's default and each agent's, one row per model
+        and endpoint: ``{"model", "used_by", "api_base", "key"}``, where ``key`` says
+        ``"ok"`` (litellm finds what the provider needs, or it needs none), ``"missing
+        NAME"`` or ``"offline"``; never a key's value."""
+        default = self.deps.llm.resolve()
+        bases = self.deps.llm.api_bases
+        uses: dict[tuple[str, str | None], list[str]] = {(default, bases.get(default)): []}
+        for a in self.list():
+            model = self.deps.llm.resolve(self._models.get(a.name) or a.model)
+            uses.setdefault((model, a.api_base or bases.get(model)), []).append(a.name)
+        return [
+            {"model": m, "used_by": names or ["(default)"], "api_base": base,
+             "key": _key_state(m, base)}
+            for (m, base), names in uses.items()
+        ]  # fmt: skip
+
     def remove(self, name: str) -> None:
         self.get(name)
         with self.deps.store.write() as c:
@@ -546,3 +608,19 @@ class Agents:
 
     def __repr__(self) -> str:
         return f"<Agents: {', '.join(a.name for a in self.list()) or 'none'}>"
+
+
+def _key_state(model: str, api_base: str | None) -> str:
+    """Whether litellm finds the key ``model``'s provider needs (by name, never value)."""
+    if model.startswith("wiz/"):
+        return "offline"
+    from . import _litellm
+
+    try:
+        found = _litellm.load().validate_environment(model=model, api_base=api_base)
+    except Exception:  # an unknown provider: litellm cannot say
+        return "unknown provider"
+    missing = found.get("missing_keys") or []
+    return (
+        "ok" if found.get("keys_in_environment") or not missing else "missing " + ", ".join(missing)
+    )

@@ -112,6 +112,8 @@ class AgentRuntime:
         chat_id: int | None = None,
         sender: str | None = None,
         kernel: dict[str, Any] | None = None,
+        max_cost: float | None = None,  # the job's budget: the LLM layer reads it (budgets.py)
+        max_tokens: int | None = None,
     ) -> str:
         name = job.task.split(":", 1)[1]
         agent = self.deps.agents.get(name)

@@ -19,7 +19,6 @@ import functools
 import inspect
 import io
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,17 +37,23 @@ MAX_RESULT_CHARS = 20_000
 
 
 def _doc_parts(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
-    """The docstring's summary and its ``Args:`` descriptions (Google or ``name: text`` style)."""
+    """The docstring's summary and its parameters' descriptions, in any of the styles
+    docstring_parser reads: Google (``Args:``), NumPy (``Parameters`` / ``----------``),
+    Sphinx (``:param a:``) and Epydoc."""
+    import docstring_parser
+
     doc = inspect.getdoc(fn) or ""
-    summary = doc.split("\n\n")[0].strip()
-    params: dict[str, str] = {}
-    m = re.search(r"^(Args|Arguments|Parameters):\s*$(.*?)(^\S|\Z)", doc, re.M | re.S)
-    if m:
-        for line in m.group(2).splitlines():
-            pm = re.match(r"\s+(\w+)(?:\s*\([^)]*\))?:\s*(.+)", line)
-            if pm:
-                params[pm.group(1)] = pm.group(2).strip()
-    return summary, params
+    try:
+        parsed = docstring_parser.parse(doc)
+    except docstring_parser.ParseError:  # a docstring that only looks like one style
+        return doc.split("\n\n")[0].strip(), {}
+    params = {
+        p.arg_name: " ".join(p.description.split())
+        for p in parsed.params
+        if p.description and p.arg_name.isidentifier()
+    }
+    summary = (parsed.description or "").split("\n\n")[0]  # the first paragraph
+    return " ".join(summary.split()), params
 
 
 @dataclass

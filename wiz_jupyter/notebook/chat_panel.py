@@ -3,13 +3,18 @@
 Replies stream in: the agent runtime emits ``agent.delta`` events while a
 panel listens, and the panel coalesces them, sending at most one update per
 ``interval`` (20 a second by default) instead of one message per token.
-Messages are rendered as markdown in the browser after escaping every raw
-HTML character, so a model's ``<script>`` shows as text.
+Messages are rendered as markdown in the browser by marked (raw HTML shown as
+text, so a model's ``<script>`` shows as text), code highlighted by highlight.js,
+and the HTML sanitized by DOMPurify (only http(s), mailto and relative links kept).
+The three are vendored in ``static/vendor/`` (its README says which versions) and
+inlined into the widget's module here: anywidget loads ``_esm`` from a string, where
+the module could not import files beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import anywidget
@@ -20,11 +25,28 @@ from ..workspace import Workspace
 from . import provenance
 from .board import STATIC
 
+VENDOR = STATIC / "vendor"
+#: The vendored ES modules chat.js imports, by the name it asks for.
+VENDOR_MODULES = {
+    "marked": "marked.esm.js",
+    "dompurify": "purify.es.min.mjs",
+    "highlight": "highlight-core.min.js",
+    "python": "highlight-python.min.js",
+}
+
+
+def chat_esm() -> str:
+    """chat.js with the vendored libraries' sources ahead of it, as ``WIZ_VENDOR``."""
+    sources = {name: (VENDOR / file).read_text("utf-8") for name, file in VENDOR_MODULES.items()}
+    # "<" as \u003c: the module may be saved in a notebook's widget state, inside a <script>
+    vendor = json.dumps(sources).replace("<", "\\u003c")
+    return f"const WIZ_VENDOR = {vendor};\n" + (STATIC / "chat.js").read_text("utf-8")
+
 
 class ChatPanel(anywidget.AnyWidget):
     """``analyst.chat()``, ``ws.chat_panel("analyst")`` or ``%wiz chat analyst``."""
 
-    _esm = STATIC / "chat.js"
+    _esm = chat_esm()
     _css = STATIC / "chat.css"
     agents = traitlets.List(traitlets.Unicode()).tag(sync=True)
     agent = traitlets.Unicode("").tag(sync=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ..argtypes import count, integer, positive_seconds, seconds
+from ..argtypes import count, dollars, integer, positive_seconds, seconds
 from ..jobs.models import STATUSES
 from ..jobs.notebooks import add_notebook_options
 
@@ -121,6 +121,17 @@ def agent(c: Parser) -> None:
     )  # fmt: skip
 
 
+def _budget(c: Parser) -> None:
+    c.add_argument(
+        "--max-cost", type=dollars, dest="max_cost", metavar="DOLLARS",
+        help="fail the job rather than spend more on model calls",
+    )  # fmt: skip
+    c.add_argument(
+        "--max-tokens", type=count, dest="max_tokens", metavar="N",
+        help="fail the job rather than use more tokens (in and out)",
+    )  # fmt: skip
+
+
 def ask(c: Parser) -> None:
     c.add_argument("name")
     c.add_argument("prompt", nargs="*")
@@ -131,6 +142,7 @@ def ask(c: Parser) -> None:
         "--code", action="store_true",
         help="put the answer's code in a new cell below (not run)",
     )  # fmt: skip
+    _budget(c)
     _notify(c)
 
 
@@ -156,6 +168,7 @@ def assign(c: Parser) -> None:
         help="a check the answer must pass (repeatable)",
     )  # fmt: skip
     c.add_argument("--wait", action="store_true", help="wait for the answer")
+    _budget(c)
     _output(c, "store the job (or with --wait the answer)")
     _notify(c)
 
@@ -187,6 +200,10 @@ def chat(c: Parser) -> None:
 
 def model(c: Parser) -> None:
     c.add_argument("name", nargs="?")
+    c.add_argument(
+        "--api-base", dest="api_base", metavar="URL",
+        help="where the model is served (Ollama, vLLM, llama.cpp, LM Studio, a proxy)",
+    )  # fmt: skip
 
 
 def notify(c: Parser) -> None:
@@ -244,6 +261,7 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[Parser], None]]] = [
     ("answer", "answer the question job N asked (ask_user)", answer),
     ("chat", "a chat panel with an agent (or all agents)", chat),
     ("model", "show the workspace's default model, or set it", model),
+    ("models", "the models in use, their endpoints, and whether their keys are set", _none),
     ("status", "the workspace, its runtime and its counts", _none),
     (
         "notify",

@@ -25,9 +25,10 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 from ..agents import _litellm
+from ..agents.budgets import budget_line
 from ..announce import withdraw as withdraw_workspaces
 from ..errors import WizError
-from ..jobs.display import request_text
+from ..jobs.display import request_text, text_table
 from ..jobs.models import AWAITING_INPUT
 from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
@@ -334,7 +335,9 @@ class WizMagics(Magics):
         prompt = self._prompt(args.prompt, cell)
         self._ensure_running()
         notify = self._notify(args, background=args.background)
-        job = agent.submit("ask", prompt, notify=notify)
+        job = agent.submit(
+            "ask", prompt, notify=notify, max_cost=args.max_cost, max_tokens=args.max_tokens
+        )
         if args.background:
             self._store(args.output, job)
             return self._note(job) if notify else job
@@ -391,7 +394,7 @@ class WizMagics(Magics):
         job = agent.assign(
             task, validation=args.validate or (), priority=args.priority, delay=args.delay,
             depends_on=args.after or (), attempts=args.attempts, timeout=args.timeout,
-            notify=notify,
+            notify=notify, max_cost=args.max_cost, max_tokens=args.max_tokens,
         )  # fmt: skip
         if not args.wait:
             self._store(args.output, job)
@@ -528,9 +531,20 @@ class WizMagics(Magics):
         return self.ws.chat_panel(names)
 
     def cmd_model(self, args: argparse.Namespace, cell: str | None) -> None:
+        if args.api_base is not None and not args.name:
+            raise WizError("name the model: %wiz model NAME --api-base URL")
         if args.name:
-            self.ws.llm.set_default_model(args.name)
-        print(f"default model: {self.ws.llm.resolve()}")
+            self.ws.llm.set_default_model(args.name, api_base=args.api_base)
+        model = self.ws.llm.resolve()
+        base = self.ws.llm.api_bases.get(model)
+        print(f"default model: {model}" + (f" at {base}" if base else ""))
+
+    def cmd_models(self, args: argparse.Namespace, cell: str | None) -> None:
+        rows = [
+            [r["model"], ", ".join(r["used_by"]), r["api_base"] or "-", r["key"]]
+            for r in self.ws.agents.models()
+        ]
+        print(text_table(["model", "used by", "api_base", "key"], rows))
 
     def cmd_notify(self, args: argparse.Namespace, cell: str | None) -> None:
         if args.state is not None:
@@ -557,6 +571,8 @@ class WizMagics(Magics):
         print(f"runtime {state}{paused}; tasks: {', '.join(mine) or 'none'}")
         print(f"jobs: {counts}")
         print(f"schedules: {len(ws.schedules.list(status='active'))} active")
+        for b in ws.llm.budgets.report():
+            print(budget_line(b))
         if ws.dask is not None:
             print(ws.dask.summary())
 

@@ -1,39 +1,146 @@
-// wiz_jupyter chat panel. Markdown is rendered from text that was HTML-escaped first.
+// wiz_jupyter chat panel. Markdown is rendered by marked (raw HTML shown as text), code
+// highlighted by highlight.js, and the result sanitized by DOMPurify before it is shown.
+//
+// The three libraries are vendored in static/vendor/ as ES modules. anywidget loads this
+// module from a string, where relative imports cannot resolve, so chat_panel.py puts their
+// sources ahead of this file as WIZ_VENDOR and they are imported from in-memory URLs.
 
 function escapeHtml(s) {
   return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
 }
 
-function inline(s) {
-  // s is escaped already; only these few patterns become markup
-  return s
-    .replace(/`([^`]+)`/g, "<code>$1</code>")
-    .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
-    .replace(/(^|[\s(])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>")
-    .replace(/\[([^\]]+)\]\((https?:\/\/[^\s)"]+)\)/g, '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>');
+// A link may go to http(s), mailto, or a relative place; javascript:, data: and every other
+// scheme are dropped (DOMPurify tests the attribute as the browser decoded it).
+export const SAFE_URI = /^(?:(?:https?|mailto):|[^a-z]|[a-z+.\-]+(?:[^a-z+.\-:]|$))/i;
+const TAGS = [
+  "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+  "input", "li", "ol", "p", "pre", "span", "strong", "table", "tbody", "td", "th", "thead",
+  "tr", "ul",
+];
+const ATTRS = ["href", "title", "class", "start", "align", "type", "checked", "disabled"];
+
+function importSource(source) {
+  // in a page, a blob URL (as anywidget loads this module); in node (the unit tests), data:
+  const url = typeof document !== "undefined"
+    ? URL.createObjectURL(new Blob([source], { type: "text/javascript" }))
+    : `data:text/javascript;charset=utf-8,${encodeURIComponent(source)}`;
+  return import(url);
 }
 
-export function renderMarkdown(text) {
-  const lines = escapeHtml(text).split("\n");
-  const out = [];
-  let code = null, list = null;
-  for (const line of lines) {
-    if (line.startsWith("```")) {
-      if (code === null) { code = []; } else { out.push(`<pre><code>${code.join("\n")}</code></pre>`); code = null; }
-      continue;
-    }
-    if (code !== null) { code.push(line); continue; }
-    const item = line.match(/^\s*(?:[-*]|\d+\.)\s+(.*)$/);
-    if (item) { (list = list || []).push(`<li>${inline(item[1])}</li>`); continue; }
-    if (list) { out.push(`<ul>${list.join("")}</ul>`); list = null; }
-    const h = line.match(/^(#{1,4})\s+(.*)$/);
-    if (h) { out.push(`<h${h[1].length + 2}>${inline(h[2])}</h${h[1].length + 2}>`); continue; }
-    if (line.trim()) out.push(`<p>${inline(line)}</p>`);
+let libraries = null;
+
+/** marked, DOMPurify and highlight.js (with Python), imported once per page. */
+export function loadLibraries() {
+  if (!libraries) {
+    const sources = typeof WIZ_VENDOR === "undefined" ? null : WIZ_VENDOR; // eslint-disable-line no-undef
+    if (!sources) throw new Error("chat.js is loaded without its vendored libraries");
+    libraries = Promise.all(["marked", "dompurify", "highlight", "python"].map((k) => importSource(sources[k])))
+      .then(([marked, purify, hljs, python]) => {
+        hljs.default.registerLanguage("python", python.default);
+        return { Marked: marked.Marked, DOMPurify: purify.default, hljs: hljs.default };
+      });
   }
-  if (list) out.push(`<ul>${list.join("")}</ul>`);
-  if (code !== null) out.push(`<pre><code>${code.join("\n")}</code></pre>`);
-  return out.join("");
+  return libraries;
+}
+
+/** markdown -> HTML (not yet sanitized): GFM tables, lists and fences; raw HTML as text. */
+export function markdownToHtml({ Marked, hljs }) {
+  const md = new Marked({ gfm: true, breaks: false, async: false });
+  md.use({
+    renderer: {
+      // raw HTML is shown as the text it is (a block of it keeps its lines)
+      html: ({ text, block }) => (block ? `<p class="wiz-raw">${escapeHtml(text.replace(/\n+$/, ""))}</p>\n` : escapeHtml(text)),
+      // an image in model text could carry data out in its URL the moment it loads
+      image: ({ href, text }) => `<a href="${escapeHtml(href)}">[image: ${escapeHtml(text || href)}]</a>`,
+      code: ({ text, lang }) => {
+        const name = String(lang || "").trim().split(/\s+/)[0].toLowerCase();
+        const known = name && hljs.getLanguage(name);
+        const body = known ? hljs.highlight(text, { language: name, ignoreIllegals: true }).value : escapeHtml(text);
+        const cls = name ? ` class="hljs language-${escapeHtml(name)}"` : "";
+        return `<pre><code${cls}>${body}</code></pre>\n`;
+      },
+    },
+  });
+  return (text) => md.parse(String(text ?? ""));
+}
+
+/** HTML -> HTML that runs nothing: DOMPurify with a short list of tags and safe links. */
+export function sanitizer(DOMPurify, win) {
+  const purify = DOMPurify(win);
+  purify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A" && node.hasAttribute("href")) {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    }
+  });
+  const config = { ALLOWED_TAGS: TAGS, ALLOWED_ATTR: ATTRS, ALLOWED_URI_REGEXP: SAFE_URI };
+  return (html) => purify.sanitize(html, config);
+}
+
+/** text -> safe HTML, for a page (needs a window for DOMPurify). */
+export async function markdownRenderer() {
+  const libs = await loadLibraries();
+  const toHtml = markdownToHtml(libs);
+  const clean = sanitizer(libs.DOMPurify, window);
+  return (text) => clean(toHtml(text));
+}
+
+// -- code blocks: Copy everywhere; Insert below / Replace active cell where the JupyterLab
+// extension listens (it marks <body data-wiz-code-actions>); the panel only sends an event.
+
+/** The text of a rendered code block, without the fence's last newline. */
+export function codeOf(pre) {
+  return (pre.textContent || "").replace(/\n$/, "");
+}
+
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // no clipboard API (plain http, a denied permission): the old way
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.append(area);
+    area.select();
+    let ok = false;
+    try { ok = document.execCommand("copy"); } catch { ok = false; }
+    area.remove();
+    return ok;
+  }
+}
+
+function actionButton(label, cls, onClick) {
+  const b = el("button", `wiz-code-btn ${cls}`, label);
+  b.type = "button";
+  // the notebook makes the cell under a mousedown (or a focus) active: keep the active cell
+  b.addEventListener("mousedown", (e) => { e.preventDefault(); e.stopPropagation(); });
+  b.addEventListener("click", (e) => { e.preventDefault(); e.stopPropagation(); onClick(b); });
+  return b;
+}
+
+function codeActions(body) {
+  const lab = document.body?.dataset.wizCodeActions === "1";
+  for (const pre of body.querySelectorAll("pre")) {
+    const bar = el("div", "wiz-code-actions");
+    const send = (action) => pre.dispatchEvent(new CustomEvent("wiz:code", {
+      bubbles: true, composed: true, detail: { action, code: codeOf(pre) },
+    }));
+    if (lab) {
+      bar.append(
+        actionButton("Insert below", "wiz-code-insert", () => send("insert")),
+        actionButton("Replace active cell", "wiz-code-replace", () => send("replace")),
+      );
+    }
+    bar.append(actionButton("Copy", "wiz-code-copy", async (b) => {
+      b.textContent = (await copyText(codeOf(pre))) ? "Copied" : "Copy failed";
+      setTimeout(() => { b.textContent = "Copy"; }, 1500);
+    }));
+    pre.after(bar);
+  }
 }
 
 function el(tag, cls, text) {
@@ -43,7 +150,7 @@ function el(tag, cls, text) {
   return e;
 }
 
-function render({ model, el: root }) {
+async function render({ model, el: root }) {
   root.classList.add("wiz-chat-panel");
   const head = el("div", "wiz-chat-head");
   const title = el("span", "wiz-chat-title", model.get("title"));
@@ -72,11 +179,25 @@ function render({ model, el: root }) {
   }
   picker.onchange = () => { model.set("agent", picker.value); model.save_changes(); };
 
-  function bubble(role, author, text) {
+  let renderMarkdown;
+  try {
+    renderMarkdown = await markdownRenderer();
+  } catch (e) { // the libraries did not load: plain text, still readable
+    console.error("wiz chat: markdown is off", e);
+    renderMarkdown = (text) => `<p class="wiz-plain">${escapeHtml(text)}</p>`;
+  }
+
+  // the body of a message: markdown, sanitized; a whole message also gets code actions
+  function fill(body, text, whole) {
+    body.innerHTML = renderMarkdown(text);
+    if (whole) codeActions(body);
+  }
+
+  function bubble(role, author, text, whole = true) {
     const m = el("div", `wiz-msg wiz-msg-${role}`);
     m.append(el("div", "wiz-msg-author", author || role));
     const body = el("div", "wiz-msg-body");
-    body.innerHTML = renderMarkdown(text); // escaped before any markup is added
+    fill(body, text, whole);
     m.append(body);
     log.append(m);
     log.scrollTop = log.scrollHeight;
@@ -96,7 +217,7 @@ function render({ model, el: root }) {
   function add(msg) {
     const streaming = msg.job_id !== undefined && drafts.get(msg.job_id);
     if (streaming) {
-      streaming.innerHTML = renderMarkdown(msg.content);
+      fill(streaming, msg.content, true);
       streaming.parentElement.className = `wiz-msg wiz-msg-${msg.role}`;
       drafts.delete(msg.job_id);
       provenance(streaming, msg.wiz);
@@ -110,9 +231,9 @@ function render({ model, el: root }) {
     else if (msg.type === "message") add(msg.message);
     else if (msg.type === "delta") {
       let body = drafts.get(msg.job);
-      if (!body) { body = bubble("agent streaming", msg.author, ""); body.dataset.text = ""; drafts.set(msg.job, body); }
+      if (!body) { body = bubble("agent streaming", msg.author, "", false); body.dataset.text = ""; drafts.set(msg.job, body); }
       body.dataset.text += msg.text;
-      body.innerHTML = renderMarkdown(body.dataset.text);
+      fill(body, body.dataset.text, false);
       log.scrollTop = log.scrollHeight;
     } else if (msg.type === "error") bubble("error", "wiz", msg.message);
   });
