@@ -10,6 +10,7 @@
     wiz run-due --tasks my_tasks.py         # fire what is due, work it, exit (for an OS cron)
     wiz run report.ipynb -p region eu       # a notebook as a job: wait for it (--background: queue it)
     wiz gc [--dry-run] [--vacuum]           # apply the retention policies now
+    wiz approve 12 | wiz deny 12 "why" | wiz answer 13 "text"   # jobs awaiting input
     wiz autowake install|remove|status      # a crontab entry that calls run-due
                                             # (--at-boot: and a worker started at boot)
 
@@ -37,7 +38,7 @@ from typing import Any
 
 from .argtypes import count, positive_seconds, seconds
 from .errors import ScheduleNotFound, WizError
-from .jobs.display import task_cell, when
+from .jobs.display import request_text, task_cell, when
 from .jobs.models import STATUSES
 from .jobs.notebooks import add_notebook_options
 from .jobs.store import default_path
@@ -98,9 +99,27 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     print(f"{ws.path}: {counts or 'no jobs'}")
     for j in jobs:
         line = f"{j.id:>6}  {j.status:<9}  {task_cell(j.snapshot):<20}  {when(j.created_at, '-')}"
-        if j.error:
+        if j.status == "awaiting_input":
+            line += f"  {request_text((j.input or {}).get('request'), 120)}"
+        elif j.error:
             line += f"  {j.error[:60]}"
         print(line)
+    return 0
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    """approve / deny / answer: the job goes back to waiting, for whichever process runs
+    its agent (a kernel, ``wiz worker``) to resume it."""
+    ws = _open(args)
+    if args.command == "approve":
+        job = ws.jobs.approve(args.id)
+    elif args.command == "deny":
+        job = ws.jobs.deny(args.id, " ".join(args.words))
+    else:
+        job = ws.jobs.answer(args.id, " ".join(args.words))
+    verb = {"approve": "approved", "deny": "denied", "answer": "answered"}[args.command]
+    print(f"job {job.id} {verb}; it is {job.status} until a process running its agent resumes it")
+    ws.close()
     return 0
 
 
@@ -307,6 +326,16 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=count, default=50)
     c.add_argument("--json", action="store_true")
     c.set_defaults(tasks=None)
+    for name, words, help in (
+        ("approve", None, "approve the tool call a job awaits"),
+        ("deny", "reason", "refuse a job's tool call; the reason goes back to the model"),
+        ("answer", "text", "answer the question a job asked (ask_user)"),
+    ):
+        c = command(name, cmd_reply, help)
+        c.add_argument("id", type=count)
+        if words:
+            c.add_argument("words", nargs="*", metavar=words.upper())
+        c.set_defaults(tasks=None, words=[])
     c = command("schedules", cmd_schedules, "list schedules")
     c.add_argument("--json", action="store_true")
     c.set_defaults(tasks=None)

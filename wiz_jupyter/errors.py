@@ -39,6 +39,22 @@ class InvalidRate(InvalidJob):
     window. A rate is ``(count >= 1, seconds > 0)``: at most ``count`` in any ``seconds``."""
 
 
+class NotAwaitingInput(InvalidJob):
+    """``approve``, ``deny`` or ``answer`` of a job that is not awaiting input (already
+    answered, perhaps by another process), or whose request is of the other kind."""
+
+
+class AwaitInput(Exception):
+    """Raised by a handler to park its job in ``awaiting_input`` until a person replies
+    (``ws.jobs.approve`` / ``deny`` / ``answer``); the job then runs again and finds the
+    reply in ``job.input``. ``request`` is JSON: what is asked, shown to the person.
+    The agent runtime raises it for tools that need approval and for ``ask_user``."""
+
+    def __init__(self, request: dict):
+        super().__init__(request.get("kind", "input"))
+        self.request = request
+
+
 class JobFailed(WizError):
     """Raised by ``await job.wait()`` when the job failed or was cancelled."""
 

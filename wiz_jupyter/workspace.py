@@ -324,7 +324,10 @@ class Workspace:
         (functions, or built-in names such as ``"read_file"``), ``max_steps``,
         ``concurrency``, ``folder`` (where its file tools may read and write;
         default ``agents/NAME`` beside the database), ``api_base`` (where its model is
-        served, e.g. a local Ollama or vLLM server; kept in ``settings``).
+        served, e.g. a local Ollama or vLLM server; kept in ``settings``), ``approve``
+        (tool names whose calls wait for a person, beside ``write_file``, ``run_python``
+        and MCP tools, which ask by default) and ``auto_approve`` (``True``, or tool
+        names: those calls go ahead without asking).
 
         ::
 

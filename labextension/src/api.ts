@@ -11,11 +11,12 @@ export const STATUSES = [
   'delayed',
   'blocked',
   'active',
+  'awaiting_input',
   'completed',
   'failed',
   'cancelled'
 ] as const;
-export const LIVE = new Set(['waiting', 'delayed', 'blocked', 'active']);
+export const LIVE = new Set(['waiting', 'delayed', 'blocked', 'active', 'awaiting_input']);
 
 export type Counts = Record<string, number>;
 

@@ -141,7 +141,9 @@ async def test_file_tools_stay_inside_the_agents_folder(ws, tmp_path):
         ToolCall("list_dir", {"path": "."}),
         "ok",
     ])  # fmt: skip
-    a = ws.agent("clerk", model=model, folder=folder, tools=["read_file", "write_file", "list_dir"])
+    # auto_approve: this test is about confinement, not approvals (tests/agents/test_approvals.py)
+    a = ws.agent("clerk", model=model, folder=folder, tools=["read_file", "write_file", "list_dir"],
+                 auto_approve=True)  # fmt: skip
     await a.ask("look around", timeout=10)
     results = [m["content"] for m in model.requests[-1]["messages"] if m["role"] == "tool"]
     assert results[0] == "inside"
@@ -259,7 +261,7 @@ async def test_run_python_captures_its_own_prints_only(ws, capsys):
         "helper()\nprint('to stderr', file=__import__('sys').stderr)"
     )
     model = ScriptedModel([ToolCall("run_python", {"code": code}), "ok"])
-    a = ws.agent("coder", model=model, tools=["run_python"])
+    a = ws.agent("coder", model=model, tools=["run_python"], auto_approve=True)
     stop = threading.Event()
 
     def notebook_prints() -> None:

@@ -50,7 +50,7 @@ async def gone(pid: int, timeout: float = 10.0) -> bool:
 async def test_stdio_server_tools_reach_the_model_and_answer(ws):
     model = ScriptedModel([ToolCall("add", {"a": 2, "b": 3}), ToolCall("pid", {}), said])
     calc = wiz.mcp("calc", command=[sys.executable, SERVER])
-    a = ws.agent("calc", model=model, tools=["read_file", calc])
+    a = ws.agent("calc", model=model, tools=["read_file", calc], auto_approve=True)
     assert await a.ask("What is 2 + 3?", timeout=60) == f"tools said: 5 | {tool_results(model)[1]}"
     offered = {t["function"]["name"]: t["function"] for t in model.requests[0]["tools"]}
     assert {"read_file", "add", "pid", "fail", "slow", "leave", "die"} <= set(offered)
@@ -83,7 +83,7 @@ async def test_errors_timeouts_and_a_crash_go_back_to_the_model(ws):
         said,
     ])  # fmt: skip
     server = wiz.mcp("calc", command=[sys.executable, SERVER], timeout=1.0)
-    a = ws.agent("careful", model=model, tools=[server])
+    a = ws.agent("careful", model=model, tools=[server], auto_approve=True)
     answer = await a.ask("try everything", timeout=60)
     fail, bad_args, slow, die, add = tool_results(model)
     assert fail.startswith("error: fail (MCP server calc):") and "fail" in fail
@@ -134,7 +134,7 @@ async def test_streamable_http_server_and_close(tmp_path, http_server):
     model = ScriptedModel([
         ToolCall("add", {"a": 40, "b": 2}), ToolCall("fail", {"message": "x"}), said,
     ])  # fmt: skip
-    a = ws.agent("remote", model=model, tools=[wiz.mcp("web", url=http_server)])
+    a = ws.agent("remote", model=model, tools=[wiz.mcp("web", url=http_server)], auto_approve=True)
     answer = await a.ask("What is 40 + 2?", timeout=60)
     assert answer.startswith("tools said: 42 | error: fail (MCP server web):")
     assert ws.agents.mcp.running() == ["web"]
@@ -188,7 +188,7 @@ async def test_two_servers_with_the_same_tool_names_are_told_apart(ws):
     )
     one = wiz.mcp("a", command=[sys.executable, SERVER])
     two = wiz.mcp("b", command=[sys.executable, SERVER])
-    agent = ws.agent("twins", model=model, tools=[one, two])
+    agent = ws.agent("twins", model=model, tools=[one, two], auto_approve=True)
     assert await agent.ask("add twice", timeout=60) == "tools said: 2 | 4"
     offered = [t["function"]["name"] for t in model.requests[0]["tools"]]
     assert offered[:6] == ["add", "pid", "fail", "slow", "leave", "die"]
@@ -199,7 +199,12 @@ async def test_two_servers_with_the_same_tool_names_are_told_apart(ws):
 
 async def test_a_server_that_exits_while_idle_is_started_again_for_the_next_call(ws):
     first = ScriptedModel([ToolCall("pid", {}), ToolCall("leave", {}), said])
-    a = ws.agent("patient", model=first, tools=[wiz.mcp("calc", command=[sys.executable, SERVER])])
+    a = ws.agent(
+        "patient",
+        model=first,
+        tools=[wiz.mcp("calc", command=[sys.executable, SERVER])],
+        auto_approve=True,
+    )
     await a.ask("say goodbye", timeout=60)
     pid = int(tool_results(first)[0])
     assert await gone(pid)  # the server exited after answering
@@ -208,3 +213,18 @@ async def test_a_server_that_exits_while_idle_is_started_again_for_the_next_call
     answer = await a.ask("add", timeout=60)
     added, new_pid = tool_results(second)
     assert added == "3" and int(new_pid) != pid and answer == f"tools said: 3 | {new_pid}"
+
+
+async def test_an_mcp_tool_call_waits_for_approval_unless_the_persona_says_otherwise(ws):
+    from tests.conftest import reach
+
+    model = ScriptedModel([ToolCall("add", {"a": 2, "b": 3}), said])
+    calc = wiz.mcp("calc", command=[sys.executable, SERVER])
+    a = ws.agent("careful_calc", model=model, tools=[calc])
+    job = a.submit("ask", "What is 2 + 3?")
+    await ws.start()
+    await reach(ws, job, "awaiting_input", timeout=60)
+    [pending] = ws.jobs.pending()
+    assert (pending["tool"], pending["args"]) == ("add", {"a": 2, "b": 3})
+    ws.jobs.approve(job)
+    assert await job.wait(timeout=60) == "tools said: 5"

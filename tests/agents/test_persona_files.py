@@ -22,6 +22,8 @@ PERSONA = {
     "settings": {"temperature": 0.2, "max_tokens": 300, "stop": ["\n\n"], "extra": {"a": [1]}},
     "max_steps": 7,
     "concurrency": 3,
+    "approve": ["summarise"],
+    "auto_approve": ["write_file"],
 }
 
 
@@ -51,6 +53,8 @@ def stored(agent: wiz.Agent) -> dict:
     } | {
         "settings": agent.settings,
         "tools": agent.tool_names,
+        "approve": agent.approve,
+        "auto_approve": agent.auto_approve,
     }
 
 
@@ -96,6 +100,7 @@ async def test_a_persona_round_trips_through_a_file_with_every_field(ws, tmp_pat
         None,
     )
     assert (c.max_steps, c.concurrency, c.tool_names, c.settings) == (10, 1, [], {})  # fmt: skip
+    assert (c.approve, c.auto_approve) == ([], False)
     assert other.agents.load(path, name="copy").goal == PERSONA["goal"]
     other.close()
 

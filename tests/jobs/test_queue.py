@@ -490,6 +490,7 @@ async def test_counts_get_and_list_with_filters(ws):
         "delayed": 1,
         "blocked": 0,
         "active": 0,
+        "awaiting_input": 0,
         "completed": 0,
         "failed": 0,
         "cancelled": 1,

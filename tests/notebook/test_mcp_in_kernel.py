@@ -17,7 +17,7 @@ def test_an_agent_in_a_kernel_calls_an_mcp_server(kernel):
         "model = ScriptedModel([ToolCall('add', {'a': 19, 'b': 23}),\n"
         "                       lambda m: 'the server says ' + m[-1]['content']])\n"
         f"calc = wiz.mcp('calc', command=[{sys.executable!r}, {SERVER!r}])\n"
-        "wiz.workspace().agent('calc', model=model, tools=[calc])"
+        "wiz.workspace().agent('calc', model=model, tools=[calc], auto_approve=True)"
     )
     res = kernel.ok("%wiz ask calc add 19 and 23")
     # the answer is a display (it carries its provenance), not stdout

@@ -10,7 +10,7 @@ import pytest
 
 GETS = ["counts", "changes", "agents", "jobs", "jobs/1", "schedules", "schedules/1"]
 POSTS = ["jobs/1/cancel", "jobs/1/retry", "jobs/1/priority", "schedules/1/pause",
-         "schedules/1/resume"]  # fmt: skip
+         "schedules/1/resume", "jobs/1/approve", "jobs/1/deny", "jobs/1/answer"]  # fmt: skip
 
 
 def ids(page: dict) -> list[int]:

@@ -85,7 +85,7 @@ class Chat:
         """The last ``limit`` messages as model messages, seen by ``agent``."""
         out = []
         for m in self.messages(limit):
-            if m["role"] == "error":
+            if m["role"] in ("error", "input"):  # the panel's notes, not the conversation
                 continue
             if m["role"] == "agent" and m["author"] == agent:
                 out.append({"role": "assistant", "content": m["content"]})
@@ -116,6 +116,7 @@ class Chats:
         self.deps = deps
         for name in ("job.failed", "job.cancelled"):
             deps.events.on(name, self._job_failed)
+        deps.events.on("job.awaiting_input", self._job_parked)
 
     def open(self, agents: str | list[str], *, title: str | None = None) -> Chat:
         """A new chat with these agents (by name)."""
@@ -143,6 +144,24 @@ class Chats:
             Chat(self, r[0], r[1], loads(r[2]))
             for r in self.deps.store.read("SELECT id, title, agents FROM chats ORDER BY id")
         ]
+
+    def _job_parked(self, event: Event) -> None:
+        """A chat's reply job waits for a person: say so in the chat (role ``input``, its
+        ``job_id`` the job to approve, deny or answer), in words and as text."""
+        if event.job_id is None or not str(event.data.get("task", "")).startswith("agent:"):
+            return
+        job = self.deps.jobs.get(event.job_id)
+        chat_id = job.data.get("chat_id")
+        if chat_id is None:
+            return
+        from ..jobs.display import request_text
+
+        if event.data.get("kind") == "question":
+            text = f"{event.data.get('question', '')}\n(reply: %wiz answer {job.id} TEXT)"
+        else:
+            text = (f"May I {request_text(event.data, 300)[len('approve '):]}?\n"
+                    f"(reply: %wiz approve {job.id}, or %wiz deny {job.id} REASON)")  # fmt: skip
+        self.get(chat_id).post(job.agent or "wiz", text, role="input", job_id=job.id)
 
     def _job_failed(self, event: Event) -> None:
         if event.job_id is None or not str(event.data.get("task", "agent:")).startswith("agent:"):

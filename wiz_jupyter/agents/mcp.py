@@ -473,7 +473,7 @@ class MCPClients:
                     MCPTool(
                         name=name, description=t.description or t.title or t.name, fn=None,  # type: ignore[arg-type]
                         args_model=None, timeout=spec.timeout, connection=conn, remote=t.name,  # type: ignore[arg-type]
-                        input_schema=dict(t.input_schema or {}),
+                        input_schema=dict(t.input_schema or {}), approve=True,
                     )
                 )  # fmt: skip
         return out

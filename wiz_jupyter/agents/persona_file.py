@@ -92,6 +92,15 @@ class PersonaFile(pydantic.BaseModel):
     folder: str | None = pydantic.Field(
         None, description="where its file tools read and write (null: agents/NAME)"
     )
+    approve: list[str] = pydantic.Field(
+        default_factory=list,
+        description="tool names whose calls wait for a person's approval (beside write_file, "
+        "run_python, MCP tools and tools made with approve=True)",
+    )
+    auto_approve: bool | list[str] = pydantic.Field(
+        False,
+        description="true: no call waits for approval; a list: those tools' calls do not",
+    )
 
 
 FIELD_NAMES = tuple(PersonaFile.model_fields)

@@ -31,6 +31,8 @@ FIELDS = (
     "max_steps",
     "concurrency",
     "folder",
+    "approve",
+    "auto_approve",
 )
 TASK_PREFIX = "agent:"
 #: the task of an agent's memory consolidation jobs: ``agent:NAME:consolidate``
@@ -113,6 +115,26 @@ class Agent(ChainOps):
     @property
     def folder(self) -> Path:
         return Path(self._row["folder"])
+
+    @property
+    def approve(self) -> list[str]:
+        """Tool names whose calls wait for a person's approval, beside the tools that
+        ask by themselves (``write_file``, ``run_python``, MCP tools, ``@wiz.tool(approve=True)``)."""
+        return loads(self._row.get("approve")) or []
+
+    @property
+    def auto_approve(self) -> bool | list[str]:
+        """True: no call of this agent waits for approval; a list: those tools' calls
+        do not (``ask_user`` questions still wait for an answer)."""
+        value = loads(self._row.get("auto_approve"))
+        return value if isinstance(value, list) else bool(value)
+
+    def needs_approval(self, tool: Tool) -> bool:
+        """Whether a call of ``tool`` by this agent waits for a person."""
+        auto = self.auto_approve
+        if auto is True or (isinstance(auto, list) and tool.name in auto):
+            return False
+        return tool.approve or tool.name in self.approve
 
     @property
     def instructions(self) -> str:
@@ -263,6 +285,13 @@ class Agent(ChainOps):
         )
 
 
+def _tool_names(value: Any, key: str) -> list[str]:
+    """A persona's list of tool names (``approve=[...]``), checked."""
+    if isinstance(value, str) or not all(isinstance(n, str) and n for n in value or ()):
+        raise WizError(f"{key} is a list of tool names like ['write_file'], not {value!r}")
+    return list(dict.fromkeys(value))
+
+
 class Agents:
     """``ws.agents``: the workspace's personas."""
 
@@ -360,6 +389,10 @@ class Agents:
                 value = dumps(names)
             elif key == "settings":
                 value = dumps(value)
+            elif key == "approve":
+                value = dumps(_tool_names(value, "approve"))
+            elif key == "auto_approve":
+                value = dumps(value if isinstance(value, bool) else _tool_names(value, key))
             elif key == "model":
                 if not isinstance(value, str):  # a ScriptedModel: kept alive as long as its agent
                     self._models[name] = value
@@ -427,6 +460,8 @@ class Agents:
             "max_steps": row["max_steps"],
             "concurrency": row["concurrency"],
             "folder": row["folder"],
+            "approve": agent.approve,
+            "auto_approve": agent.auto_approve,
         }
         return persona_file.write(persona, path)
 

@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from .. import telemetry
-from ..errors import AgentFailed
+from ..errors import AgentFailed, AwaitInput
 from ..jobs.events import Event
 from ..jobs.models import JobContext, dumps, loads
+from .keys import redact
 from .messages import ToolCall
-from .tools import Tool, ToolContext
+from .tools import ASK_USER, Tool, ToolContext
 
 if TYPE_CHECKING:
     from ..jobs.store import Store
@@ -241,7 +242,7 @@ class AgentRuntime:
             pending = self._unanswered(act.messages)
             if pending:  # also the resume point after a crash mid-turn
                 for call in pending:
-                    await self._run_tool(act, by_name, call, job)
+                    await self._run_tool(agent, act, by_name, call, job)
                 continue
             if last["role"] == "assistant" and not last.get("tool_calls"):
                 return last.get("content") or ""
@@ -293,10 +294,16 @@ class AgentRuntime:
         return []
 
     async def _run_tool(
-        self, act: Activity, by_name: dict[str, Tool], call: ToolCall, job: JobContext
-    ) -> None:
+        self, agent: Agent, act: Activity, by_name: dict[str, Tool], call: ToolCall,
+        job: JobContext,
+    ) -> None:  # fmt: skip
         t0 = time.perf_counter()
         t = by_name.get(call.name)
+        person: str | None = None  # what a person said of this call, for the record
+        reply = None
+        if t is not None and call.raw is None and (t.name == ASK_USER or agent.needs_approval(t)):
+            # parks the job (AwaitInput) until a person replies; the step is saved already
+            reply = self._reply(agent, act, t, call, job)
         with telemetry.tool_call(call.name, call.id) as span:  # a no-op without OpenTelemetry
             if t is None:
                 text, ok = (
@@ -305,22 +312,61 @@ class AgentRuntime:
                 )
             elif call.raw is not None:
                 text, ok = f"error: the arguments are not valid JSON: {call.raw[:200]}", False
+            elif reply is not None and "answer" in reply:
+                text, ok, person = str(reply["answer"]), True, "answered"
+            elif reply is not None and not reply.get("approved"):
+                reason = reply.get("reason") or "no reason given"
+                text, ok, person = f"error: the user denied this call: {reason}", False, "denied"
             else:
                 text, ok = await t.call(call.args)
+                person = "approved" if reply is not None else None
             span.done(ok, text)
         act.messages.append(call.result_message(text))
-        act.tool_calls.append(
-            {
-                "name": call.name,
-                "args": call.args,
-                "result": text[:2000],
-                "ok": ok,
-                "seconds": round(time.perf_counter() - t0, 4),
-            }
-        )
+        record = {
+            "name": call.name,
+            "args": call.args,
+            "result": text[:2000],
+            "ok": ok,
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+        if person is not None:
+            record["person"] = person
+        act.tool_calls.append(record)
         act.save(self.deps.store)  # saved before the next step: a resumed job never runs it again
         job.log(f"tool {call.name}: {'ok' if ok else text[:200]}")
+
+    def _reply(
+        self, agent: Agent, act: Activity, t: Tool, call: ToolCall, job: JobContext
+    ) -> dict[str, Any]:
+        """A person's reply to this call, or :class:`AwaitInput` to wait for one.
+
+        The call is known by its place in the conversation and its id, so a reply is
+        never taken for a later call; the request shown to people has its secrets
+        redacted (the real arguments stay in the saved activity).
+        """
+        key = f"{len(act.messages)}:{call.id}"
+        held = job.input or {}
+        reply = held.get("reply")
+        if reply is not None and (held.get("request") or {}).get("call") == key:
+            return reply
+        if t.name == ASK_USER:
+            question = redact(str(call.args.get("question", "")))
+            raise AwaitInput({"kind": "question", "question": question, "call": key,
+                              "agent": agent.name})  # fmt: skip
+        raise AwaitInput({"kind": "approval", "tool": t.name, "args": _redacted(call.args),
+                          "call": key, "agent": agent.name})  # fmt: skip
 
     @staticmethod
     def _options(agent: Agent, job: JobContext) -> dict[str, Any]:
         return {"model": agent.model, "job_id": job.id, **agent.settings}
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every secret in its strings replaced by ``***`` (keys.redact)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value

@@ -134,6 +134,13 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    # who must approve what: the persona's tool names that wait for a person (JSON list),
+    # and what it approves itself (JSON: true, false or a list of tool names)
+    db.execute("ALTER TABLE agents ADD COLUMN approve TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE agents ADD COLUMN auto_approve TEXT NOT NULL DEFAULT 'false'")
+
+
 #: the agents layer's rows that belong to one job: its activity (plan, steps), the chat
 #: messages it posted and its model calls' metering. The replay cache (``llm_cache``) is
 #: keyed by request, not by job, and is never removed with jobs: cassettes and the
@@ -155,4 +162,5 @@ def remove_job_rows(c: sqlite3.Connection, job_ids: list[int]) -> None:
 MIGRATIONS: list[Migration] = [
     (1, "agents, agent_memory (+fts), activity, chats, messages", _v1),
     (2, "agent_memory_vec: embeddings of memories", _v2),
+    (3, "agents.approve, agents.auto_approve (approvals)", _v3),
 ]

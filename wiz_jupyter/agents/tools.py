@@ -65,6 +65,8 @@ class Tool:
     fn: Callable[..., Any]
     args_model: type[pydantic.BaseModel]
     timeout: float = 60.0
+    #: the job waits in ``awaiting_input`` until a person approves each call
+    approve: bool = False
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -108,7 +110,7 @@ class Tool:
 
 
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
-         timeout: float = 60.0) -> Any:  # fmt: skip
+         timeout: float = 60.0, approve: bool = False) -> Any:  # fmt: skip
     """Make a tool of a function (also a decorator)::
 
     @wiz.tool(timeout=10)
@@ -120,12 +122,20 @@ def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, descr
             b: the second number
         \"\"\"
         return a + b
+
+    ``approve=True``: each call waits for a person (``ws.jobs.approve(job)`` /
+    ``deny(job, reason)``; the job is ``awaiting_input`` meanwhile) unless the agent's
+    persona says ``auto_approve``.
     """
     if fn is None:
-        return lambda f: tool(f, name=name, description=description, timeout=timeout)
+        return lambda f: tool(
+            f, name=name, description=description, timeout=timeout, approve=approve
+        )
     if isinstance(fn, Tool):
-        return fn
-    return _make_tool(fn, name, description, timeout)
+        return dataclasses.replace(fn, approve=True) if approve and not fn.approve else fn
+    made = _make_tool(fn, name, description, timeout)
+    made.approve = approve
+    return made
 
 
 def _make_tool(
@@ -299,6 +309,16 @@ def post_to_chat(ctx: ToolContext, message: str) -> str:
     return "posted"
 
 
+def ask_user(ctx: ToolContext, question: str) -> str:
+    """Ask the user a question and get their answer (the job waits for it, maybe long).
+
+    Args:
+        question: the question, short and self-contained
+    """
+    # never called: the agent runtime parks the job and the answer becomes the result
+    raise ToolError("ask_user is answered by a person, not run")
+
+
 def run_python(ctx: ToolContext, code: str) -> str:
     """Run Python code and return what it prints (enabled for this agent on purpose).
 
@@ -321,8 +341,14 @@ def run_python(ctx: ToolContext, code: str) -> str:
 _BUILTINS: dict[str, Tool] = {
     f.__name__: _make_tool(f, bound=("ctx",))
     for f in (read_file, write_file, list_dir, memory_save, memory_search, send_message,
-              create_subjob, set_priority, post_to_chat, run_python)
+              create_subjob, set_priority, post_to_chat, run_python, ask_user)
 }  # fmt: skip
+#: built-ins that act on the world: each call waits for approval unless the persona says
+APPROVE_BY_DEFAULT = ("write_file", "run_python")
+for _name in APPROVE_BY_DEFAULT:
+    _BUILTINS[_name].approve = True
+#: the built-in whose calls a person answers (the runtime parks the job for it)
+ASK_USER = "ask_user"
 
 
 def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
@@ -344,7 +370,8 @@ def builtin_tools(ctx: ToolContext, names: list[str]) -> list[Tool]:
 NOTEBOOK = ("list_variables", "describe_variable")
 GROUPS = {"notebook": NOTEBOOK}
 BUILTIN = ("read_file", "write_file", "list_dir", "memory_save", "memory_search", "send_message",
-           "create_subjob", "set_priority", "post_to_chat", "run_python", *NOTEBOOK, *GROUPS)  # fmt: skip
+           "create_subjob", "set_priority", "post_to_chat", "run_python", ASK_USER, *NOTEBOOK,
+           *GROUPS)  # fmt: skip
 
 
 def expand(names: list[str]) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 STATUS_COLOURS = {
     "waiting": "#6b7280", "delayed": "#a16207", "blocked": "#7c3aed", "active": "#2563eb",
-    "completed": "#15803d", "failed": "#b91c1c", "cancelled": "#6b7280",
+    "awaiting_input": "#c2410c", "completed": "#15803d", "failed": "#b91c1c", "cancelled": "#6b7280",
     "paused": "#a16207", "expired": "#6b7280",
 }  # fmt: skip
 
@@ -92,6 +92,17 @@ def why_failed(row: dict[str, Any]) -> str:
     return f"timed out, {used}" if reason == "timeout" else used
 
 
+def request_text(request: dict[str, Any] | None, width: int = 60) -> str:
+    """What a job awaiting input asks, in one line: ``approve write_file(path='a.txt', ...)``
+    or ``asks: which year?`` (arguments as stored: secrets were redacted before)."""
+    request = request or {}
+    if request.get("kind") == "question":
+        return short(f"asks: {request.get('question', '')}", width)
+    args = request.get("args") or {}
+    shown = ", ".join(f"{k}={v!r}" for k, v in args.items()) if isinstance(args, dict) else args
+    return short(f"approve {request.get('tool', '?')}({shown})", width)
+
+
 class JobList(list):
     """A list of jobs that shows as a table in a notebook."""
 
@@ -104,6 +115,9 @@ class JobList(list):
             outcome = r["error"] if r["status"] in ("failed", "cancelled") else r["result"]
             if r["status"] == "failed":
                 outcome = f"{why_failed(r)}: {outcome}"
+            elif r["status"] == "awaiting_input":
+                held = json.loads(r["input"]) if r.get("input") else {}
+                outcome = request_text(held.get("request"), 200)
             rows.append([
                 str(r["id"]), r["status"], task_cell(r), r["agent"] or "", progress_text(r["progress"]),
                 f"{r['attempts_made']}/{r['attempts']}", when(r["created_at"]), short(outcome),
@@ -115,6 +129,33 @@ class JobList(list):
 
     def _repr_html_(self) -> str:
         return html_table(self.headers, self._rows(), status_col=1) if self else "<i>no jobs</i>"
+
+
+class PendingList(list):
+    """The jobs awaiting input (``ws.jobs.pending()``): dicts that show as a table."""
+
+    headers = ("job", "agent", "asks", "since", "reply with")
+
+    def _rows(self) -> list[list[str]]:
+        rows = []
+        for p in self:
+            if p.get("kind") == "question":
+                how = f"%wiz answer {p['job']} TEXT"
+            else:
+                how = f"%wiz approve {p['job']} / %wiz deny {p['job']} REASON"
+            rows.append([str(p["job"]), p.get("agent") or p["task"], request_text(p, 200),
+                         when(p.get("since")), how])  # fmt: skip
+        return rows
+
+    def __repr__(self) -> str:
+        return text_table(self.headers, self._rows()) if self else "(nothing awaits input)"
+
+    def _repr_html_(self) -> str:
+        return (
+            html_table(self.headers, self._rows(), status_col=None)
+            if self
+            else "<i>nothing awaits input</i>"
+        )
 
 
 class ScheduleList(list):

@@ -20,16 +20,18 @@ if TYPE_CHECKING:
     from .queue import Queue
 
 WAITING, DELAYED, BLOCKED, ACTIVE = "waiting", "delayed", "blocked", "active"
+#: a job parked until a person replies (an approval, an answer): no slot, no lease
+AWAITING_INPUT = "awaiting_input"
 COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
-STATUSES = (WAITING, DELAYED, BLOCKED, ACTIVE, COMPLETED, FAILED, CANCELLED)
+STATUSES = (WAITING, DELAYED, BLOCKED, ACTIVE, AWAITING_INPUT, COMPLETED, FAILED, CANCELLED)
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
 COLUMNS = (
     "id task agent data status priority run_at attempts attempts_made backoff timeout "
     "parent_id key on_dep_failure lease_owner lease_expires progress result error "
-    "fail_reason body_done created_at started_at finished_at notify keep group group_seq"
+    "fail_reason body_done created_at started_at finished_at notify keep group group_seq input"
 ).split()
-_JSON_COLUMNS = ("data", "backoff", "progress", "result")
+_JSON_COLUMNS = ("data", "backoff", "progress", "result", "input")
 #: reads name the columns, so rows never depend on the table's column order; quoted,
 #: since "group" is an SQL keyword
 SELECT_JOBS = "SELECT " + ", ".join(f'"{c}"' for c in COLUMNS) + " FROM jobs"
@@ -52,7 +54,7 @@ NEW_ROW: dict[str, Any] = {**dict.fromkeys(COLUMNS), "attempts_made": 0, "body_d
 #: a job in a list (the board, the sidebar, the REST API); data and result come with its detail
 SUMMARY_COLUMNS = (
     "id task agent status priority progress attempts attempts_made error fail_reason "
-    "parent_id run_at created_at started_at finished_at notify group"
+    "parent_id run_at created_at started_at finished_at notify group input"
 ).split()
 
 
@@ -203,6 +205,13 @@ class Job:
         return bool(self._row["notify"])
 
     @property
+    def input(self) -> dict[str, Any] | None:
+        """What the job asked a person and their reply, while or since it was
+        ``awaiting_input``: ``{"request": {...}, "reply": {...} or None, "since": t}``;
+        None for a job that never asked."""
+        return loads(self._get("input"))
+
+    @property
     def done(self) -> bool:
         return self.status in TERMINAL
 
@@ -347,6 +356,12 @@ class JobContext:
     def log(self, line: str) -> None:
         """Append a log line to the job's history."""
         self._on_loop(self._queue.log, self.id, str(line))
+
+    @property
+    def input(self) -> dict[str, Any] | None:
+        """The job's last request to a person and its reply (see :attr:`Job.input`): a
+        handler resumed after ``approve``/``deny``/``answer`` finds the reply here."""
+        return self._queue.get(self.id).input
 
     @property
     def cancelled(self) -> bool:

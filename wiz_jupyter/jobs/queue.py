@@ -27,12 +27,13 @@ from types import MappingProxyType
 from typing import Any, Unpack
 
 from .. import telemetry
-from ..errors import InvalidJob, JobNotFound
+from ..errors import InvalidJob, JobNotFound, NotAwaitingInput
 from . import groups, rates, retention
-from .display import JobList
+from .display import JobList, PendingList
 from .events import Event, EventBus, resolve
 from .models import (
     ACTIVE,
+    AWAITING_INPUT,
     BLOCKED,
     CANCELLED,
     COLUMNS,
@@ -534,21 +535,29 @@ class Queue:
         """Wait for the job to finish (see :meth:`Job.wait`).
 
         Woken at once by a finish in this process; a finish by another process
-        is seen within :attr:`poll_interval`.
+        is seen within :attr:`poll_interval`. A job awaiting input is waited for too.
         """
+        job = await self.settle(job_id, timeout, stop_at_input=False)
+        return job._raise_if_failed()
+
+    async def settle(
+        self, job_id: int, timeout: float | None = None, *, stop_at_input: bool = True
+    ) -> Job:
+        """Wait until the job has finished or (``stop_at_input``) awaits a person's input;
+        return it. What a magic waits on: a cell must not hang on a job that waits for
+        the same person. Raises ``TimeoutError`` after ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             job = self.get(job_id)
-            if job.snapshot["status"] in TERMINAL:
-                return job._raise_if_failed()
+            status = job.snapshot["status"]
+            if status in TERMINAL or (stop_at_input and status == AWAITING_INPUT):
+                return job
             step = self.poll_interval
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise TimeoutError(
-                        f"job {job_id} is still {job.snapshot['status']} after {timeout} s"
-                    )
+                    raise TimeoutError(f"job {job_id} is still {status} after {timeout} s")
                 step = min(step, left)
             fut = loop.create_future()
             self._waiters.setdefault(job_id, []).append(fut)
@@ -636,6 +645,86 @@ class Queue:
                 raise InvalidJob(f"job {jid} is {status}; its priority no longer matters")
             ch.c.execute("UPDATE jobs SET priority = ? WHERE id = ?", (priority, jid))
             ch.event(jid, "job.priority", {"priority": priority})
+        return self.get(jid)
+
+    # -- people in the loop: approvals and questions ----------------------------------------
+
+    def pending(self, *, agent: str | None = None) -> PendingList:
+        """The jobs awaiting a person's input, oldest first: one dict each with ``job``
+        (the id), ``task``, ``agent``, ``kind`` (``approval`` or ``question``), ``tool``
+        and ``args`` (an approval; secrets already redacted), ``question``, ``since``.
+        Shows as a table in a notebook (every value escaped).
+
+        ::
+
+            ws.jobs.pending()
+            ws.jobs.approve(12); ws.jobs.deny(13, "not that file"); ws.jobs.answer(14, "yes")
+        """
+        return PendingList(
+            {"job": j.id, "task": j.task, "agent": j.agent, "since": (j.input or {}).get("since"),
+             **((j.input or {}).get("request") or {})}
+            for j in self.list(AWAITING_INPUT, agent=agent)
+        )  # fmt: skip
+
+    def approve(self, job_id: int | Job) -> Job:
+        """Approve the tool call a job awaits approval for: the job goes back to waiting,
+        and when it runs the tool runs once and the agent goes on. Raises
+        :class:`NotAwaitingInput` (one line) if the job is not awaiting input: a job
+        that two processes approve at once runs the tool once."""
+        return self._reply(job_id, {"approved": True}, ("approval",), "approved")
+
+    def deny(self, job_id: int | Job, reason: str) -> Job:
+        """Refuse a job's tool call (or decline its question): ``reason`` goes back to
+        the model as the tool's result, and the agent goes on without it."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidJob(
+                f"say why job {_job_id(job_id, 'job_id')} is denied: a reason is needed"
+            )
+        return self._reply(
+            job_id,
+            {"approved": False, "reason": reason.strip()},
+            ("approval", "question"),
+            "denied",
+        )
+
+    def answer(self, job_id: int | Job, text: str) -> Job:
+        """Answer the question a job asked (an agent's ``ask_user``): the answer becomes
+        the tool's result."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidJob(f"give job {_job_id(job_id, 'job_id')} an answer: the text is empty")
+        return self._reply(job_id, {"answer": text}, ("question",), "answered")
+
+    def _reply(
+        self, job_id: int | Job, reply: dict[str, Any], kinds: tuple[str, ...], what: str
+    ) -> Job:
+        """The compare-and-set awaiting_input -> waiting, with the reply, in one write
+        transaction: of two processes replying at once, the second finds it waiting."""
+        jid = _job_id(job_id, "job_id")
+        with self.transaction() as ch:
+            status = self._status_or_404(ch.c, jid)
+            if status != AWAITING_INPUT:
+                raise NotAwaitingInput(f"job {jid} is not awaiting input (it is {status})")
+            task, raw = ch.c.execute("SELECT task, input FROM jobs WHERE id = ?", (jid,)).fetchone()
+            held = loads(raw) or {}
+            kind = (held.get("request") or {}).get("kind")
+            if kind not in kinds:
+                raise NotAwaitingInput(
+                    f"job {jid} asks a question, not for approval: answer it "
+                    f"(ws.jobs.answer({jid}, text), %wiz answer {jid} TEXT) or deny it"
+                    if kind == "question"
+                    else f"job {jid} awaits approval of a tool call, not an answer: approve or deny it"
+                )
+            held["reply"] = {**reply, "at": ch.now}
+            cur = ch.c.execute(
+                "UPDATE jobs SET status = 'waiting', input = ? WHERE id = ? "
+                "AND status = 'awaiting_input'",
+                (dumps(held), jid),
+            )
+            if not cur.rowcount:  # cannot happen under the write lock; never reply twice
+                raise NotAwaitingInput(f"job {jid} is not awaiting input")
+            ch.event(jid, f"job.{what}", {"task": task, **reply})
+            ch.event(jid, "job.waiting", {"task": task, "reason": what})
+            ch.ready = True
         return self.get(jid)
 
     def pause(self) -> None:
@@ -931,6 +1020,23 @@ class Queue:
         )
         ch.event(jid, "job.failed", info)
         self._settle(ch, [(jid, FAILED)])
+
+    def await_input(self, owner: str, job_id: int, request: dict[str, Any]) -> bool:
+        """Park a running job until a person replies: ``awaiting_input``, with no lease
+        (so nothing recovers it as stalled) and no slot; the attempt does not count.
+        Returns False if the owner no longer held it."""
+        with self.transaction() as ch:
+            row = ch.c.execute(
+                f"UPDATE jobs SET status = 'awaiting_input', input = ?, "
+                f"attempts_made = MAX(attempts_made - 1, 0), {_CLEAR_LEASE} "
+                "WHERE id = ? AND status = 'active' AND lease_owner = ? RETURNING task",
+                (dumps({"request": request, "reply": None, "since": ch.now}), job_id, owner),
+            ).fetchone()
+            if row is None:
+                return False
+            ch.event(job_id, "job.awaiting_input", {"task": row[0], **request})
+            ch.finished.append(job_id)  # wakes whoever settles on it (a waiting magic)
+        return True
 
     def renew(self, owner: str, job_ids: Iterable[int], lease: float) -> set[int]:
         """Extend the owner's leases; return the ids it no longer holds (cancelled, or

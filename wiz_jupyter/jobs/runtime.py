@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any, Protocol
 
 from .. import telemetry
-from ..errors import StoreError, Unrecoverable
+from ..errors import AwaitInput, StoreError, Unrecoverable
 from .events import resolve
 from .executors import (
     DaskExecutor,
@@ -419,6 +419,9 @@ class Runtime(RuntimeHooks):
             if jid not in self._stopped_ids:
                 raise
             return "cancelled", None
+        except AwaitInput as e:  # parked until a person replies: its slot is free at once
+            self._outcome(jid, self.queue.await_input, self.owner, jid, e.request)
+            return "awaiting_input", None
         except UnserialisableResult as e:
             error = f"result is not JSON-serialisable: {e}"
             return self._failed(row, error, "error", retryable=False), e

@@ -537,6 +537,12 @@ def _jobs_v9(db: sqlite_utils.Database) -> None:
     )
 
 
+def _jobs_v10(db: sqlite_utils.Database) -> None:
+    # what a job awaiting input asked a person, and the reply (JSON); the pending ones
+    # are found by jobs_queue (status first), like any status
+    db.execute("ALTER TABLE jobs ADD COLUMN input TEXT")
+
+
 JOBS_MIGRATIONS: list[Migration] = [
     (1, "jobs, job_deps, job_events, schedules, settings", _jobs_v1),
     (2, "schedule_runs, jobs by agent", _jobs_v2),
@@ -547,4 +553,5 @@ JOBS_MIGRATIONS: list[Migration] = [
     (7, "rate_log, rate_limits (rate limits)", _jobs_v7),
     # 8 was taken by a branch that did not need it (a file may have any subset applied)
     (9, "jobs.group, jobs.group_seq, job_groups (groups)", _jobs_v9),
+    (10, "jobs.input (awaiting_input: approvals and questions)", _jobs_v10),
 ]

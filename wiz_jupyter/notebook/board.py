@@ -18,7 +18,7 @@ import anywidget
 import traitlets
 from anywidget.experimental import command
 
-from ..jobs.display import why_failed
+from ..jobs.display import request_text, why_failed
 from ..jobs.events import Event
 from ..jobs.models import COLUMNS, SELECT_JOBS, SUMMARY_COLUMNS, loads
 from ..jobs.notebooks import TASK as NOTEBOOK_TASK
@@ -31,6 +31,10 @@ STATIC = pathlib.Path(__file__).parent / "static"
 def _row(r: dict[str, Any], runs_dir: str) -> dict[str, Any]:
     out = {k: r[k] for k in SUMMARY_COLUMNS}
     out["progress"] = loads(r["progress"])
+    held = loads(out.pop("input", None)) or {}
+    if r["status"] == "awaiting_input":  # what it asks, as text the front end shows as text
+        out["asks"] = request_text(held.get("request"), 300)
+        out["ask_kind"] = (held.get("request") or {}).get("kind")
     if r["status"] == "failed":  # unrecoverable, or its attempts used up, ...
         out["why"] = why_failed(r)
     if r["task"] == NOTEBOOK_TASK:  # a notebook job: its name, and its executed copy to open
@@ -141,8 +145,9 @@ class JobBoard(anywidget.AnyWidget):
 
     @command
     def _act(self, msg: Any, _buffers: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
-        """A button: ``{"action": "cancel" | "retry" | "priority", "id": N[, "priority": P]}``.
-        What the queue refuses comes back as ``{"error": ...}``, never raised into a cell."""
+        """A button: ``{"action": "cancel" | "retry" | "priority" | "approve" | "deny" |
+        "answer", "id": N[, "priority": P][, "reason": R][, "text": T]}``. What the queue
+        refuses comes back as ``{"error": ...}``, never raised into a cell."""
         try:
             action, jid = msg["action"], int(msg["id"])
             if action == "cancel":
@@ -151,6 +156,12 @@ class JobBoard(anywidget.AnyWidget):
                 self.ws.jobs.retry(jid)
             elif action == "priority":
                 self.ws.jobs.set_priority(jid, int(msg["priority"]))
+            elif action == "approve":
+                self.ws.jobs.approve(jid)
+            elif action == "deny":
+                self.ws.jobs.deny(jid, str(msg.get("reason") or ""))
+            elif action == "answer":
+                self.ws.jobs.answer(jid, str(msg.get("text") or ""))
             else:
                 return {"error": f"unknown action {action!r}"}, []
         except Exception as e:

@@ -107,6 +107,14 @@ def agent(c: Parser) -> None:
     c.add_argument("--tools", help="comma-separated built-in tool names, e.g. read_file,list_dir")
     c.add_argument("--max-steps", type=count, dest="max_steps")
     c.add_argument(
+        "--auto-approve", dest="auto_approve", action="store_true", default=None,
+        help="its tool calls (write_file, run_python, MCP ...) go ahead without approval",
+    )  # fmt: skip
+    c.add_argument(
+        "--ask-first", dest="auto_approve", action="store_false",
+        help="its tool calls that need approval wait for it (the default)",
+    )  # fmt: skip
+    c.add_argument(
         "--from", dest="from_file", metavar="FILE",
         help="load the persona from a YAML or JSON persona file (NAME: load it as NAME)",
     )  # fmt: skip
@@ -171,6 +179,27 @@ def assign(c: Parser) -> None:
     _notify(c)
 
 
+def _reply(c: Parser, words: str | None, what: str) -> None:
+    _job_id(c)
+    if words:
+        c.add_argument(words, nargs="*", help=what)
+    c.add_argument("--background", action="store_true", help="do not wait for the job again")
+    c.add_argument("--timeout", type=positive_seconds, default=None)
+    _output(c, "store the answer in this variable")
+
+
+def approve(c: Parser) -> None:
+    _reply(c, None, "")
+
+
+def deny(c: Parser) -> None:
+    _reply(c, "reason", "why (it goes back to the model)")
+
+
+def answer(c: Parser) -> None:
+    _reply(c, "text", "the answer (%%wiz answer N: the cell)")
+
+
 def chat(c: Parser) -> None:
     c.add_argument("names", nargs="*")
 
@@ -233,6 +262,9 @@ SUBCOMMANDS: list[tuple[str, str, Callable[[Parser], None]]] = [
         fix,
     ),
     ("assign", "give an agent a job (planned, checked, retried)", assign),
+    ("approve", "approve the tool call job N awaits, and follow the job again", approve),
+    ("deny", "refuse job N's tool call; the reason goes back to the model", deny),
+    ("answer", "answer the question job N asked (ask_user)", answer),
     ("chat", "a chat panel with an agent (or all agents)", chat),
     ("model", "show the workspace's default model, or set it", model),
     ("models", "the models in use, their endpoints, and whether their keys are set", _none),

@@ -28,13 +28,27 @@ from ..agents import _litellm
 from ..agents.budgets import budget_line
 from ..announce import withdraw as withdraw_workspaces
 from ..errors import WizError
-from ..jobs.display import text_table
+from ..jobs.display import request_text, text_table
+from ..jobs.models import AWAITING_INPUT
 from ..jobs.notebooks import BUILTIN_TASKS, parse_parameters
 from ..workspace import Workspace
 from ..workspace import workspace as default_workspace
 from . import provenance, safe_html
 from .cells import Errors
 from .magic_args import SUBCOMMANDS
+
+#: what ``_stream`` gets for a job that now awaits a person's input
+_PARKED = object()
+
+
+def awaiting_text(job: Any) -> str:
+    """What a cell says of a job that awaits input: what it asks and how to reply."""
+    request = (job.input or {}).get("request") or {}
+    if request.get("kind") == "question":
+        how = f"%wiz answer {job.id} TEXT"
+    else:
+        how = f"%wiz approve {job.id}  or  %wiz deny {job.id} REASON"
+    return f"job {job.id} awaits your input: {request_text(request, 300)}\n  reply: {how}"
 
 
 class UsageError(Exception):
@@ -169,8 +183,13 @@ class WizMagics(Magics):
 
     def cmd_result(self, args: argparse.Namespace, cell: str | None) -> Any:
         job = self.ws.jobs.get(args.id)
-        if args.wait and not job.done:
-            value = run_sync(job.wait(timeout=args.timeout))
+        if args.wait and not job.done:  # not past a person's reply: that is for a later cell
+            job = run_sync(self.ws.jobs.settle(job.id, args.timeout))
+        if job.status == AWAITING_INPUT:
+            print(awaiting_text(job))
+            return None
+        if args.wait and job.done:
+            value = job._raise_if_failed()
         elif job.status == "completed":
             value = job.result
         elif job.done:
@@ -276,6 +295,8 @@ class WizMagics(Magics):
         }
         if args.tools:
             fields["tools"] = [t.strip() for t in args.tools.split(",") if t.strip()]
+        if args.auto_approve is not None:
+            fields["auto_approve"] = args.auto_approve
         if args.notebook:
             from ..agents.tools import BUILTIN
 
@@ -323,7 +344,7 @@ class WizMagics(Magics):
             return self._note(job) if notify else job
         answer = self._stream(job, args.timeout)
         self._store(args.output, answer)
-        if args.code:
+        if args.code and answer is not None:
             self._offer_code(answer)
         return None
 
@@ -340,7 +361,8 @@ class WizMagics(Magics):
         self._ensure_running()
         answer = self._stream(agent.submit("ask", prompt, notify=False), args.timeout)
         self._store(args.output, answer)
-        self._offer_code(answer)
+        if answer is not None:
+            self._offer_code(answer)
         return None
 
     def _fixer(self, name: str | None) -> Any:
@@ -427,7 +449,9 @@ class WizMagics(Magics):
                 pieces.put_nowait(event.data["text"])
 
         async def follow() -> Any:
-            waiter = asyncio.ensure_future(job.wait(timeout=timeout))
+            # settles when the job ends or parks for a person: this cell must not wait for
+            # the person who would answer in the next one
+            waiter = asyncio.ensure_future(self.ws.jobs.settle(job.id, timeout))
             while True:
                 getter = asyncio.ensure_future(pieces.get())
                 await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
@@ -437,7 +461,10 @@ class WizMagics(Magics):
                 getter.cancel()
                 while not pieces.empty():
                     words.add(pieces.get_nowait())
-                answer = waiter.result()  # raises JobFailed for a failed job
+                settled = waiter.result()
+                if settled.snapshot["status"] == AWAITING_INPUT:
+                    return _PARKED
+                answer = settled._raise_if_failed()  # raises JobFailed for a failed job
                 words.finish(str(answer))
                 return answer
 
@@ -447,6 +474,9 @@ class WizMagics(Magics):
         finally:
             off()
             words.close()
+        if answer is _PARKED:
+            print(awaiting_text(job.refresh()))
+            return None
         entry = provenance.record(
             provenance.of_job(self.ws, job.id, source="magic", kind=job.data.get("kind"))
         )
@@ -458,6 +488,39 @@ class WizMagics(Magics):
                 metadata={provenance.KEY: entry},
             )
         return provenance.Answer(answer, entry) if isinstance(answer, str) else answer
+
+    def cmd_approve(self, args: argparse.Namespace, cell: str | None) -> Any:
+        """Approve the tool call job N awaits; then its answer streams here (or it parks
+        again, for the next call)."""
+        return self._replied(self.ws.jobs.approve(args.id), args, "approved")
+
+    def cmd_deny(self, args: argparse.Namespace, cell: str | None) -> Any:
+        """Refuse job N's tool call; the reason goes back to the model."""
+        reason = self._text(args.reason, cell)
+        return self._replied(self.ws.jobs.deny(args.id, reason), args, "denied")
+
+    def cmd_answer(self, args: argparse.Namespace, cell: str | None) -> Any:
+        """Answer the question job N asked (``%%wiz answer N``: the cell is the answer)."""
+        return self._replied(
+            self.ws.jobs.answer(args.id, self._text(args.text, cell)), args, "answered"
+        )
+
+    def _text(self, words: list[str], cell: str | None) -> str:
+        """The words of the line, then the cell's text (variables interpolated); may be
+        empty (the queue says what is missing)."""
+        if cell and cell.strip():
+            body = self.shell.var_expand(cell) if self.shell is not None else cell
+            return f"{' '.join(words)}\n{body}".strip()
+        return " ".join(words)
+
+    def _replied(self, job: Any, args: argparse.Namespace, verb: str) -> Any:
+        print(f"job {job.id} {verb}")
+        if args.background or job.agent is None:
+            return None
+        self._ensure_running()
+        answer = self._stream(job, args.timeout)
+        self._store(args.output, answer)
+        return None
 
     def cmd_chat(self, args: argparse.Namespace, cell: str | None) -> Any:
         names = args.names or None

@@ -239,6 +239,16 @@ class Backend:
         ws = self._require()
         return {"job": _pick(ws.jobs.set_priority(job_id, priority).as_dict(), SUMMARY_COLUMNS)}
 
+    def approve(self, job_id: int) -> dict[str, Any]:
+        """Approve the tool call a job awaits (raises NotAwaitingInput, a 409)."""
+        return {"job": _pick(self._require().jobs.approve(job_id).as_dict(), SUMMARY_COLUMNS)}
+
+    def deny(self, job_id: int, reason: str) -> dict[str, Any]:
+        return {"job": _pick(self._require().jobs.deny(job_id, reason).as_dict(), SUMMARY_COLUMNS)}
+
+    def answer(self, job_id: int, text: str) -> dict[str, Any]:
+        return {"job": _pick(self._require().jobs.answer(job_id, text).as_dict(), SUMMARY_COLUMNS)}
+
     def pause_schedule(self, schedule_id: int) -> dict[str, Any]:
         ws = self._require_schedule(schedule_id)
         return schedule_view(ws.schedules.pause(schedule_id))

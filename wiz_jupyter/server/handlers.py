@@ -258,7 +258,9 @@ class JobHandler(WizHandler):
 
 
 class JobActionHandler(WizHandler):
-    """``POST /wiz/api/jobs/ID/cancel``, ``.../retry``, ``.../priority`` (``{"priority": 5}``)."""
+    """``POST /wiz/api/jobs/ID/cancel``, ``.../retry``, ``.../priority`` (``{"priority": 5}``),
+    and for a job awaiting input ``.../approve``, ``.../deny`` (``{"reason": "..."}``) and
+    ``.../answer`` (``{"text": "..."}``): 409 when it is not awaiting input."""
 
     @web.authenticated
     @authorized
@@ -268,6 +270,14 @@ class JobActionHandler(WizHandler):
             out = await self.call(self.backend.cancel, jid)
         elif action == "retry":
             out = await self.call(self.backend.retry, jid)
+        elif action == "approve":
+            out = await self.call(self.backend.approve, jid)
+        elif action in ("deny", "answer"):
+            key = "reason" if action == "deny" else "text"
+            value = self.json_body().get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise web.HTTPError(400, f"{action} needs a non-empty {key!r} (a string)")
+            out = await self.call(getattr(self.backend, action), jid, value)
         else:
             priority = self.json_body().get("priority")
             if not isinstance(priority, int) or isinstance(priority, bool):
@@ -320,7 +330,11 @@ def api_handlers(workspaces: Workspaces) -> list[tuple[str, type, dict[str, Any]
         (r"/wiz/api/jobs", JobsHandler, kw),
         (r"/wiz/api/notifications", NotificationsHandler, kw),
         (r"/wiz/api/jobs/(\d{1,18})", JobHandler, kw),
-        (r"/wiz/api/jobs/(\d{1,18})/(cancel|retry|priority)", JobActionHandler, kw),
+        (
+            r"/wiz/api/jobs/(\d{1,18})/(cancel|retry|priority|approve|deny|answer)",
+            JobActionHandler,
+            kw,
+        ),
         (r"/wiz/api/schedules", SchedulesHandler, kw),
         (r"/wiz/api/schedules/(\d{1,18})", ScheduleHandler, kw),
         (r"/wiz/api/schedules/(\d{1,18})/(pause|resume)", ScheduleActionHandler, kw),

@@ -1,6 +1,6 @@
 // wiz_jupyter job board. Plain DOM; every value is set with textContent.
-const STATUSES = ["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"];
-const LIVE = new Set(["waiting", "delayed", "blocked", "active"]);
+const STATUSES = ["waiting", "delayed", "blocked", "active", "awaiting_input", "completed", "failed", "cancelled"];
+const LIVE = new Set(["waiting", "delayed", "blocked", "active", "awaiting_input"]);
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -126,7 +126,10 @@ function render({ model, el: root, experimental }) {
       const name = job.group ? `${job.task} [${job.group}]` : job.task;  // its group, if any
       const label = job.agent ? `${name} · ${job.agent}`
         : job.notebook_source ? `${name} · ${job.notebook_source}` : name;
-      tr.append(el("td", null, label));
+      const what = el("td", null, label);
+      // what a parked job asks (a tool call and its arguments, or a question): as text
+      if (job.asks) what.append(el("div", "wiz-asks", job.asks));
+      tr.append(what);
       const pc = el("td");
       const p = job.progress;
       // a number is a percentage; {done, of} (a notebook's cells) a fraction
@@ -150,6 +153,20 @@ function render({ model, el: root, experimental }) {
       tr.append(el("td", null, fmtTime(job.started_at)));
       tr.append(el("td", null, fmtDuration(job)));
       const acts = el("td", "wiz-actions");
+      if (job.status === "awaiting_input") {
+        if (job.ask_kind === "question") {
+          acts.append(action("answer", "wiz-answer", () => {
+            const text = window.prompt(job.asks || "Your answer");
+            if (text) act({ action: "answer", id: job.id, text });
+          }));
+        } else {
+          acts.append(action("approve", "wiz-approve", () => act({ action: "approve", id: job.id })));
+        }
+        acts.append(action("deny", "wiz-deny", () => {
+          const reason = window.prompt("Why? (the agent reads it)");
+          if (reason) act({ action: "deny", id: job.id, reason });
+        }));
+      }
       if (LIVE.has(job.status)) {
         acts.append(action("cancel", "wiz-cancel", () => act({ action: "cancel", id: job.id })));
         if (job.status !== "active") {
