@@ -43,6 +43,14 @@ def chat_esm() -> str:
     return f"const WIZ_VENDOR = {vendor};\n" + (STATIC / "chat.js").read_text("utf-8")
 
 
+#: messages a panel keeps in its widget state (what a saved notebook shows)
+KEEP = 200
+
+
+def _entry(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: message.get(k) for k in ("role", "author", "content", "job_id")}
+
+
 class ChatPanel(anywidget.AnyWidget):
     """``analyst.chat()``, ``ws.chat_panel("analyst")`` or ``%wiz chat analyst``."""
 
@@ -52,6 +60,10 @@ class ChatPanel(anywidget.AnyWidget):
     agent = traitlets.Unicode("").tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    #: the conversation's last :data:`KEEP` messages (role, author, content), kept in the
+    #: widget's state, so a saved notebook, its nbconvert HTML and nbviewer show it (as
+    #: sanitized markdown, never live HTML) where no kernel answers
+    transcript = traitlets.List(traitlets.Dict()).tag(sync=True)
 
     def __init__(self, ws: Workspace, agents: str | list[str] | None = None, *, chat: Any = None,
                  interval: float = 0.05, **kwargs: Any):  # fmt: skip
@@ -62,7 +74,10 @@ class ChatPanel(anywidget.AnyWidget):
         )
         if chat is None:
             chat = ws.chat(names)
-        super().__init__(agents=chat.agents, agent=chat.agents[0], title=chat.title, **kwargs)
+        super().__init__(
+            agents=chat.agents, agent=chat.agents[0], title=chat.title,
+            transcript=[_entry(m) for m in chat.messages(KEEP)], **kwargs,
+        )  # fmt: skip
         self.ws = ws
         self.chat = chat
         self.interval = interval
@@ -107,6 +122,7 @@ class ChatPanel(anywidget.AnyWidget):
                 provenance.of_job(self.ws, event.job_id, source="chat", chat=self.chat.id)
             )
         self.send({"type": "message", "message": message})
+        self.transcript = [*self.transcript, _entry(message)][-KEEP:]
 
     def _on_job(self, event: Event) -> None:
         if event.job_id in self._jobs and event.name in (

@@ -249,6 +249,9 @@ async function render({ model, el: root }) {
   form.onsubmit = (e) => { e.preventDefault(); send(); };
   input.onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); } };
   drawAgents();
+  // the conversation as saved in the widget's state: all there is in a saved notebook's
+  // HTML (nbconvert, nbviewer); a live kernel replaces it with the history it sends
+  (model.get("transcript") || []).forEach(add);
   model.send({ type: "ready" });
 }
 
