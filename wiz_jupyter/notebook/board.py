@@ -26,6 +26,8 @@ from ..jobs.notebooks import output_path
 from ..workspace import Workspace
 
 STATIC = pathlib.Path(__file__).parent / "static"
+#: seconds between copies of the shown rows into the widget state (``JobBoard.saved``)
+SAVE_EVERY = 1.0
 
 
 def _row(r: dict[str, Any], runs_dir: str) -> dict[str, Any]:
@@ -63,6 +65,9 @@ class JobBoard(anywidget.AnyWidget):
     limit = traitlets.Int(200).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     cluster = traitlets.Dict().tag(sync=True)  # the Dask cluster of ws.use_dask, if any
+    #: the rows last shown, newest first, kept in the widget's state (at most every
+    #: SAVE_EVERY seconds), so a saved notebook and its HTML show the board as it was
+    saved = traitlets.List(traitlets.Dict()).tag(sync=True)
 
     def __init__(self, ws: Workspace, *, limit: int = 200, interval: float = 0.25, **kwargs: Any):
         super().__init__(limit=limit, title=str(ws.path), **kwargs)
@@ -70,6 +75,8 @@ class JobBoard(anywidget.AnyWidget):
         self.interval = interval
         self._dirty: set[int] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._shown: dict[int, dict[str, Any]] = {}
+        self._save_timer: asyncio.TimerHandle | None = None
         self._off = ws.events.on("job.*", self._on_event)
         self._off_dask = ws.events.on("dask.*", lambda _e: self._show_cluster())
         self._show_cluster()
@@ -77,6 +84,7 @@ class JobBoard(anywidget.AnyWidget):
             lambda _: self.send_snapshot(), names=["status_filter", "text_filter", "limit"]
         )
         self.counts = ws.jobs.counts()
+        self._remember(self._matching(), replace=True)
 
     # -- from the queue ------------------------------------------------------------------------
 
@@ -107,12 +115,47 @@ class JobBoard(anywidget.AnyWidget):
             )
         self.counts = self.ws.jobs.counts()
         self._show_cluster()
-        self.send(
-            {"type": "patch", "jobs": [_row(dict(zip(COLUMNS, r)), self.ws.runs_dir) for r in rows]}
-        )
+        patch = [_row(dict(zip(COLUMNS, r)), self.ws.runs_dir) for r in rows]
+        self.send({"type": "patch", "jobs": patch})
+        self._remember(patch, replace=False)
+
+    def _remember(self, rows: list[dict[str, Any]], *, replace: bool) -> None:
+        """Note what the front end shows; put it in the widget state soon (not on every
+        update: the state travels whole)."""
+        if replace:
+            self._shown = {}
+        self._shown.update((r["id"], r) for r in rows)
+        if self._save_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.save_state()
+                return
+            self._save_timer = loop.call_later(SAVE_EVERY, self.save_state)
+
+    def save_state(self) -> None:
+        """Put the rows shown now (changes not yet sent included) in the widget's state
+        (``saved``)."""
+        if self._dirty:
+            if self._timer is not None:
+                self._timer.cancel()
+            self.flush()
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+        self._save_timer = None
+        newest = sorted(self._shown, reverse=True)[: self.limit]
+        self._shown = {i: self._shown[i] for i in newest}
+        self.saved = [self._shown[i] for i in newest]
 
     def send_snapshot(self) -> None:
         """The newest ``limit`` jobs matching the filters, replacing what is shown."""
+        rows = self._matching()
+        self.counts = self.ws.jobs.counts()
+        self.send({"type": "snapshot", "jobs": rows})
+        self._remember(rows, replace=True)
+
+    def _matching(self) -> list[dict[str, Any]]:
+        """The rows of the newest ``limit`` jobs that match the filters."""
         status = self.status_filter or None
         jobs = self.ws.jobs.list(
             status=status, newest_first=True, limit=None if self.text_filter else self.limit
@@ -125,8 +168,7 @@ class JobBoard(anywidget.AnyWidget):
                 if needle
                 in f"{j.task} {j.snapshot['agent'] or ''} {j.snapshot['group'] or ''} {j.id}".lower()
             ][: self.limit]
-        self.counts = self.ws.jobs.counts()
-        self.send({"type": "snapshot", "jobs": [_row(j.snapshot, self.ws.runs_dir) for j in jobs]})
+        return [_row(j.snapshot, self.ws.runs_dir) for j in jobs]
 
     def _show_cluster(self) -> None:
         dask = self.ws.dask
@@ -171,6 +213,7 @@ class JobBoard(anywidget.AnyWidget):
     def close(self) -> None:
         self._off()
         self._off_dask()
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._save_timer):
+            if timer is not None:
+                timer.cancel()
         super().close()

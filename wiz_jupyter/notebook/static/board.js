@@ -241,6 +241,9 @@ function render({ model, el: root, experimental }) {
   model.on("change:counts", drawCounts);
   model.on("change:cluster", drawCluster);
   model.on("change:status_filter", () => { drawCounts(); drawRows(); });
+  // the rows as saved in the widget's state: all a saved notebook's HTML has; a live
+  // kernel answers _ready with a snapshot that replaces them
+  for (const j of model.get("saved") || []) jobs.set(j.id, j);
   drawCounts();
   drawCluster();
   drawRows();
