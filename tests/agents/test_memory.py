@@ -237,7 +237,7 @@ def test_a_v1_database_upgrades_and_its_memories_are_embedded(db_path):
     ws = wiz.Workspace(db_path, embeddings="offline")
     try:
         versions = ws.store.read("SELECT version FROM wiz_migrations WHERE component = 'agents'")
-        assert [r[0] for r in versions] == [1, 2]
+        assert [r[0] for r in versions] == [m[0] for m in MIGRATIONS]  # all applied, in order
         found = ws.agents.memory("analyst").search("can I bring my puppy to work", limit=1)
         assert found[0]["content"] == RECALL["memories"][34]
     finally:
