@@ -172,6 +172,9 @@ class DaskExecutor:
                     await self.cluster.close()
                 self.cluster = None
             raise
+        if self.cluster is not None:  # a cluster made here is ready once all its workers are
+            with contextlib.suppress(Exception):  # slow workers: it works with fewer meanwhile
+                await client.wait_for_workers(len(self.cluster.workers), timeout=60)
         client.subscribe_topic(self.topic, self._on_remote_event)
         self.client = client
         return client
