@@ -24,6 +24,7 @@ from ..jobs.models import COLUMNS, SELECT_JOBS, SUMMARY_COLUMNS, loads
 from ..jobs.notebooks import TASK as NOTEBOOK_TASK
 from ..jobs.notebooks import output_path
 from ..workspace import Workspace
+from .replies import REPLIES, reply
 
 STATIC = pathlib.Path(__file__).parent / "static"
 #: seconds between copies of the shown rows into the widget state (``JobBoard.saved``)
@@ -198,12 +199,8 @@ class JobBoard(anywidget.AnyWidget):
                 self.ws.jobs.retry(jid)
             elif action == "priority":
                 self.ws.jobs.set_priority(jid, int(msg["priority"]))
-            elif action == "approve":
-                self.ws.jobs.approve(jid)
-            elif action == "deny":
-                self.ws.jobs.deny(jid, str(msg.get("reason") or ""))
-            elif action == "answer":
-                self.ws.jobs.answer(jid, str(msg.get("text") or ""))
+            elif action in REPLIES:
+                reply(self.ws, msg)
             else:
                 return {"error": f"unknown action {action!r}"}, []
         except Exception as e:

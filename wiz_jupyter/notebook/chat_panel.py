@@ -19,11 +19,15 @@ from typing import Any
 
 import anywidget
 import traitlets
+from anywidget.experimental import command
 
+from ..errors import JobNotFound, WizError
 from ..jobs.events import Event
+from ..jobs.models import AWAITING_INPUT
 from ..workspace import Workspace
 from . import provenance
 from .board import STATIC
+from .replies import REPLIES, reply, reply_text, request_view
 
 VENDOR = STATIC / "vendor"
 #: The vendored ES modules chat.js imports, by the name it asks for.
@@ -45,6 +49,8 @@ def chat_esm() -> str:
 
 #: messages a panel keeps in its widget state (what a saved notebook shows)
 KEEP = 200
+#: the events after which a reply job no longer makes the panel busy
+ENDS = ("job.completed", "job.failed", "job.cancelled")
 
 
 def _entry(message: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +58,12 @@ def _entry(message: dict[str, Any]) -> dict[str, Any]:
 
 
 class ChatPanel(anywidget.AnyWidget):
-    """``analyst.chat()``, ``ws.chat_panel("analyst")`` or ``%wiz chat analyst``."""
+    """``analyst.chat()``, ``ws.chat_panel("analyst")`` or ``%wiz chat analyst``.
+
+    A reply job that waits for a person (a tool call to approve, an ``ask_user``
+    question) shows in the conversation with *Approve* / *Deny* and the tool's
+    arguments, or a reply box; they call ``ws.jobs.approve/deny/answer``.
+    """
 
     _esm = chat_esm()
     _css = STATIC / "chat.css"
@@ -83,6 +94,7 @@ class ChatPanel(anywidget.AnyWidget):
         self.interval = interval
         self._pending: dict[int, str] = {}
         self._jobs: set[int] = set()
+        self._asking: set[int] = set()  # jobs whose input note the front end shows live
         self._timer: asyncio.TimerHandle | None = None
         self._offs = [
             ws.events.on("agent.delta", self._on_delta),
@@ -115,6 +127,8 @@ class ChatPanel(anywidget.AnyWidget):
         if event.job_id in self._pending:  # the whole message supersedes what is still queued
             self._pending.pop(event.job_id)
         message = {**event.data, "job_id": event.job_id}
+        if event.data.get("role") == "input" and event.job_id is not None:
+            message["asks"] = self._asks(event.job_id)
         if event.data.get("role") == "agent" and event.job_id is not None:
             # how the answer was made: sent with it (the bubble's tooltip), and kept in
             # this kernel's record for `%wiz provenance` (a widget has no output metadata)
@@ -125,13 +139,40 @@ class ChatPanel(anywidget.AnyWidget):
         self.transcript = [*self.transcript, _entry(message)][-KEEP:]
 
     def _on_job(self, event: Event) -> None:
-        if event.job_id in self._jobs and event.name in (
-            "job.completed",
-            "job.failed",
-            "job.cancelled",
-        ):
-            self._jobs.discard(event.job_id)
+        jid = event.job_id
+        if jid in self._asking and event.name != "job.awaiting_input":
+            # replied (here, by %wiz approve, or by another process whose reply this
+            # kernel's runtime picked up): the note's buttons go, the job works again
+            self._asking.discard(jid)
+            self.send({"type": "replied", "job": jid, "reply": self._reply_text(jid)})
+            if event.name not in ENDS:
+                self._jobs.add(jid)
+                self.busy = True
+        elif jid in self._jobs and (event.name == "job.awaiting_input" or event.name in ENDS):
+            self._jobs.discard(jid)  # a job waiting for a person is not "thinking"
             self.busy = bool(self._jobs)
+
+    def _asks(self, job_id: int, *, latest: bool = True) -> dict[str, Any]:
+        """What the job of an ``input`` note asks (``request_view``), with ``live`` while
+        it still waits for it; once replied, ``reply`` says how. Only a job's ``latest``
+        note can be live (a job may ask again after a reply)."""
+        try:
+            job = self.ws.jobs.get(job_id)
+            held = job.input
+        except JobNotFound:  # removed since (retention): the note stays, as text
+            return {"live": False, "reply": "replied"}
+        if not latest:
+            return {"live": False, "reply": "replied"}
+        if job.status == AWAITING_INPUT:
+            self._asking.add(job_id)
+            return {**(request_view(held) or {}), "live": True}
+        return {**(request_view(held) or {}), "live": False, "reply": reply_text(held)}
+
+    def _reply_text(self, job_id: int) -> str:
+        try:
+            return reply_text(self.ws.jobs.get(job_id).input)
+        except JobNotFound:
+            return "replied"
 
     # -- from the front end --------------------------------------------------------------------
 
@@ -149,14 +190,36 @@ class ChatPanel(anywidget.AnyWidget):
 
     def _history(self, limit: int) -> list[dict[str, Any]]:
         """The conversation so far; each agent answer with its provenance (not added to
-        the session record: it was shown before, maybe in another kernel)."""
+        the session record: it was shown before, maybe in another kernel), each input
+        note with what it asks (live if its job still waits)."""
         messages = self.chat.messages(limit)
-        for m in messages:
-            if m["role"] == "agent" and m.get("job_id") is not None:
+        last_note = {m["job_id"]: i for i, m in enumerate(messages) if m["role"] == "input"}
+        for i, m in enumerate(messages):
+            if m.get("job_id") is None:
+                continue
+            if m["role"] == "agent":
                 m[provenance.KEY] = provenance.of_job(
                     self.ws, m["job_id"], source="chat", chat=self.chat.id
                 )
+            elif m["role"] == "input":
+                m["asks"] = self._asks(m["job_id"], latest=last_note[m["job_id"]] == i)
         return messages
+
+    @command
+    def _reply(self, msg: Any, _buffers: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
+        """*Approve*, *Deny* or *Answer* on an input note: ``{"action": "approve" | "deny"
+        | "answer", "id": N[, "reason": R][, "text": T]}``, for a job of this chat. What
+        the queue refuses comes back as ``{"error": ...}``, shown by the note."""
+        try:
+            if msg.get("action") not in REPLIES:
+                raise WizError(f"unknown reply {msg.get('action')!r}")
+            jid = int(msg["id"])
+            if self.ws.jobs.get(jid).data.get("chat_id") != self.chat.id:
+                raise WizError(f"job {jid} is not a reply in this chat")
+            reply(self.ws, msg)
+        except Exception as e:
+            return {"error": str(e) or type(e).__name__}, []
+        return {"ok": True, "reply": self._reply_text(jid)}, []
 
     def close(self) -> None:
         for off in self._offs:

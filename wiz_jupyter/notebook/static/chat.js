@@ -150,7 +150,78 @@ function el(tag, cls, text) {
   return e;
 }
 
-async function render({ model, el: root }) {
+// -- a reply job waiting for a person: Approve / Deny with the tool's name and arguments,
+// or a reply box for a question. Everything the model wrote is set as text, never HTML.
+
+function argsText(args) {
+  if (args === undefined || args === null) return "";
+  try { return JSON.stringify(args, null, 2); } catch { return String(args); }
+}
+
+/** The controls of an input note (`asks` from the kernel); `invoke` sends a reply. */
+export function askControls(jobId, asks, invoke) {
+  const box = el("div", "wiz-ask");
+  box.dataset.job = String(jobId);
+  box.dataset.kind = asks.kind || "";
+  if (asks.kind === "question") {
+    box.append(el("div", "wiz-ask-question", asks.question || ""));
+  } else if (asks.kind === "approval") {
+    const call = el("div", "wiz-ask-call");
+    call.append(el("span", "wiz-ask-label", "approve "), el("code", "wiz-ask-tool", asks.tool || "?"));
+    box.append(call, el("pre", "wiz-ask-args", argsText(asks.args)));
+  }
+  const status = el("div", "wiz-ask-status", "");
+  const done = (text) => {
+    box.classList.add("wiz-ask-done");
+    for (const c of box.querySelectorAll("button, input, textarea")) c.disabled = true;
+    status.textContent = text;
+  };
+  box.wizDone = done;
+  if (!asks.live) {
+    box.append(status);
+    done(asks.reply || "replied");
+    return box;
+  }
+  const error = el("div", "wiz-ask-error", "");
+  const send = async (request) => {
+    error.textContent = "";
+    for (const c of box.querySelectorAll("button")) c.disabled = true;
+    try {
+      const answer = await invoke({ ...request, id: jobId });
+      if (answer && answer.error) throw new Error(answer.error);
+      done((answer && answer.reply) || `${request.action}d`);
+    } catch (e) {
+      error.textContent = e && e.message ? e.message : String(e);
+      if (!box.classList.contains("wiz-ask-done")) for (const c of box.querySelectorAll("button")) c.disabled = false;
+    }
+  };
+  const row = el("div", "wiz-ask-row");
+  if (asks.kind === "question") {
+    const text = el("textarea", "wiz-ask-answer");
+    text.rows = 2;
+    text.placeholder = "Your answer (Enter to send)";
+    const answer = actionButton("Answer", "wiz-ask-btn wiz-answer", () => {
+      if (!text.value.trim()) { error.textContent = "write an answer first"; text.focus(); return; }
+      send({ action: "answer", text: text.value.trim() });
+    });
+    text.onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); answer.click(); } };
+    row.append(text, answer);
+  } else {
+    const reason = el("input", "wiz-ask-reason");
+    reason.type = "text";
+    reason.placeholder = "reason to deny (the agent reads it)";
+    const approve = actionButton("Approve", "wiz-ask-btn wiz-approve", () => send({ action: "approve" }));
+    const deny = actionButton("Deny", "wiz-ask-btn wiz-deny", () => {
+      if (!reason.value.trim()) { error.textContent = "say why first: the agent reads the reason"; reason.focus(); return; }
+      send({ action: "deny", reason: reason.value.trim() });
+    });
+    row.append(approve, reason, deny);
+  }
+  box.append(row, error, status);
+  return box;
+}
+
+async function render({ model, el: root, experimental }) {
   root.classList.add("wiz-chat-panel");
   const head = el("div", "wiz-chat-head");
   const title = el("span", "wiz-chat-title", model.get("title"));
@@ -214,7 +285,20 @@ async function render({ model, el: root }) {
       + (wiz.cassette_key ? " · replayed" : "");
   }
 
+  // input notes (a reply job waits for a person): plain text, and live controls while it waits
+  const invoke = async (request) => (await experimental.invoke("_reply", request))[0];
+  function inputNote(msg) {
+    const m = el("div", "wiz-msg wiz-msg-input");
+    m.dataset.wizJob = msg.job_id;
+    m.append(el("div", "wiz-msg-author", msg.author || "wiz"));
+    m.append(el("div", "wiz-msg-body wiz-plain", msg.content));
+    if (msg.asks && experimental) m.append(askControls(msg.job_id, msg.asks, invoke));
+    log.append(m);
+    log.scrollTop = log.scrollHeight;
+  }
+
   function add(msg) {
+    if (msg.role === "input") return inputNote(msg);
     const streaming = msg.job_id !== undefined && drafts.get(msg.job_id);
     if (streaming) {
       fill(streaming, msg.content, true);
@@ -235,6 +319,8 @@ async function render({ model, el: root }) {
       body.dataset.text += msg.text;
       fill(body, body.dataset.text, false);
       log.scrollTop = log.scrollHeight;
+    } else if (msg.type === "replied") {
+      for (const box of log.querySelectorAll(`.wiz-ask[data-job="${Number(msg.job)}"]:not(.wiz-ask-done)`)) box.wizDone(msg.reply);
     } else if (msg.type === "error") bubble("error", "wiz", msg.message);
   });
   model.on("change:busy", () => { busy.textContent = model.get("busy") ? "thinking…" : ""; root.classList.toggle("wiz-busy", model.get("busy")); });
