@@ -62,6 +62,23 @@ export interface IJobRow {
   finished_at: number | null;
   /** 1 when the job asked to be announced when it ends */
   notify?: number;
+  /** what a job awaiting input asks a person, and the reply (null: it never asked) */
+  input?: IInput | null;
+}
+
+/** A tool call to approve, or a question (`ask_user`); its values come from the model. */
+export interface IRequest {
+  kind: 'approval' | 'question';
+  tool?: string;
+  args?: unknown;
+  question?: string;
+  agent?: string;
+}
+
+export interface IInput {
+  request: IRequest | null;
+  reply: Record<string, unknown> | null;
+  since: number | null;
 }
 
 export interface INote {
@@ -238,6 +255,21 @@ export class WizAPI {
 
   jobAction(id: number, action: 'cancel' | 'retry'): Promise<unknown> {
     return this.request(`jobs/${id}/${action}`, { method: 'POST' });
+  }
+
+  /** Approve the tool call job `id` awaits (409 when it awaits nothing, or a question). */
+  approve(id: number): Promise<unknown> {
+    return this.request(`jobs/${id}/approve`, { method: 'POST' });
+  }
+
+  /** Refuse job `id`'s tool call (or decline its question); the model reads `reason`. */
+  deny(id: number, reason: string): Promise<unknown> {
+    return this.request(`jobs/${id}/deny`, { method: 'POST', body: JSON.stringify({ reason }) });
+  }
+
+  /** Answer the question job `id` asked (`ask_user`). */
+  answer(id: number, text: string): Promise<unknown> {
+    return this.request(`jobs/${id}/answer`, { method: 'POST', body: JSON.stringify({ text }) });
   }
 
   setPriority(id: number, priority: number): Promise<unknown> {

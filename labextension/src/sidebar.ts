@@ -17,6 +17,7 @@ import {
   IJobDetail,
   IJobFilter,
   IJobRow,
+  IRequest,
   ISchedule,
   IWorkspaces,
   LIVE,
@@ -65,6 +66,10 @@ export class WizSidebar extends Widget {
   private selected: number | null = null;
   private counts: Record<string, number> = {};
   private agents: IAgent[] = [];
+  // the Approve / Deny / reply controls of jobs awaiting input, kept across redraws of the
+  // list (which come with every change of the database) so a reason or an answer being
+  // typed is not lost; by job id, with the request they were drawn for
+  private asks = new Map<number, { key: string; node: HTMLElement }>();
 
   // the parts of the panel that are redrawn
   private readonly workspaceSelect = h('select', { className: 'wiz-workspace', title: 'The workspace shown' });
@@ -415,9 +420,101 @@ export class WizSidebar extends Widget {
     if (filter !== this.filter || workspace !== this.workspace) {
       return; // a newer filter's (or workspace's) answer is on its way
     }
+    // a reply box being typed in moves to the new row: give it its focus back
+    const typing = document.activeElement;
+    const focused = typing instanceof HTMLInputElement || typing instanceof HTMLTextAreaElement ? typing : null;
+    const selection = focused ? [focused.selectionStart, focused.selectionEnd] : null;
     const items = page.jobs.map(j => this.jobItem(j));
     this.jobList.replaceChildren(...(items.length ? items : [h('li', { className: 'wiz-empty' }, 'no jobs')]));
     this.moreButton.hidden = !page.more;
+    const waiting = new Set(page.jobs.filter(j => j.status === 'awaiting_input').map(j => j.id));
+    for (const id of [...this.asks.keys()]) {
+      if (!waiting.has(id)) {
+        this.asks.delete(id);
+      }
+    }
+    if (focused && focused.isConnected && document.activeElement !== focused && this.jobList.contains(focused)) {
+      focused.focus();
+      if (selection && selection[0] !== null && selection[1] !== null) {
+        focused.setSelectionRange(selection[0], selection[1]);
+      }
+    }
+  }
+
+  /**
+   * What a job awaiting input asks, with its controls: the tool's name and arguments with
+   * *Approve* and *Deny* (and the reason, which the model reads), or the question with a
+   * reply box. The model wrote these values: they are set as text, never as HTML.
+   */
+  private askItem(j: IJobRow, request: IRequest): HTMLElement {
+    const key = `${JSON.stringify(request)}|${j.input?.since ?? ''}`;
+    const kept = this.asks.get(j.id);
+    if (kept && kept.key === key) {
+      return kept.node;
+    }
+    const error = h('div', { className: 'wiz-ask-error', role: 'alert' });
+    const box = h('div', { className: 'wiz-ask', dataset: { kind: request.kind, jobId: String(j.id) } });
+    const send = (call: () => Promise<unknown>): Promise<void> => this.reply(j.id, box, error, call);
+    if (request.kind === 'question') {
+      const text = h('textarea', { className: 'wiz-ask-answer', rows: 2, placeholder: 'Your answer (Enter to send)' });
+      const answer = button('Answer', 'wiz-answer', () => {
+        if (!text.value.trim()) {
+          error.textContent = 'write an answer first';
+          return text.focus();
+        }
+        void send(() => this.api.answer(j.id, text.value.trim()));
+      }, `Answer job ${j.id}'s question`);
+      text.addEventListener('keydown', ev => {
+        if (ev.key === 'Enter' && !ev.shiftKey) {
+          ev.preventDefault();
+          answer.click();
+        }
+      });
+      append(box, h('div', { className: 'wiz-ask-question' }, request.question ?? ''), h('div', { className: 'wiz-ask-row' }, text, answer));
+    } else {
+      const reason = h('input', { className: 'wiz-ask-reason', type: 'text', placeholder: 'reason to deny (the agent reads it)' });
+      const approve = button('Approve', 'wiz-approve', () => void send(() => this.api.approve(j.id)), `Run ${request.tool ?? 'the tool'} once and go on`);
+      const deny = button('Deny', 'wiz-deny', () => {
+        if (!reason.value.trim()) {
+          error.textContent = 'say why first: the agent reads the reason';
+          return reason.focus();
+        }
+        void send(() => this.api.deny(j.id, reason.value.trim()));
+      }, 'Refuse the call; the reason goes back to the model');
+      reason.addEventListener('keydown', ev => {
+        if (ev.key === 'Enter') {
+          ev.preventDefault();
+          deny.click();
+        }
+      });
+      append(
+        box,
+        h('div', { className: 'wiz-ask-call' }, h('span', { className: 'wiz-muted' }, 'approve '), h('code', { className: 'wiz-ask-tool' }, request.tool ?? '?')),
+        request.args === undefined ? null : h('pre', { className: 'wiz-pre wiz-ask-args' }, fmtJSON(request.args, 2000)),
+        h('div', { className: 'wiz-ask-row' }, approve, reason, deny)
+      );
+    }
+    box.append(error);
+    // typing and clicking here is not opening the job's detail (the row's click and Enter)
+    box.addEventListener('click', ev => ev.stopPropagation());
+    box.addEventListener('keydown', ev => ev.stopPropagation());
+    this.asks.set(j.id, { key, node: box });
+    return box;
+  }
+
+  private async reply(id: number, box: HTMLElement, error: HTMLElement, call: () => Promise<unknown>): Promise<void> {
+    const controls = [...box.querySelectorAll<HTMLButtonElement>('button')];
+    controls.forEach(b => (b.disabled = true));
+    error.textContent = '';
+    try {
+      await call();
+      this.asks.delete(id);
+    } catch (e) {
+      error.textContent = e instanceof Error ? e.message : String(e);
+      controls.forEach(b => (b.disabled = false));
+    }
+    // the long-poll brings the change too; fetching now makes the click feel immediate
+    await Promise.all([this.loadJobs(), this.loadDetail()]);
   }
 
   private jobItem(j: IJobRow): HTMLLIElement {
@@ -457,7 +554,8 @@ export class WizSidebar extends Widget {
         h('span', { className: 'wiz-muted' }, j.started_at ? `${fmtTime(j.started_at)} · ${fmtDuration(j.started_at, j.finished_at)}` : `added ${fmtTime(j.created_at)}`),
         j.priority ? h('span', { className: 'wiz-muted' }, `priority ${j.priority}`) : null,
         j.status === 'failed' && j.error ? h('span', { className: 'wiz-error-text' }, j.error) : null
-      )
+      ),
+      j.status === 'awaiting_input' && j.input?.request ? this.askItem(j, j.input.request) : null
     );
     const open = (): void => {
       this.select(j.id === this.selected ? null : j.id);
