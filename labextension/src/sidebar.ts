@@ -457,7 +457,7 @@ export class WizSidebar extends Widget {
     const send = (call: () => Promise<unknown>): Promise<void> => this.reply(j.id, box, error, call);
     if (request.kind === 'question') {
       const text = h('textarea', { className: 'wiz-ask-answer', rows: 2, placeholder: 'Your answer (Enter to send)' });
-      const answer = button('Answer', 'wiz-answer', () => {
+      const answer = button('Answer', 'wiz-reply', () => {
         if (!text.value.trim()) {
           error.textContent = 'write an answer first';
           return text.focus();

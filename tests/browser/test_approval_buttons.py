@@ -32,7 +32,8 @@ ws.agent("writer", tools=["write_file", "ask_user"])  # the offline model
 await ws.start()""",
     """a = clerk.submit("ask", "write a.txt")
 b = careful.submit("ask", "write b.txt")
-a.id, b.id""",
+c = ws.agent("curious", tools=["ask_user"]).submit("ask", "use ask_user with question='Which colour?'")
+a.id, b.id, c.id""",
     "%wiz chat writer",
 ]
 
@@ -62,12 +63,12 @@ def test_the_sidebar_approves_and_denies_a_tool_call_shown_as_text(lab):
         expect(sidebar.locator(".wiz-conn")).to_have_text("live")
 
         # both jobs park; each row says which tool, with which arguments, as text
-        approved, denied = job_of(page, "clerk"), job_of(page, "careful")
-        expect(approved).to_have_attribute("data-status", "awaiting_input", timeout=30_000)
-        expect(denied).to_have_attribute("data-status", "awaiting_input", timeout=30_000)
-        ids = [int(row.get_attribute("data-job-id")) for row in (approved, denied)]
+        approved, denied, asked = (job_of(page, a) for a in ("clerk", "careful", "curious"))
+        for row in (approved, denied, asked):
+            expect(row).to_have_attribute("data-status", "awaiting_input", timeout=30_000)
+        ids = [int(row.get_attribute("data-job-id")) for row in (approved, denied, asked)]
         expect(sidebar.locator('.wiz-chip[data-status="awaiting_input"]')).to_have_text(
-            "awaiting_input 2"
+            "awaiting_input 3"
         )
         ask = approved.locator(".wiz-ask")
         expect(ask.locator(".wiz-ask-tool")).to_have_text("write_file")
@@ -78,26 +79,37 @@ def test_the_sidebar_approves_and_denies_a_tool_call_shown_as_text(lab):
         SCREENSHOTS.mkdir(exist_ok=True)
         sidebar.screenshot(path=str(SCREENSHOTS / "sidebar-approval.png"))
 
-        # Approve: the kernel's runtime picks the job up again; it runs the tool once
-        ask.locator("button.wiz-approve").click()
-        expect(approved).to_have_attribute("data-status", "completed", timeout=30_000)
-        expect(approved.locator(".wiz-ask")).to_have_count(0)
-
-        # Deny needs a reason; with one, the model reads it and goes on without the file
+        # Deny needs a reason
         denied.locator("button.wiz-deny").click()
         expect(denied.locator(".wiz-ask-error")).to_have_text(
             "say why first: the agent reads the reason"
         )
         expect(denied).to_have_attribute("data-status", "awaiting_input")
-        denied.locator("input.wiz-ask-reason").fill("not that file")
+        reason = denied.locator("input.wiz-ask-reason")
+        reason.fill("not that file")
+
+        # Approve: the kernel's runtime picks the job up again; it runs the tool once
+        ask.locator("button.wiz-approve").click()
+        expect(approved).to_have_attribute("data-status", "completed", timeout=30_000)
+        expect(approved.locator(".wiz-ask")).to_have_count(0)
+
+        # the list was redrawn meanwhile: the reason typed is still there; the model reads
+        # it and goes on without the file
+        expect(reason).to_have_value("not that file")
         denied.locator("button.wiz-deny").click()
         expect(denied).to_have_attribute("data-status", "completed", timeout=30_000)
+
+        # a question: its reply box answers it
+        expect(asked.locator(".wiz-ask-question")).to_have_text("Which colour?")
+        asked.locator("textarea.wiz-ask-answer").fill("teal")
+        asked.locator("textarea.wiz-ask-answer").press("Enter")
+        expect(asked).to_have_attribute("data-status", "completed", timeout=30_000)
         assert page.evaluate("() => window.__pwned") is None
         assert [e for e in errors if "wiz" in e.lower()] == []
 
     ws = lab.workspace()
     try:
-        first, second = (ws.jobs.get(i) for i in ids)
+        first, second, third = (ws.jobs.get(i) for i in ids)
         assert first.result == "wrote a.txt" and first.input["reply"]["approved"] is True
         assert [e["event"] for e in first.events()].count("job.approved") == 1
         assert (Path(ws.agents.get("clerk").folder) / "a.txt").read_text() == EVIL
@@ -108,6 +120,7 @@ def test_the_sidebar_approves_and_denies_a_tool_call_shown_as_text(lab):
             "at": second.input["reply"]["at"],
         }
         assert not (Path(ws.agents.get("careful").folder) / "b.txt").exists()
+        assert third.input["reply"]["answer"] == "teal" and "teal" in third.result
     finally:
         ws.close()
 

@@ -200,7 +200,7 @@ export function askControls(jobId, asks, invoke) {
     const text = el("textarea", "wiz-ask-answer");
     text.rows = 2;
     text.placeholder = "Your answer (Enter to send)";
-    const answer = actionButton("Answer", "wiz-ask-btn wiz-answer", () => {
+    const answer = actionButton("Answer", "wiz-ask-btn wiz-reply", () => {
       if (!text.value.trim()) { error.textContent = "write an answer first"; text.focus(); return; }
       send({ action: "answer", text: text.value.trim() });
     });
