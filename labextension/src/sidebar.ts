@@ -510,8 +510,10 @@ export class WizSidebar extends Widget {
       await call();
       this.asks.delete(id);
     } catch (e) {
+      // here, and above the list: the row goes if another process replied first
       error.textContent = e instanceof Error ? e.message : String(e);
       controls.forEach(b => (b.disabled = false));
+      this.showError(e);
     }
     // the long-poll brings the change too; fetching now makes the click feel immediate
     await Promise.all([this.loadJobs(), this.loadDetail()]);

@@ -136,17 +136,20 @@ def test_the_chat_panel_approves_and_answers_from_its_reply_box(lab):
         box = panel.locator("textarea.wiz-chat-input")
 
         # a tool call to approve: the note names it, with its arguments, and Approve runs it
-        box.fill("use write_file with path=c.txt content=chat")
+        box.fill("use write_file with path=c.txt content=<b>bold</b>")
         box.press("Enter")
         note = panel.locator(".wiz-msg-input").first
         expect(note.locator(".wiz-ask-tool")).to_have_text("write_file", timeout=30_000)
         expect(note.locator(".wiz-ask-args")).to_contain_text('"path": "c.txt"')
+        expect(note.locator(".wiz-ask-args")).to_contain_text('"content": "<b>bold</b>"')
+        expect(note.locator(".wiz-msg-body")).to_contain_text("content='<b>bold</b>'")
+        assert note.locator("b").count() == 0  # the model's markup is text here
         expect(panel.locator(".wiz-chat-busy")).to_have_text("")  # waiting for you
         note.locator("button.wiz-approve").click()
         expect(note.locator(".wiz-ask-status")).to_have_text("approved")
         expect(note.locator("button.wiz-approve")).to_be_hidden()
         expect(panel.locator(".wiz-msg-agent").last).to_contain_text(
-            "wrote 4 characters", timeout=30_000
+            "wrote 11 characters", timeout=30_000
         )
 
         # a question: the reply box answers it, and the agent goes on with the answer
@@ -166,7 +169,7 @@ def test_the_chat_panel_approves_and_answers_from_its_reply_box(lab):
     try:
         writer = [j for j in ws.jobs.list(agent="writer") if j.status == "completed"]
         assert len(writer) == 2
-        assert (Path(ws.agents.get("writer").folder) / "c.txt").read_text() == "chat"
+        assert (Path(ws.agents.get("writer").folder) / "c.txt").read_text() == "<b>bold</b>"
         assert writer[1].input["reply"]["answer"] == "2024"
     finally:
         ws.close()
