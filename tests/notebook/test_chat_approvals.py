@@ -134,6 +134,7 @@ async def test_replies_elsewhere_update_the_note_and_foreign_jobs_are_refused(ws
     assert refused["error"] == f"job {foreign.id} is not a reply in this chat"
     assert foreign.status == "awaiting_input"
     assert "unknown reply" in panel._reply({"action": "cancel", "id": job.id}, [])[0]["error"]
+    ws.jobs.set_priority(job, 3)  # still waiting: the note stays live
     assert [m for m in sent if m["type"] == "replied"] == []
 
     ws.jobs.deny(job, "from a cell")  # %wiz deny, or the sidebar through this runtime

@@ -51,6 +51,9 @@ def chat_esm() -> str:
 KEEP = 200
 #: the events after which a reply job no longer makes the panel busy
 ENDS = ("job.completed", "job.failed", "job.cancelled")
+#: the events of a job that no longer waits for a person (a priority change, a log line
+#: are not): a reply in this process, or the claim of a job replied to elsewhere
+LEFT_WAITING = ("job.approved", "job.denied", "job.answered", "job.waiting", "job.active", *ENDS)
 
 
 def _entry(message: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +143,7 @@ class ChatPanel(anywidget.AnyWidget):
 
     def _on_job(self, event: Event) -> None:
         jid = event.job_id
-        if jid in self._asking and event.name != "job.awaiting_input":
+        if jid in self._asking and event.name in LEFT_WAITING:
             # replied (here, by %wiz approve, or by another process whose reply this
             # kernel's runtime picked up): the note's buttons go, the job works again
             self._asking.discard(jid)
@@ -156,12 +159,12 @@ class ChatPanel(anywidget.AnyWidget):
         """What the job of an ``input`` note asks (``request_view``), with ``live`` while
         it still waits for it; once replied, ``reply`` says how. Only a job's ``latest``
         note can be live (a job may ask again after a reply)."""
+        if not latest:
+            return {"live": False, "reply": "replied"}
         try:
             job = self.ws.jobs.get(job_id)
             held = job.input
         except JobNotFound:  # removed since (retention): the note stays, as text
-            return {"live": False, "reply": "replied"}
-        if not latest:
             return {"live": False, "reply": "replied"}
         if job.status == AWAITING_INPUT:
             self._asking.add(job_id)
@@ -214,7 +217,7 @@ class ChatPanel(anywidget.AnyWidget):
             if msg.get("action") not in REPLIES:
                 raise WizError(f"unknown reply {msg.get('action')!r}")
             jid = int(msg["id"])
-            if self.ws.jobs.get(jid).data.get("chat_id") != self.chat.id:
+            if (self.ws.jobs.get(jid).data or {}).get("chat_id") != self.chat.id:
                 raise WizError(f"job {jid} is not a reply in this chat")
             reply(self.ws, msg)
         except Exception as e:
