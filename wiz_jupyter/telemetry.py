@@ -78,6 +78,7 @@ def _import() -> Any:
         run_time=meter.create_histogram("wiz.job.run_time", "s", "How long an attempt ran"),
         unset=_unset_providers(trace, metrics),
         configured=False,
+        globals=_provider_globals(trace),
     )
 
 
@@ -94,6 +95,25 @@ def _unset_providers(trace: Any, metrics: Any) -> tuple[type, ...]:
     return tuple(kinds)
 
 
+def _provider_globals(trace: Any) -> tuple[Any, Any] | None:
+    """The modules holding the API's global providers, when they can be read directly:
+    ``get_tracer_provider()`` looks up an environment variable on every call while no
+    provider is set, which at one claim per job was a measurable share of the queue's
+    time. None (ask the public functions every time) when the API keeps them elsewhere,
+    or when the environment names a provider (the API then loads it on first ask)."""
+    import os
+
+    try:
+        from opentelemetry.metrics import _internal as metrics_internal
+    except ImportError:
+        return None
+    if "OTEL_PYTHON_TRACER_PROVIDER" in os.environ or "OTEL_PYTHON_METER_PROVIDER" in os.environ:
+        return None
+    if not (hasattr(trace, "_TRACER_PROVIDER") and hasattr(metrics_internal, "_METER_PROVIDER")):
+        return None
+    return trace, metrics_internal
+
+
 def enabled() -> bool:
     """Whether spans and metrics go anywhere: the OpenTelemetry API is importable (tried
     once) and a tracer or meter provider has been set (an SDK configured). Until then
@@ -102,6 +122,9 @@ def enabled() -> bool:
     if api is False:
         return False
     if not api.configured:  # once set, a global provider stays: no need to look again
+        g = api.globals
+        if g is not None and g[0]._TRACER_PROVIDER is None and g[1]._METER_PROVIDER is None:
+            return False  # nothing set yet: two attribute reads
         api.configured = not (
             isinstance(api.trace.get_tracer_provider(), api.unset)
             and isinstance(api.metrics.get_meter_provider(), api.unset)
@@ -111,10 +134,11 @@ def enabled() -> bool:
 
 def trace_context() -> tuple[str, str | None] | None:
     """``(traceparent, tracestate)`` of the current span in W3C form, stored with a job
-    when it is added; None without the extra or without a span (the usual case)."""
-    api = _api if _api is not None else _load()
-    if api is False:
+    when it is added; None without the extra, without a configured provider (no span can
+    be recording then: nothing would ever show the trace) or without a span."""
+    if not enabled():
         return None
+    api = _api
     sc = api.trace.get_current_span().get_span_context()
     if not sc.is_valid:
         return None

@@ -79,6 +79,11 @@ _UNRESOLVED = (
     "AND j.status NOT IN ('completed', 'failed', 'cancelled') LIMIT 1"
 )
 _CLEAR_LEASE = "lease_owner = NULL, lease_expires = NULL"
+_CLAIM = (
+    "UPDATE jobs SET status = 'active', lease_owner = ?, lease_expires = ?, started_at = ?, "
+    "attempts_made = attempts_made + 1"
+)
+_CLAIMED = 'RETURNING id, task, data, priority, attempts, attempts_made, timeout, "group"'
 _NOT_TERMINAL = "status NOT IN ('completed', 'failed', 'cancelled')"
 
 
@@ -133,6 +138,7 @@ class Queue:
         # per rated task: until when this process knows its window is full (it held jobs
         # back); its claims leave the task alone until then instead of holding more back
         self._rate_full: dict[str, float] = {}
+        self._grouped = False  # grouped jobs were waiting at this process's last claim
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -851,15 +857,27 @@ class Queue:
             params = [*names, slots]
         with self.transaction() as ch:
             now = ch.now
-            if groups.waiting(ch.c, names):  # jobs with a group: rotate, and mind group limits
+            claim = f"{_CLAIM} WHERE id IN ({{}}) {_CLAIMED}"
+            head = [owner, now + lease, now]
+            if self._grouped:  # grouped jobs waited at the last claim: are they still?
+                self._grouped = groups.waiting(ch.c, names)
+            rows = []
+            if not self._grouped:
+                rows = ch.c.execute(claim.format(pick), [*head, *params]).fetchall()
+                if any(r[7] is not None for r in rows):
+                    # grouped jobs came to the head (the first ones added, by any
+                    # process): put these back, in this transaction, and claim by the
+                    # groups' rules from now on. Asking first on every claim cost 5% of
+                    # the queue's speed; until a grouped job is at the head, jobs
+                    # without a group go in their usual order, as they would then.
+                    self._put_back(ch.c, [r[0] for r in rows])
+                    self._grouped = True
+            if self._grouped:  # jobs with a group: rotate, and mind group limits
                 ids = groups.pick(ch.c, tasks, slots, self._group_limits(names))
-                pick, params = ",".join("?" * len(ids)) or "NULL", ids
-            rows = ch.c.execute(
-                "UPDATE jobs SET status = 'active', lease_owner = ?, lease_expires = ?, "
-                f"started_at = ?, attempts_made = attempts_made + 1 WHERE id IN ({pick}) "
-                "RETURNING id, task, data, priority, attempts, attempts_made, timeout",
-                [owner, now + lease, now, *params],
-            ).fetchall()
+                rows = []
+                if ids:
+                    rows = ch.c.execute(claim.format(",".join("?" * len(ids))), [*head, *ids])
+                    rows = rows.fetchall()
             if self._rates:  # rate limits: what the shared window has no room for goes back
                 rows = self._hold_over_rate(ch, rows)
             for r in rows:
@@ -923,6 +941,16 @@ class Queue:
             self._rate_full[task] = when
             held.update(back)
         return [r for r in rows if r[0] not in held] if held else rows
+
+    @staticmethod
+    def _put_back(c: sqlite3.Connection, ids: list[int]) -> None:
+        """Undo a claim of ``ids`` made in the same transaction (nothing else saw it)."""
+        c.execute(
+            "UPDATE jobs SET status = 'waiting', started_at = NULL, "
+            f"attempts_made = attempts_made - 1, {_CLEAR_LEASE} "
+            f"WHERE id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
 
     def _group_limits(self, names: list[str]) -> dict[str, int | None]:
         return {n: getattr(self._tasks.get(n), "group_concurrency", None) for n in names}
