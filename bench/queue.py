@@ -15,7 +15,17 @@ as the BullMQ anchor (../shared/anchors/bullmq): no-op jobs;
 - bullmq:     with ``--bullmq``, the anchor's Node benchmark is run against a
               local redis-server (started here) and its figures printed beside ours.
 
-Usage: ``python bench/queue.py [--n 5000] [--reps 3] [--bullmq]``. Prints medians.
+With ``--scale``, instead: what the reads made on every change (the board, the
+sidebar, ``%wiz status``) and the hot path cost with N jobs held in the file (N =
+10,000, 100,000, 1,000,000; half completed, half waiting), each in ms (median):
+``counts()`` beside counting the rows as it used to (the reference, same file, same
+run), ``list(limit=50)``, the sidebar's counts per agent, one ``add``, and the rate at
+which 5,000 new jobs are worked at concurrency 8 (jobs/s). The waiting jobs held are of
+a task no runtime here runs, at a lower priority (a backlog for another worker):
+claims read the jobs in priority order, so a backlog ahead of them would be skipped
+on every claim.
+
+Usage: ``python bench/queue.py [--n 5000] [--reps 3] [--bullmq] [--scale]``. Prints medians.
 """
 
 from __future__ import annotations
@@ -178,6 +188,55 @@ def run_bullmq(n: int, reps: int) -> dict | None:
     return out
 
 
+def _ms(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+#: how counts() used to count: every row (the reference for --scale)
+ROWS_REF = "SELECT status, COUNT(*) FROM jobs GROUP BY status"
+
+
+async def bench_scale(tmp: Path, sizes: list[int]) -> None:
+    ws = fresh(tmp)
+    held = 0
+    print(f"{'jobs held':>10}{'counts':>10}{'rows ref':>10}{'list 50':>10}{'agents':>10}"
+          f"{'add':>9}{'work c8':>10}   (ms; work in jobs/s)")  # fmt: skip
+    for size in sizes:
+        while held < size:  # half completed, half waiting: completed ones written so
+            k = min(BATCH * 10, size - held)
+            items = [("held", {"i": held + i}, {"priority": -1}) for i in range(k)]
+            jobs = ws.jobs.add_bulk(items)
+            with ws.jobs.transaction() as ch:  # ... directly, as if worked long ago
+                ch.c.execute(
+                    "UPDATE jobs SET status = 'completed', finished_at = 0 "
+                    "WHERE id BETWEEN ? AND ? AND id % 2 = 0",
+                    (jobs[0].id, jobs[-1].id),
+                )
+            held += k
+        counts = _ms(ws.jobs.counts, 200)
+        rows = _ms(lambda: ws.store.read(ROWS_REF), 5 if size >= 1_000_000 else 20)
+        listed = _ms(lambda: ws.jobs.list(limit=50), 200)
+        agents = _ms(
+            lambda: ws.store.read("SELECT agent, status, n FROM job_counts WHERE agent != ''"), 200
+        )
+        add = _ms(lambda: ws.jobs.add("noop"), 500)
+        ws.jobs.add_bulk([("noop", {"i": i}) for i in range(5000)])
+        t0 = time.perf_counter()
+        await ws.run_until_idle(timeout=300)
+        rate = 5500 / (time.perf_counter() - t0)  # the 500 adds above are worked too
+        truth = dict(ws.store.read(ROWS_REF))
+        assert {k: v for k, v in ws.jobs.counts().items() if v} == truth, "counts drifted"
+        print(f"{size:>10,}{counts:10.3f}{rows:10.2f}{listed:10.3f}{agents:10.3f}"
+              f"{add:9.3f}{rate:10.0f}")  # fmt: skip
+    print("target: counts <= 1 ms at 1,000,000 jobs held; list, add and work flat")
+    ws.close()
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=5000)
@@ -185,8 +244,14 @@ async def main() -> None:
     ap.add_argument("--latency-n", type=int, default=1000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--bullmq", action="store_true", help="also run the BullMQ anchor")
+    ap.add_argument("--scale", action="store_true", help="reads and costs with jobs held")
+    ap.add_argument("--sizes", default="10000,100000,1000000")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="wiz-bench-"))
+    if args.scale:
+        await bench_scale(tmp, [int(x) for x in args.sizes.split(",")])
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     shapes = {
         "add": lambda: bench_add(tmp, args.n),
         "add_bulk": lambda: bench_add_bulk(tmp, args.bulk_n),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,9 +65,10 @@ from .options import (
 from .options import (
     job_id as _job_id,
 )
-from .store import Store
+from .store import COUNT_JOBS, Store
 
 _STATUS = INSERT_COLUMNS.index("status")  # in a row being inserted
+_AGENT = INSERT_COLUMNS.index("agent")
 # above the highest id in the table and the highest ever removed: ids are never reused
 _NEXT_ID = (
     "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM jobs), COALESCE((SELECT CAST(value AS "
@@ -79,6 +81,14 @@ _UNRESOLVED = (
     "AND j.status NOT IN ('completed', 'failed', 'cancelled') LIMIT 1"
 )
 _CLEAR_LEASE = "lease_owner = NULL, lease_expires = NULL"
+
+
+def _tally(rows: list[tuple]) -> list[tuple[str, str, int]]:
+    """``(agent, status, n)`` of new job rows, for job_counts (agent '' for none)."""
+    tally = Counter((r[_AGENT] or "", r[_STATUS]) for r in rows)
+    return [(agent, status, n) for (agent, status), n in tally.items()]
+
+
 _CLAIM = (
     "UPDATE jobs SET status = 'active', lease_owner = ?, lease_expires = ?, started_at = ?, "
     "attempts_made = attempts_made + 1"
@@ -428,6 +438,7 @@ class Queue:
     ) -> None:
         """The new rows, their groups' ranks, their trace context and dependency edges."""
         c.executemany(INSERT_JOB if ranks is not None else INSERT_JOB_NO_GROUP, rows)
+        c.executemany(COUNT_JOBS, _tally(rows))
         if ranks is not None:
             ranks.save()
         origin = telemetry.trace_context()  # None without OpenTelemetry or outside a span
@@ -522,11 +533,10 @@ class Queue:
     def counts(self) -> dict[str, int]:
         """``{"waiting": 3, "active": 1, ...}`` with every status, zeros included."""
         out = dict.fromkeys(STATUSES, 0)
-        with self.store.lock:
-            for status, n in self.store.conn.execute(
-                "SELECT status, COUNT(*) FROM jobs GROUP BY status"
-            ):
-                out[status] = n
+        # kept by status change (table job_counts, jobs/store.py): a few rows, whatever
+        # the number of jobs held
+        for status, n in self.store.read("SELECT status, SUM(n) FROM job_counts GROUP BY status"):
+            out[status] = n
         return out
 
     def events_of(self, job_id: int) -> list[dict[str, Any]]:

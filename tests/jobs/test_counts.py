@@ -1,0 +1,145 @@
+"""Counts by status kept as jobs change (table job_counts), checked against the rows
+themselves after every kind of change: adds of every first status, claims, retries,
+failures, cancels, put-backs by rate limits and groups, removals by retention, other
+processes, and a file migrated with jobs already in it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import wiz_jupyter as wiz
+from wiz_jupyter.jobs.models import STATUSES
+
+
+def truth(ws: wiz.Workspace) -> dict[str, int]:
+    out = dict.fromkeys(STATUSES, 0)
+    for status, n in ws.store.read("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
+        out[status] = n
+    return out
+
+
+def by_agent(ws: wiz.Workspace) -> dict[tuple[str, str], int]:
+    kept = ws.store.read("SELECT agent, status, n FROM job_counts WHERE n != 0")
+    rows = ws.store.read("SELECT COALESCE(agent, ''), status, COUNT(*) FROM jobs GROUP BY 1, 2")
+    assert {(a, s): n for a, s, n in kept} == {(a, s): n for a, s, n in rows}
+    return {(a, s): n for a, s, n in kept}
+
+
+def check(ws: wiz.Workspace) -> dict[str, int]:
+    counts = ws.jobs.counts()
+    assert counts == truth(ws)
+    by_agent(ws)
+    return counts
+
+
+async def test_counts_follow_every_kind_of_change(ws):
+    calls = {"flaky": 0}
+
+    @ws.task
+    async def ok(i: int = 0) -> int:
+        return i
+
+    @ws.task(attempts=2, backoff=0.01)
+    async def flaky() -> None:
+        calls["flaky"] += 1
+        raise RuntimeError("no")
+
+    @ws.task
+    async def hopeless() -> None:
+        raise wiz.Unrecoverable("bad input")
+
+    a = ws.jobs.add("ok", {"i": 1})
+    ws.jobs.add_bulk([("ok", {"i": i}) for i in range(20)])
+    later = ws.jobs.add("ok", run_at=time.time() + 3600)
+    blocked = ws.jobs.add("ok", depends_on=[a.id])
+    ws.jobs.add("flaky")
+    ws.jobs.add("hopeless")
+    doomed = ws.jobs.add("ok", {"i": 99})
+    assert check(ws)["delayed"] == 1 and check(ws)["blocked"] == 1
+    ws.jobs.cancel(doomed.id)
+    ws.jobs.cancel(later.id)
+    assert check(ws)["cancelled"] == 2
+    await ws.run_until_idle(timeout=20)
+    counts = check(ws)
+    assert blocked.refresh().status == "completed" and calls["flaky"] == 2
+    assert counts["completed"] == 22 and counts["failed"] == 2 and counts["cancelled"] == 2
+    ws.jobs.retry(ws.jobs.list(status="failed")[0].id)  # back to waiting, then run again
+    check(ws)
+    await ws.run_until_idle(timeout=20)
+    check(ws)
+    ws.jobs.set_retention(completed=True)
+    ws.gc()
+    counts = check(ws)
+    assert counts["completed"] == 0 and sum(counts.values()) == 4
+
+
+async def test_put_backs_by_groups_and_rates_are_counted(ws):
+    @ws.task(group_concurrency=1)
+    async def per_user() -> None:
+        return None
+
+    @ws.task(rate=(2, 60.0))
+    async def rated() -> None:
+        return None
+
+    ws.jobs.add_bulk([("per_user", {}, {"group": "alice"}) for _ in range(5)])
+    ws.jobs.add_bulk([("rated", {}) for _ in range(5)])
+    ws.jobs.claim("me", 10, 30.0, {"per_user": None, "rated": None})
+    counts = check(ws)
+    # one of alice's (group_concurrency 1) and two rated ones start; the rest wait or
+    # are delayed to the rate's next window, none counted twice
+    assert counts["active"] == 3 and counts["delayed"] == 3 and counts["waiting"] == 4
+
+
+async def test_agent_jobs_are_counted_per_agent(ws):
+    helper = ws.agent("helper", model="wiz/offline")
+    job = helper.assign("say hello")
+    await job.wait(timeout=30)
+    kept = by_agent(ws)
+    assert kept[("helper", "completed")] == 1
+    check(ws)
+
+
+def test_another_process_keeps_the_same_counts(db_path):
+    ws = wiz.Workspace(db_path)
+    ws.jobs.add_bulk([("other.noop", {}) for _ in range(30)])
+    script = textwrap.dedent(
+        f"""
+        import asyncio, wiz_jupyter as wiz
+        ws = wiz.Workspace({str(db_path)!r})
+
+        @ws.task(name="other.noop")
+        async def noop() -> None:
+            return None
+
+        for _ in range(10):
+            ws.jobs.add("other.noop")
+        asyncio.run(ws.run_until_idle(timeout=30))
+        ws.close()
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    counts = check(ws)
+    assert counts["completed"] == 40 and counts["waiting"] == 0
+    ws.close()
+
+
+def test_a_file_with_jobs_gets_its_counts_when_migrated(db_path):
+    ws = wiz.Workspace(db_path)
+    ws.jobs.add_bulk([("t", {}) for _ in range(7)])
+    ws.jobs.add("t", run_at=time.time() + 60)
+    ws.close()
+    # as a file written before job_counts existed: no table, no triggers, migration 11 due
+    import sqlite3
+
+    with sqlite3.connect(db_path) as c:
+        c.execute("DROP TRIGGER job_counts_status")
+        c.execute("DROP TRIGGER job_counts_removed")
+        c.execute("DROP TABLE job_counts")
+        c.execute("DELETE FROM wiz_migrations WHERE component = 'jobs' AND version = 11")
+    again = wiz.Workspace(db_path)
+    assert check(again) == {**dict.fromkeys(STATUSES, 0), "waiting": 7, "delayed": 1}
+    again.close()
