@@ -19,7 +19,8 @@ With ``--scale``, instead: what the reads made on every change (the board, the
 sidebar, ``%wiz status``) and the hot path cost with N jobs held in the file (N =
 10,000, 100,000, 1,000,000; half completed, half waiting), each in ms (median):
 ``counts()`` beside counting the rows as it used to (the reference, same file, same
-run), ``list(limit=50)``, the sidebar's counts per agent, one ``add``, and the rate at
+run), ``list(limit=50)``, the board's page of completed jobs and the sidebar's page of
+live ones (newest first), the sidebar's counts per agent, one ``add``, and the rate at
 which 5,000 new jobs are worked at concurrency 8 (jobs/s). The waiting jobs held are of
 a task no runtime here runs, at a lower priority (a backlog for another worker):
 claims read the jobs in priority order, so a backlog ahead of them would be skipped
@@ -204,8 +205,8 @@ ROWS_REF = "SELECT status, COUNT(*) FROM jobs GROUP BY status"
 async def bench_scale(tmp: Path, sizes: list[int]) -> None:
     ws = fresh(tmp)
     held = 0
-    print(f"{'jobs held':>10}{'counts':>10}{'rows ref':>10}{'list 50':>10}{'agents':>10}"
-          f"{'add':>9}{'work c8':>10}   (ms; work in jobs/s)")  # fmt: skip
+    print(f"{'jobs held':>10}{'counts':>10}{'rows ref':>10}{'list 50':>10}{'board':>8}"
+          f"{'live':>8}{'agents':>8}{'add':>8}{'work c8':>10}   (ms; work in jobs/s)")  # fmt: skip
     for size in sizes:
         while held < size:  # half completed, half waiting: completed ones written so
             k = min(BATCH * 10, size - held)
@@ -221,6 +222,9 @@ async def bench_scale(tmp: Path, sizes: list[int]) -> None:
         counts = _ms(ws.jobs.counts, 200)
         rows = _ms(lambda: ws.store.read(ROWS_REF), 5 if size >= 1_000_000 else 20)
         listed = _ms(lambda: ws.jobs.list(limit=50), 200)
+        # the board's status filter and the sidebar's page of live jobs, newest first
+        board = _ms(lambda: ws.jobs.list("completed", newest_first=True, limit=50), 100)
+        live = _ms(lambda: ws.jobs.list(["waiting", "active"], newest_first=True, limit=51), 100)
         agents = _ms(
             lambda: ws.store.read("SELECT agent, status, n FROM job_counts WHERE agent != ''"), 200
         )
@@ -231,8 +235,8 @@ async def bench_scale(tmp: Path, sizes: list[int]) -> None:
         rate = 5500 / (time.perf_counter() - t0)  # the 500 adds above are worked too
         truth = dict(ws.store.read(ROWS_REF))
         assert {k: v for k, v in ws.jobs.counts().items() if v} == truth, "counts drifted"
-        print(f"{size:>10,}{counts:10.3f}{rows:10.2f}{listed:10.3f}{agents:10.3f}"
-              f"{add:9.3f}{rate:10.0f}")  # fmt: skip
+        print(f"{size:>10,}{counts:10.3f}{rows:10.2f}{listed:10.3f}{board:8.3f}{live:8.3f}"
+              f"{agents:8.3f}{add:8.3f}{rate:10.0f}")  # fmt: skip
     print("target: counts <= 1 ms at 1,000,000 jobs held; list, add and work flat")
     ws.close()
 

@@ -143,3 +143,43 @@ def test_a_file_with_jobs_gets_its_counts_when_migrated(db_path):
     again = wiz.Workspace(db_path)
     assert check(again) == {**dict.fromkeys(STATUSES, 0), "waiting": 7, "delayed": 1}
     again.close()
+
+
+async def test_pages_of_several_statuses_match_a_plain_filter(ws):
+    @ws.task
+    async def ok() -> None:
+        return None
+
+    @ws.task(attempts=1)
+    async def bad() -> None:
+        raise RuntimeError("no")
+
+    ws.jobs.add_bulk([("ok" if i % 3 else "bad", {}) for i in range(40)])
+    await ws.run_until_idle(timeout=20)
+    ws.jobs.add_bulk([("ok" if i % 2 else "other", {}) for i in range(25)])
+    everything = ws.jobs.list()
+    for wanted in (["waiting", "failed"], ["completed", "failed", "waiting"], ["active", "failed"]):
+        for newest in (True, False):
+            for task in (None, "ok"):
+                expect = [
+                    j.id
+                    for j in (everything[::-1] if newest else everything)
+                    if j.status in wanted and (task is None or j.task == task)
+                ]
+                for limit, offset in ((5, 0), (7, 3), (100, 0), (4, 30)):
+                    got = ws.jobs.list(
+                        wanted, task=task, newest_first=newest, limit=limit, offset=offset
+                    )
+                    assert [j.id for j in got] == expect[offset : offset + limit]
+
+
+def test_a_page_by_status_walks_an_index_and_sorts_nothing(ws):
+    from wiz_jupyter.jobs.models import SELECT_JOBS
+
+    for order in ("id DESC", "id"):
+        plan = ws.store.read(
+            f"EXPLAIN QUERY PLAN {SELECT_JOBS} WHERE status IN (?) ORDER BY {order} LIMIT 50",
+            ("completed",),
+        )
+        text = " ".join(r[-1] for r in plan)
+        assert "jobs_status" in text and "TEMP B-TREE" not in text, text
