@@ -183,3 +183,14 @@ def test_a_page_by_status_walks_an_index_and_sorts_nothing(ws):
         )
         text = " ".join(r[-1] for r in plan)
         assert "jobs_status" in text and "TEMP B-TREE" not in text, text
+
+
+def test_a_text_filter_finds_task_agent_group_or_id_and_stops_at_a_page(ws):
+    ws.jobs.add_bulk([("fetch.page", {}, {"group": "Alice"}) for _ in range(30)])
+    ws.jobs.add("parse", agent=None)
+    ws.jobs.add_bulk([("other", {}) for _ in range(5)])
+    page = ws.jobs.list(text="FETCH", newest_first=True, limit=10)
+    assert [j.task for j in page] == ["fetch.page"] * 10 and page[0].id == 30
+    assert len(ws.jobs.list(text="alice")) == 30  # the group, any case
+    assert [j.id for j in ws.jobs.list(text="31")] == [31]  # the id
+    assert ws.jobs.list(text="nothing like it") == []

@@ -89,6 +89,10 @@ def _tally(rows: list[tuple]) -> list[tuple[str, str, int]]:
     return [(agent, status, n) for (agent, status), n in tally.items()]
 
 
+_TEXT_MATCH = (
+    "instr(lower(task || ' ' || COALESCE(agent, '') || ' ' || COALESCE(\"group\", '') || ' ' "
+    "|| id), ?) > 0"
+)
 #: waiting jobs in claim order (jobs/store.py, migration 12), named: see there why
 _CLAIM_ORDER = "INDEXED BY jobs_claim"
 _CLAIM = (
@@ -499,12 +503,14 @@ class Queue:
         agent: str | None = None,
         parent: Job | int | None = None,
         group: str | None = None,
+        text: str | None = None,
         limit: int | None = None,
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[Job]:
-        """Jobs matching every filter given (``group``: added with that group), oldest
-        first unless ``newest_first``."""
+        """Jobs matching every filter given (``group``: added with that group; ``text``:
+        found, ignoring ASCII case, in the job's task, agent, group or id), oldest first unless
+        ``newest_first``."""
         wanted: list[str] = []
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
@@ -519,6 +525,9 @@ class Queue:
         if parent is not None:
             where.append("parent_id = ?")
             params.append(_job_id(parent, "parent"))
+        if text:  # in SQL, so a page stops at its last match instead of loading every job
+            where.append(_TEXT_MATCH)
+            params.append(text.lower())
         order = " ORDER BY id DESC" if newest_first else " ORDER BY id"
         page: list[Any] = []
         if limit is not None or offset:

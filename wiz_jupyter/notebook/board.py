@@ -159,16 +159,8 @@ class JobBoard(anywidget.AnyWidget):
         """The rows of the newest ``limit`` jobs that match the filters."""
         status = self.status_filter or None
         jobs = self.ws.jobs.list(
-            status=status, newest_first=True, limit=None if self.text_filter else self.limit
+            status=status, text=self.text_filter or None, newest_first=True, limit=self.limit
         )
-        if self.text_filter:
-            needle = self.text_filter.lower()
-            jobs = [
-                j
-                for j in jobs
-                if needle
-                in f"{j.task} {j.snapshot['agent'] or ''} {j.snapshot['group'] or ''} {j.id}".lower()
-            ][: self.limit]
         return [_row(j.snapshot, self.ws.runs_dir) for j in jobs]
 
     def _show_cluster(self) -> None:
