@@ -156,7 +156,7 @@ class LLM:
     @property
     def api_bases(self) -> dict[str, str]:
         """``{model: url}``: the endpoints set with :meth:`set_api_base` (every process)."""
-        seen = self.db.store.version()
+        seen = self.db.settings_version()
         if self._bases is None or self._bases[0] != seen:
             self._bases = (seen, self.db.setting(API_BASES_SETTING) or {})
         return dict(self._bases[1])

@@ -75,6 +75,10 @@ class Activity:
     validation: list[dict[str, Any]] = field(default_factory=list)
     replans: int = 0
     steps: int = 0
+    # the JSON of each message and tool call already saved: a save encodes only what was
+    # appended since (an agent's history grows by a message or two a step, and was
+    # re-encoded whole at every save)
+    _encoded: dict[str, list[tuple[Any, str]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, store: Store, job_id: int, agent: str) -> Activity:
@@ -89,13 +93,29 @@ class Activity:
         )  # fmt: skip
 
     def save(self, store: Store) -> None:
+        messages, tool_calls = self._json("messages"), self._json("tool_calls")
         with store.write() as c:
             c.execute(
                 "INSERT OR REPLACE INTO activity VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self.job_id, self.agent, self.phase, dumps(self.plan), dumps(self.criteria),
-                 dumps(self.messages), dumps(self.tool_calls), dumps(self.validation),
+                 messages, tool_calls, dumps(self.validation),
                  self.replans, self.steps, time.time()),
             )  # fmt: skip
+
+    def _json(self, name: str) -> str:
+        """``dumps(getattr(self, name))``, encoding only the items appended since the last
+        call: the items are dicts appended and never changed in place; an item replaced
+        (another object at its place) is encoded again from there on."""
+        items = getattr(self, name)
+        done = self._encoded.setdefault(name, [])
+        same = 0
+        for (was, _), now in zip(done, items):
+            if was is not now:
+                break
+            same += 1
+        del done[same:]
+        done.extend((item, dumps(item)) for item in items[same:])
+        return "[" + ",".join(text for _, text in done) + "]"
 
 
 class AgentRuntime:
@@ -332,8 +352,11 @@ class AgentRuntime:
         if person is not None:
             record["person"] = person
         act.tool_calls.append(record)
-        act.save(self.deps.store)  # saved before the next step: a resumed job never runs it again
-        job.log(f"tool {call.name}: {'ok' if ok else text[:200]}")
+        with self.deps.store.write():  # the result and its log line: one transaction
+            act.save(
+                self.deps.store
+            )  # saved before the next step: a resumed job never runs it again
+            job.log(f"tool {call.name}: {'ok' if ok else text[:200]}")
 
     def _reply(
         self, agent: Agent, act: Activity, t: Tool, call: ToolCall, job: JobContext
