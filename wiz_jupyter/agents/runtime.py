@@ -150,9 +150,10 @@ class AgentRuntime:
         if kind == "assign":
             answer = await self._lifecycle(agent, act, tools, prompt, validation or [], job)
         else:
-            answer = await self._act(agent, act, tools, job)
-            act.phase = "done"
-            act.save(self.deps.store)
+            answer = await self._act(agent, act, tools, job, then="done")
+            if act.phase != "done":  # resumed after its last turn was saved
+                act.phase = "done"
+                act.save(self.deps.store)
         if chat_id is not None:
             self.deps.chats.get(chat_id).post(agent.name, answer, job_id=job.id)
         return answer
@@ -202,9 +203,10 @@ class AgentRuntime:
         while True:
             if act.phase == "act":
                 job.progress({"phase": "act", "steps": act.steps})
-                await self._act(agent, act, tools, job)
-                act.phase = "validate"
-                act.save(self.deps.store)
+                await self._act(agent, act, tools, job, then="validate")
+                if act.phase != "validate":  # resumed after its last turn was saved
+                    act.phase = "validate"
+                    act.save(self.deps.store)
             answer = act.messages[-1].get("content") or ""
             job.progress({"phase": "validate"})
             criteria = (
@@ -252,8 +254,11 @@ class AgentRuntime:
         act.messages.append({"role": "assistant", "content": f"Plan: {plan.goal}\n{steps}"})
         act.messages.append({"role": "user", "content": f"{ACT_PROMPT}{prompt}"})
 
-    async def _act(self, agent: Agent, act: Activity, tools: list[Tool], job: JobContext) -> str:
-        """Model turns and tool calls until the model answers without calling a tool."""
+    async def _act(
+        self, agent: Agent, act: Activity, tools: list[Tool], job: JobContext, *, then: str
+    ) -> str:
+        """Model turns and tool calls until the model answers without calling a tool; the
+        answer is saved with the phase ``then`` (one write for both)."""
         by_name = {t.name: t for t in tools}
         schemas = [t.schema for t in tools] or None
         opts = self._options(agent, job)
@@ -273,6 +278,8 @@ class AgentRuntime:
             reply = await self._turn(agent, act, schemas, opts, job)
             act.steps += 1
             act.messages.append(reply.message())
+            if not reply.tool_calls:
+                act.phase = then
             act.save(self.deps.store)
 
     async def _turn(
