@@ -36,6 +36,13 @@ def test_which_calls_go_direct(model, kwargs, direct):
     assert llm_openai.eligible(model, kwargs) is direct
 
 
+def test_registered_litellm_callbacks_keep_calls_with_litellm(monkeypatch):
+    litellm = _litellm.load()
+    assert llm_openai.eligible(PRICED, {})
+    monkeypatch.setattr(litellm, "success_callback", ["langfuse"])  # they see litellm's calls only
+    assert not llm_openai.eligible(PRICED, {})
+
+
 def test_reasoning_models_stay_with_litellm_which_rewrites_their_parameters():
     path = llm_openai.load()
     assert path.handles("openai/gpt-4o-mini") and path.handles("openai/local-model")
