@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -89,7 +90,11 @@ class Tool:
             if inspect.iscoroutinefunction(self.fn):
                 out = await asyncio.wait_for(self.fn(**kwargs), self.timeout)
             else:
-                out = await asyncio.wait_for(asyncio.to_thread(self.fn, **kwargs), self.timeout)
+                # asyncio.to_thread's work without its coroutine, which wait_for would wrap
+                # in a task of its own: the executor's future is awaited as it is
+                run = functools.partial(contextvars.copy_context().run, self.fn, **kwargs)
+                pending = asyncio.get_running_loop().run_in_executor(None, run)
+                out = await asyncio.wait_for(pending, self.timeout)
         except asyncio.TimeoutError:
             return f"error: {self.name} timed out after {self.timeout:g} s", False
         except Exception as e:
