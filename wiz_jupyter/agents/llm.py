@@ -489,9 +489,13 @@ class LLM:
             if direct.handles(model):
                 return direct
         lit = _litellm.loaded()
-        if lit is None and inprocess.handles(model):
-            # litellm is still being imported (seconds): an offline or scripted model
-            # answers in-process, with the same reply (see inprocess.py)
+        if inprocess.handles(model) and (
+            lit is None or (self.direct and not llm_openai.callbacks())
+        ):
+            # an offline or scripted model answers in-process, with the same reply (see
+            # inprocess.py): while litellm is still being imported (seconds), and whenever
+            # the direct path is on: through litellm, such a call cost 4 ms, and left a
+            # success-logging task of litellm's (about 1 ms) running after it
             return inprocess
         if lit is None:  # the first call: import litellm off the loop, which keeps running
             lit = await asyncio.to_thread(_litellm.load)

@@ -67,9 +67,14 @@ def eligible(model: str, kwargs: dict[str, Any]) -> bool:
         return False  # litellm knows where such a provider's default endpoint is
     if not kwargs.keys() <= PARAMS | TRANSPORT:
         return False
+    return not callbacks()
+
+
+def callbacks() -> bool:
+    """Whether litellm callbacks are registered (Langfuse, a custom logger): they see only
+    the calls litellm makes, so every call then goes through litellm."""
     lit = _litellm.loaded()
-    # litellm callbacks (Langfuse, a custom logger) see only the calls litellm makes
-    return lit is None or not (lit.callbacks or lit.success_callback or lit.failure_callback)
+    return lit is not None and bool(lit.callbacks or lit.success_callback or lit.failure_callback)
 
 
 def loaded() -> Direct | None:
