@@ -1,7 +1,8 @@
 """The LLM layer: every model call of a workspace goes through one :class:`LLM` object.
 
-It puts litellm behind a small async interface (text, streams, tool calls,
-structured output), picks the model, retries what is worth retrying, bounds
+It puts litellm, the openai SDK for OpenAI-compatible endpoints (``llm_openai.py``)
+and the in-process ``wiz/`` models behind a small async interface (text, streams,
+tool calls, structured output), picks the model, retries what is worth retrying, bounds
 concurrency per model, meters each call into ``llm_calls`` and records or
 replays replies (``llm_cache``, cassette files). litellm itself is imported on
 the first call that needs it, never by importing this module.
@@ -9,7 +10,8 @@ the first call that needs it, never by importing this module.
 This module is the client: the :class:`LLM` object, how a call is resolved,
 metered and replayed. Beside it: ``llm_request.py`` (a call, resolved),
 ``llm_retry.py`` (errors and retries), ``llm_stream.py`` (streamed replies),
-``llm_structured.py`` (pydantic output), ``llm_store.py`` (the tables).
+``llm_structured.py`` (pydantic output), ``llm_store.py`` (the tables),
+``llm_openai.py`` (the direct path), ``llm_prices.py`` (litellm's price table).
 
 ::
 
