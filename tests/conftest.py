@@ -11,10 +11,11 @@ import wiz_jupyter as wiz
 
 @pytest.fixture(scope="session", autouse=True)
 def _litellm_loaded():
-    """litellm imported once for the session, so the offline and scripted models answer
-    through litellm's own path in every test (as they do in a kernel once its background
-    import is done); the in-process path litellm's import time calls for has its own
-    tests (tests/agents/test_inprocess.py)."""
+    """litellm imported once for the session, as in a kernel once its background import is
+    done: no test pays the import in its own time. The offline and scripted models answer
+    in-process on the LLM layer's direct path (the default) and through litellm's
+    custom-provider path with ``llm.direct = False`` (tests/agents/test_offline_models.py);
+    tests/agents/test_inprocess.py compares the two."""
     from wiz_jupyter.agents import _litellm
 
     _litellm.load()

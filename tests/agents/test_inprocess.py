@@ -66,6 +66,7 @@ async def test_the_inprocess_path_gives_litellms_replies(tmp_path, monkeypatch):
             monkeypatch.setattr(_litellm, "_module", None)
         store = Store(tmp_path / path)
         llm = LLM(store, retries=0)
+        llm.direct = not via_litellm  # the direct path answers wiz/ models in-process too
         scripted = ScriptedModel(script(), name="wiz/scripted-same")
         results.append([fields(r) for r in await run_all(llm, scripted)])
         hashes.append([r["request_hash"] for r in llm.history(limit=1000)])

@@ -32,6 +32,14 @@ class City(BaseModel):
     population: int
 
 
+@pytest.fixture(params=["direct", "litellm"])
+def llm(request, llm):
+    """The layer over both its paths to an OpenAI-compatible endpoint: the openai SDK
+    itself (agents/llm_openai.py) and litellm; each test here holds for both."""
+    llm.direct = request.param == "direct"
+    return llm
+
+
 # -- import stays light -------------------------------------------------------------------------
 
 

@@ -8,9 +8,11 @@ import pytest
 from pydantic import BaseModel
 
 import wiz_jupyter.agents._litellm as lazy
-from tests.agents.conftest import ADD, READ_FILE
+from tests.agents.conftest import ADD, LITELLM_NOISE, READ_FILE
 from wiz_jupyter.agents import ScriptedModel, ToolCall
 from wiz_jupyter.errors import InvalidOutput, LLMError, ModelNotFound
+
+pytestmark = LITELLM_NOISE
 
 
 class Plan(BaseModel):
@@ -20,7 +22,30 @@ class Plan(BaseModel):
     approved: bool
 
 
+@pytest.fixture
+def llm(llm):
+    """The layer with its direct path off: these tests are of litellm's custom providers.
+    (With it on, the same replies come in-process: tests/agents/test_inprocess.py.)"""
+    llm.direct = False
+    return llm
+
+
 # -- every call goes through litellm.acompletion --------------------------------------------------
+
+
+async def test_on_the_direct_path_offline_calls_never_reach_litellm(llm, monkeypatch):
+    await llm.complete("warm up")  # loads litellm
+    llm.direct = True
+    litellm = lazy.loaded()
+
+    async def refuse(**kwargs):
+        raise AssertionError(f"litellm called for {kwargs['model']}")
+
+    monkeypatch.setattr(litellm, "acompletion", refuse)
+    script = ScriptedModel(["one", "two"])
+    assert await llm.complete("Say hi") == "hi"
+    assert (await llm.stream("x", model=script).collect()).text == "one"
+    assert [r["error"] for r in llm.history()] == [None, None, None]
 
 
 async def test_offline_calls_go_through_litellm_acompletion(llm, monkeypatch):

@@ -63,7 +63,8 @@ def load() -> ModuleType:
 
 
 def preload() -> None:
-    """Import litellm in a daemon thread now, so the first model call does not wait for it.
+    """Import the openai SDK (the direct path of ``llm_openai.py``), then litellm, in a
+    daemon thread now, so the first model call does not wait for either.
 
     Returns at once; calling it again, or after litellm is in, does nothing. A failure
     here is only logged: the first call imports again and reports the error itself.
@@ -73,7 +74,12 @@ def preload() -> None:
         return
 
     def run() -> None:
+        from . import llm_openai
+
         try:
+            # the direct OpenAI path first (half a second): a first question to an
+            # OpenAI-compatible model waits for neither import
+            llm_openai.load()
             load()
         except Exception as exc:  # the first real call raises it where the user sees it
             _log.debug("preloading litellm failed: %s", exc)

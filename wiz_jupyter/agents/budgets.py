@@ -24,10 +24,12 @@ from __future__ import annotations
 import json
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BudgetExceeded, InvalidJob
+from ..jobs.models import current_job
 
 if TYPE_CHECKING:
     from .llm_store import LLMStore
@@ -100,6 +102,7 @@ class Budgets:
     def __init__(self, db: LLMStore):
         self.db = db
         self._cache: tuple[Any, dict[str, Any]] | None = None
+        self._jobs: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 
     # -- setting ---------------------------------------------------------------------------
 
@@ -119,7 +122,7 @@ class Budgets:
 
     def _settings(self) -> dict[str, Any]:
         """Every stored budget by settings key, re-read when the file changed."""
-        seen = self.db.store.version()
+        seen = self.db.settings_version()
         if self._cache is None or self._cache[0] != seen:
             rows = self.db.store.read(
                 "SELECT key, value FROM settings WHERE key = ? OR key LIKE ?",
@@ -136,11 +139,7 @@ class Budgets:
         out: list[Cap] = []
         agent = None
         if job_id is not None:
-            rows = self.db.store.read(
-                "SELECT json_extract(data, '$.max_cost'), json_extract(data, '$.max_tokens'), "
-                "agent FROM jobs WHERE id = ?",
-                (job_id,),
-            )
+            rows = self._job(job_id)
             if rows:
                 max_cost, max_tokens, agent = rows[0]
                 if max_cost is not None or max_tokens is not None:
@@ -150,6 +149,21 @@ class Budgets:
             if key in stored:
                 out.append(_stored_cap(key, stored[key]))
         return out
+
+    def _job(self, job_id: int) -> list[Any]:
+        """The job's own caps and agent: read once per run of the job (an agent's every
+        model call asks), then kept with the running job's context."""
+        ctx = current_job.get()
+        if ctx is not None and ctx.id == job_id and ctx in self._jobs:
+            return self._jobs[ctx]
+        rows = self.db.store.read(
+            "SELECT json_extract(data, '$.max_cost'), json_extract(data, '$.max_tokens'), "
+            "agent FROM jobs WHERE id = ?",
+            (job_id,),
+        )
+        if ctx is not None and ctx.id == job_id:
+            self._jobs[ctx] = [tuple(r) for r in rows]
+        return rows
 
     def spent(self, cap: Cap) -> tuple[float, int]:
         """(cost, tokens) of the calls ``cap`` counts."""

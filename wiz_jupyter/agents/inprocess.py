@@ -1,12 +1,15 @@
-"""``wiz/*`` models answered in-process while litellm is still being imported.
+"""``wiz/*`` models answered in-process: always on the LLM layer's direct path (the
+default), and while litellm is still being imported.
 
 ``%load_ext`` starts litellm's import in a background thread (``_litellm.preload``);
 it takes seconds. A first question to the offline or a scripted model asked before
-it is done is answered here instead of waiting: this module is the small part of
-litellm's module interface that the LLM layer uses (``acompletion``, streaming
-chunks, the capability look-ups), backed by the same provider code
-(:func:`provider.answer`, :func:`provider.usage`) that litellm's ``CustomLLM``
-calls. Once litellm is in, every call takes litellm's path again.
+it is done is answered here instead of waiting, and so is every later one unless
+``ws.llm.direct`` is off (or litellm callbacks are registered): through litellm such a
+call cost about 4 ms, and left a success-logging task of litellm's running after it.
+This module is the small part of litellm's module interface that the LLM layer uses
+(``acompletion``, streaming chunks, the capability look-ups), backed by the same
+provider code (:func:`provider.answer`, :func:`provider.usage`) that litellm's
+``CustomLLM`` calls.
 
 The replies are the same on both paths (text, tool calls, finish reason, tokens,
 cost, request hash): ``tests/agents/test_inprocess.py`` runs the same requests

@@ -1,7 +1,8 @@
 """The LLM layer: every model call of a workspace goes through one :class:`LLM` object.
 
-It puts litellm behind a small async interface (text, streams, tool calls,
-structured output), picks the model, retries what is worth retrying, bounds
+It puts litellm, the openai SDK for OpenAI-compatible endpoints (``llm_openai.py``)
+and the in-process ``wiz/`` models behind a small async interface (text, streams,
+tool calls, structured output), picks the model, retries what is worth retrying, bounds
 concurrency per model, meters each call into ``llm_calls`` and records or
 replays replies (``llm_cache``, cassette files). litellm itself is imported on
 the first call that needs it, never by importing this module.
@@ -9,7 +10,8 @@ the first call that needs it, never by importing this module.
 This module is the client: the :class:`LLM` object, how a call is resolved,
 metered and replayed. Beside it: ``llm_request.py`` (a call, resolved),
 ``llm_retry.py`` (errors and retries), ``llm_stream.py`` (streamed replies),
-``llm_structured.py`` (pydantic output), ``llm_store.py`` (the tables).
+``llm_structured.py`` (pydantic output), ``llm_store.py`` (the tables),
+``llm_openai.py`` (the direct path), ``llm_prices.py`` (litellm's price table).
 
 ::
 
@@ -25,16 +27,17 @@ metered and replayed. Beside it: ``llm_request.py`` (a call, resolved),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import telemetry
 from ..errors import LLMError, ReplayMiss
-from . import _litellm, inprocess
+from . import _litellm, inprocess, llm_openai
 from .budgets import Budgets
 from .llm_rate import ModelRates
 from .llm_request import Request, build_request, check_api_base
@@ -115,6 +118,9 @@ class LLM:
         self._unpriced: set[str] = set()
         self._bases: tuple[Any, dict[str, str]] | None = None
         self.budgets = Budgets(self.db)
+        #: OpenAI-compatible endpoints through the openai SDK itself (llm_openai.py);
+        #: False sends every call through litellm
+        self.direct = os.environ.get("WIZ_LLM_DIRECT", "1") != "0"
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -152,7 +158,7 @@ class LLM:
     @property
     def api_bases(self) -> dict[str, str]:
         """``{model: url}``: the endpoints set with :meth:`set_api_base` (every process)."""
-        seen = self.db.store.version()
+        seen = self.db.settings_version()
         if self._bases is None or self._bases[0] != seen:
             self._bases = (seen, self.db.setting(API_BASES_SETTING) or {})
         return dict(self._bases[1])
@@ -266,7 +272,7 @@ class LLM:
         hit = self._replay(req, stream=False)
         if hit is not None:
             return hit
-        lit = await self._load(req.model)
+        lit = await self._load(req)
         capped = self._within_budget(req, lit)
         kwargs = self._kwargs(req, lit, stream=False)
         done = await self._with_retries(req, lambda: lit.acompletion(**kwargs), stream=False)
@@ -476,11 +482,22 @@ class LLM:
         """
         self.budgets.set_workspace(cost, tokens, per)
 
-    async def _load(self, model: str) -> ModuleType:
+    async def _load(self, req: Request | str) -> Any:
+        """What answers the call: the direct OpenAI path (llm_openai.py), litellm, or
+        while litellm is still being imported, the in-process offline models."""
+        model = req if isinstance(req, str) else req.model
+        if self.direct and not isinstance(req, str) and llm_openai.eligible(model, req.kwargs):
+            direct = llm_openai.loaded() or await asyncio.to_thread(llm_openai.load)
+            if direct.handles(model):
+                return direct
         lit = _litellm.loaded()
-        if lit is None and inprocess.handles(model):
-            # litellm is still being imported (seconds): an offline or scripted model
-            # answers in-process, with the same reply (see inprocess.py)
+        if inprocess.handles(model) and (
+            lit is None or (self.direct and not llm_openai.callbacks())
+        ):
+            # an offline or scripted model answers in-process, with the same reply (see
+            # inprocess.py): while litellm is still being imported (seconds), and whenever
+            # the direct path is on: through litellm, such a call cost 4 ms, and left a
+            # success-logging task of litellm's (about 1 ms) running after it
             return inprocess
         if lit is None:  # the first call: import litellm off the loop, which keeps running
             lit = await asyncio.to_thread(_litellm.load)
@@ -490,7 +507,11 @@ class LLM:
         """Whether litellm's model map says ``model`` supports ``what`` (cached)."""
         key = (model, what)
         if key not in self._capabilities:
-            lit = await self._load(model)
+            if self.direct and model.partition("/")[0] in llm_openai.PROVIDERS:
+                # the same table litellm reads, without waiting seconds for litellm
+                lit = llm_openai.loaded() or await asyncio.to_thread(llm_openai.load)
+            else:
+                lit = await self._load(model)
             check = getattr(lit, f"supports_{what}")
             try:
                 self._capabilities[key] = bool(check(model=model))
@@ -623,7 +644,7 @@ class LLM:
                 yield text
             out.reply = hit
             return
-        lit = await self._load(req.model)
+        lit = await self._load(req)
         capped = self._within_budget(req, lit)
         kwargs = self._kwargs(req, lit, stream=True)
         done = await self._with_retries(req, lambda: open_stream(lit, kwargs), stream=True)
@@ -659,11 +680,17 @@ class LLM:
         finally:
             if held:
                 sem.release()
+            if state != "done" and hasattr(rest, "aclose"):  # its connection goes back now
+                with contextlib.suppress(Exception):
+                    await rest.aclose()
             if state == "open":  # the caller stopped reading: the attempt is metered all the same
                 latency = time.perf_counter() - t0
                 error = "stream closed by the caller before the end"
                 self._log(req, latency=latency, attempt=attempt, stream=True, error=error)
-        reply = reply_from_chunks(chunks, req, time.perf_counter() - t0)
+        reply = reply_from_chunks(
+            chunks, req, time.perf_counter() - t0,
+            price=lambda usage: self._cost(SimpleNamespace(usage=usage), req, lit),
+        )  # fmt: skip
         self.rates.settle(done.ticket, reply.tokens_in + reply.tokens_out)
         self._done(req, reply, attempt, stream=True)
         if capped:

@@ -38,6 +38,8 @@ from .llm_retry import classify
 KEY = "llm:"
 #: how long a call waits before trying again when another process holds the write lock
 BUSY_PAUSE = 0.05
+#: this process's writes of models' limits and blocks (other processes': PRAGMA data_version)
+_writes = [0]
 
 
 def estimate_tokens(req: Request) -> int:
@@ -57,6 +59,9 @@ class ModelRates:
 
     def __init__(self, store: Store):
         self.store = store
+        # model key -> settings_version-like stamp when it had no row (no limits, no block):
+        # the common case, answered without a read until this process or another writes
+        self._unlimited: dict[str, tuple[int, int]] = {}
 
     def set(self, model: str, requests: Any = None, tokens: Any = None) -> None:
         """Set (or with neither, clear) ``model``'s limits for every process on the file."""
@@ -65,6 +70,7 @@ class ModelRates:
         spec = None
         if r is not None or t is not None:
             spec = json.dumps({"requests": r and list(r), "tokens": t and list(t)})
+        _writes[0] += 1
         with self.store.write() as c:
             rates.set_limits(c, KEY + model, spec)
 
@@ -100,10 +106,14 @@ class ModelRates:
     def _try(self, req: Request, estimate: int | None) -> tuple[float, int | None, bool]:
         """(seconds to wait, the take's id, whether a token estimate is needed first)."""
         key, now = KEY + req.model, time.time()
+        seen = (_writes[0], self.store.version()[1])
+        if self._unlimited.get(key) == seen:  # nothing changed since the model had no row
+            return 0.0, None, False
         rows = self.store.read(  # no lock: the usual answer is "no limits"
             "SELECT spec, blocked_until FROM rate_limits WHERE key = ?", (key,)
         )
         if not rows:
+            self._unlimited[key] = seen
             return 0.0, None, False
         if rows[0][0] is None:
             return (rows[0][1] or 0.0) - now, None, False
@@ -146,6 +156,7 @@ class ModelRates:
         status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
         if status != 429 or not after or after <= 0:
             return
+        _writes[0] += 1
         try:
             with self.store.write() as c:
                 rates.block(c, KEY + req.model, time.time() + min(after, longest))

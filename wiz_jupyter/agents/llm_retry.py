@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
+import os
 import random
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from ..errors import LLMAuthError, LLMError, ModelNotFound
 from . import _litellm
 from .keys import keys_file, redact
+from .llm_openai import PROVIDERS, BadReply
 from .llm_request import Request
 from .scripted import STEP_MARK
 
@@ -157,6 +161,15 @@ def classify(req: Request, error: BaseException) -> tuple[BaseException, bool, f
     lit = _litellm.loaded()
     if lit is not None and isinstance(inner, lit.Timeout):
         return _timed_out(req), True, None
+    sdk = sys.modules.get("openai")  # the direct path's errors (llm_openai.py)
+    if sdk is not None and isinstance(inner, sdk.APIConnectionError) and status is None:
+        refused = _cause(inner, OSError)
+        if isinstance(inner, sdk.APITimeoutError) and refused is None:
+            return _timed_out(req), True, None
+        text = f"{model}: cannot reach the endpoint: {one_line(refused or inner, [req.api_key])}"
+        return LLMError(text, model=model), True, None
+    if isinstance(inner, (json.JSONDecodeError, BadReply)):  # garbled: worth another try
+        return LLMError(f"{model}: {message}", model=model), True, None
     if status in (401, 403):
         text = f"{model}: {message} ({status}); {_key_hint(model)}"
         return LLMAuthError(text, model=model, status=status), False, None
@@ -234,8 +247,26 @@ def retry_after(error: BaseException) -> float | None:
 _LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*|\w+Error:\s*|\w+Exception\s*-\s*)+")
 
 
+def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of ``kind`` among ``error``'s causes (the SDK's transport maps a
+    refused connection to a timeout; the refusal is kept as a cause)."""
+    seen: set[int] = set()
+    e: BaseException | None = error.__cause__ or error.__context__
+    while e is not None and id(e) not in seen:
+        if isinstance(e, kind) and not isinstance(e, TimeoutError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _message(error: BaseException, keys: Iterable[str | None] = ()) -> str:
     """A provider error's own words, without litellm's class-name prefixes, keys redacted."""
+    body = getattr(error, "body", None)
+    if type(error).__module__.startswith("openai") and isinstance(body, dict):
+        said = body.get("message")  # the SDK's own error: "Error code: 500 - {...}" otherwise
+        if isinstance(said, str) and said.strip():
+            return one_line(Exception(said), keys)
     text = one_line(error, keys)
     return _LITELLM_PREFIX.sub("", text) or type(error).__name__
 
@@ -251,7 +282,11 @@ def one_line(error: BaseException, keys: Iterable[str | None] = ()) -> str:
 def _key_hint(model: str) -> str:
     lit = _litellm.loaded()
     missing: list[str] = []
-    if lit is not None:
+    provider = model.partition("/")[0]
+    if provider in PROVIDERS and PROVIDERS[provider][1] is None:  # the direct path's own
+        env = PROVIDERS[provider][0]
+        missing = [] if os.environ.get(env) else [env]
+    elif lit is not None:
         try:
             missing = list(lit.validate_environment(model=model).get("missing_keys") or [])
         except Exception:

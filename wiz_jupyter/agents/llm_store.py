@@ -47,6 +47,8 @@ SEMANTIC_PARAMS = frozenset(
     }
 )
 CASSETTE_VERSION = 1
+#: set_setting calls in this process (see LLMStore.settings_version)
+_settings_writes = [0]
 
 
 def _llm_v1(db: sqlite_utils.Database) -> None:
@@ -259,7 +261,15 @@ class LLMStore:
         rows = self.store.read("SELECT value FROM settings WHERE key = ?", (key,))
         return json.loads(rows[0][0]) if rows else None
 
+    def settings_version(self) -> tuple[int, int]:
+        """Changes to the settings this layer keeps (models, endpoints, budgets): its own
+        writes in this process, and any commit of another connection. Caches of settings
+        read on every call key on it: unlike ``store.version()`` it does not move with
+        every job, activity or call row this process writes."""
+        return _settings_writes[0], self.store.version()[1]
+
     def set_setting(self, key: str, value: Any) -> None:
+        _settings_writes[0] += 1
         with self.store.write() as c:
             if value is None:
                 c.execute("DELETE FROM settings WHERE key = ?", (key,))

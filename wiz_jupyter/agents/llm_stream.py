@@ -7,7 +7,7 @@ stream like any call and meters the whole of it in ``llm_calls``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -75,13 +75,16 @@ def finished(chunk: Any) -> bool:
     return bool(chunk.choices and chunk.choices[0].finish_reason)
 
 
-def reply_from_chunks(chunks: list[Any], req: Request, latency: float) -> Reply:
+def reply_from_chunks(
+    chunks: list[Any], req: Request, latency: float, price: Callable[[Any], float] | None = None
+) -> Reply:
     """The whole reply of a stream, from its chunks.
 
     litellm's stream wrapper has already assembled the reply once: its last
     chunk carries the final usage and, in its hidden params, the cost. So
     only text and tool-call deltas are joined here; a second
-    ``stream_chunk_builder`` pass cost more than the rest of the layer.
+    ``stream_chunk_builder`` pass cost more than the rest of the layer. The
+    direct path's streams carry no cost: ``price(usage)`` gives it.
     """
     text: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
@@ -108,6 +111,8 @@ def reply_from_chunks(chunks: list[Any], req: Request, latency: float) -> Reply:
             if d.function is not None:
                 call["name"] = call["name"] or d.function.name or ""
                 call["arguments"] += d.function.arguments or ""
+    if cost is None and price is not None and usage is not None:
+        cost = price(usage)
     tool_calls = [
         ToolCall.from_openai(
             {"id": c["id"], "function": {"name": c["name"], "arguments": c["arguments"]}}

@@ -20,7 +20,8 @@ rules, first match wins:
    is echoed back (``You asked: ...`` / ``You said: ...``), shortened to its
    first sentence when long.
 
-This module only computes replies; ``provider.py`` serves them through litellm.
+This module only computes replies; ``inprocess.py`` serves them, or ``provider.py``
+through litellm when the LLM layer's direct path is off.
 """
 
 from __future__ import annotations

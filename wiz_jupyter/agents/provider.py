@@ -1,9 +1,11 @@
 """The ``wiz`` litellm provider: ``wiz/offline`` and scripted models as a real ``CustomLLM``.
 
-Registering them in ``litellm.custom_provider_map`` means every call, offline or
-not, takes litellm's own ``acompletion`` path (its parameter handling, its
-streaming wrapper, its response objects), so what a test exercises offline is
-what runs against a real provider. litellm is imported inside :func:`register`,
+Registered in ``litellm.custom_provider_map``, they take litellm's own ``acompletion``
+path (its parameter handling, its streaming wrapper, its response objects) when the
+LLM layer's direct path is off (``ws.llm.direct = False``), as every provider litellm
+serves does. With it on (the default), they answer in-process (``inprocess.py``, the
+same replies, compared in ``tests/agents/test_inprocess.py``), as OpenAI-compatible
+endpoints go straight through the openai SDK. litellm is imported inside :func:`register`,
 which ``_litellm.load()`` calls on the first model call: importing this module
 (or ``wiz_jupyter``) never imports litellm.
 """

@@ -75,6 +75,10 @@ class Activity:
     validation: list[dict[str, Any]] = field(default_factory=list)
     replans: int = 0
     steps: int = 0
+    # the JSON of each message and tool call already saved: a save encodes only what was
+    # appended since (an agent's history grows by a message or two a step, and was
+    # re-encoded whole at every save)
+    _encoded: dict[str, list[tuple[Any, str]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, store: Store, job_id: int, agent: str) -> Activity:
@@ -89,13 +93,29 @@ class Activity:
         )  # fmt: skip
 
     def save(self, store: Store) -> None:
+        messages, tool_calls = self._json("messages"), self._json("tool_calls")
         with store.write() as c:
             c.execute(
                 "INSERT OR REPLACE INTO activity VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self.job_id, self.agent, self.phase, dumps(self.plan), dumps(self.criteria),
-                 dumps(self.messages), dumps(self.tool_calls), dumps(self.validation),
+                 messages, tool_calls, dumps(self.validation),
                  self.replans, self.steps, time.time()),
             )  # fmt: skip
+
+    def _json(self, name: str) -> str:
+        """``dumps(getattr(self, name))``, encoding only the items appended since the last
+        call: the items are dicts appended and never changed in place; an item replaced
+        (another object at its place) is encoded again from there on."""
+        items = getattr(self, name)
+        done = self._encoded.setdefault(name, [])
+        same = 0
+        for (was, _), now in zip(done, items):
+            if was is not now:
+                break
+            same += 1
+        del done[same:]
+        done.extend((item, dumps(item)) for item in items[same:])
+        return "[" + ",".join(text for _, text in done) + "]"
 
 
 class AgentRuntime:
@@ -130,9 +150,10 @@ class AgentRuntime:
         if kind == "assign":
             answer = await self._lifecycle(agent, act, tools, prompt, validation or [], job)
         else:
-            answer = await self._act(agent, act, tools, job)
-            act.phase = "done"
-            act.save(self.deps.store)
+            answer = await self._act(agent, act, tools, job, then="done")
+            if act.phase != "done":  # resumed after its last turn was saved
+                act.phase = "done"
+                act.save(self.deps.store)
         if chat_id is not None:
             self.deps.chats.get(chat_id).post(agent.name, answer, job_id=job.id)
         return answer
@@ -182,9 +203,10 @@ class AgentRuntime:
         while True:
             if act.phase == "act":
                 job.progress({"phase": "act", "steps": act.steps})
-                await self._act(agent, act, tools, job)
-                act.phase = "validate"
-                act.save(self.deps.store)
+                await self._act(agent, act, tools, job, then="validate")
+                if act.phase != "validate":  # resumed after its last turn was saved
+                    act.phase = "validate"
+                    act.save(self.deps.store)
             answer = act.messages[-1].get("content") or ""
             job.progress({"phase": "validate"})
             criteria = (
@@ -232,8 +254,11 @@ class AgentRuntime:
         act.messages.append({"role": "assistant", "content": f"Plan: {plan.goal}\n{steps}"})
         act.messages.append({"role": "user", "content": f"{ACT_PROMPT}{prompt}"})
 
-    async def _act(self, agent: Agent, act: Activity, tools: list[Tool], job: JobContext) -> str:
-        """Model turns and tool calls until the model answers without calling a tool."""
+    async def _act(
+        self, agent: Agent, act: Activity, tools: list[Tool], job: JobContext, *, then: str
+    ) -> str:
+        """Model turns and tool calls until the model answers without calling a tool; the
+        answer is saved with the phase ``then`` (one write for both)."""
         by_name = {t.name: t for t in tools}
         schemas = [t.schema for t in tools] or None
         opts = self._options(agent, job)
@@ -253,6 +278,8 @@ class AgentRuntime:
             reply = await self._turn(agent, act, schemas, opts, job)
             act.steps += 1
             act.messages.append(reply.message())
+            if not reply.tool_calls:
+                act.phase = then
             act.save(self.deps.store)
 
     async def _turn(
@@ -332,8 +359,11 @@ class AgentRuntime:
         if person is not None:
             record["person"] = person
         act.tool_calls.append(record)
-        act.save(self.deps.store)  # saved before the next step: a resumed job never runs it again
-        job.log(f"tool {call.name}: {'ok' if ok else text[:200]}")
+        with self.deps.store.write():  # the result and its log line: one transaction
+            act.save(
+                self.deps.store
+            )  # saved before the next step: a resumed job never runs it again
+            job.log(f"tool {call.name}: {'ok' if ok else text[:200]}")
 
     def _reply(
         self, agent: Agent, act: Activity, t: Tool, call: ToolCall, job: JobContext

@@ -1,4 +1,5 @@
-"""Scripted models: replies written in code, served through litellm like any model.
+"""Scripted models: replies written in code, served like any model (in-process, or
+through litellm's ``wiz`` provider when the LLM layer's direct path is off).
 
 A :class:`ScriptedModel` gets a unique name (``wiz/scripted-1``, ...) under which
 the ``wiz`` litellm provider finds it, so it can be passed wherever a model

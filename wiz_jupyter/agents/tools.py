@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -71,14 +72,8 @@ class Tool:
     @property
     def schema(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry."""
-        params = self.args_model.model_json_schema()
-        params.pop("title", None)
-        for p in params.get("properties", {}).values():
-            p.pop("title", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": params},
-        }
+        # a fresh copy: a provider's adapter may change the entry it is given
+        return json.loads(_schema(self.name, self.description, self.args_model))
 
     async def call(self, args: dict[str, Any]) -> tuple[str, bool]:
         """Run with ``args``; return (text for the model, ok). Never raises for the tool's
@@ -95,7 +90,11 @@ class Tool:
             if inspect.iscoroutinefunction(self.fn):
                 out = await asyncio.wait_for(self.fn(**kwargs), self.timeout)
             else:
-                out = await asyncio.wait_for(asyncio.to_thread(self.fn, **kwargs), self.timeout)
+                # asyncio.to_thread's work without its coroutine, which wait_for would wrap
+                # in a task of its own: the executor's future is awaited as it is
+                run = functools.partial(contextvars.copy_context().run, self.fn, **kwargs)
+                pending = asyncio.get_running_loop().run_in_executor(None, run)
+                out = await asyncio.wait_for(pending, self.timeout)
         except asyncio.TimeoutError:
             return f"error: {self.name} timed out after {self.timeout:g} s", False
         except Exception as e:
@@ -107,6 +106,21 @@ class Tool:
                 + f"\n[... {len(text) - MAX_RESULT_CHARS} more characters cut]"
             )
         return text, True
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema(name: str, description: str, args_model: type[pydantic.BaseModel]) -> str:
+    """A tool's ``tools`` entry as JSON, built once: pydantic's schema generation costs
+    more than the rest of an agent's step, and every job asks for its tools' schemas."""
+    params = args_model.model_json_schema()
+    params.pop("title", None)
+    for p in params.get("properties", {}).values():
+        p.pop("title", None)
+    entry = {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": params},
+    }
+    return json.dumps(entry)
 
 
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
