@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,10 +64,9 @@ from .options import (
 from .options import (
     job_id as _job_id,
 )
-from .store import COUNT_JOBS, Store
+from .store import REMOVED, Store
 
 _STATUS = INSERT_COLUMNS.index("status")  # in a row being inserted
-_AGENT = INSERT_COLUMNS.index("agent")
 # above the highest id in the table and the highest ever removed: ids are never reused
 _NEXT_ID = (
     "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM jobs), COALESCE((SELECT CAST(value AS "
@@ -83,10 +81,26 @@ _UNRESOLVED = (
 _CLEAR_LEASE = "lease_owner = NULL, lease_expires = NULL"
 
 
-def _tally(rows: list[tuple]) -> list[tuple[str, str, int]]:
-    """``(agent, status, n)`` of new job rows, for job_counts (agent '' for none)."""
-    tally = Counter((r[_AGENT] or "", r[_STATUS]) for r in rows)
-    return [(agent, status, n) for (agent, status), n in tally.items()]
+def _tally(rows: list[tuple]) -> list[tuple[int, str]]:
+    """``(n, status)`` of new job rows that do not start waiting, for job_counts."""
+    tally: dict[str, int] = {}
+    for r in rows:
+        if r[_STATUS] != WAITING:
+            tally[r[_STATUS]] = tally.get(r[_STATUS], 0) + 1
+    return [(n, status) for status, n in tally.items()]
+
+
+#: see jobs/store.py, migration 11
+_COUNT = "UPDATE job_counts SET n = n + ? WHERE status = ?"
+_ISSUED_ROW = "-issued"
+# counts(): the kept rows, the highest id given (ids are never reused) and active jobs
+# (at most the processes' concurrency: counted by index)
+_COUNTS = (
+    "SELECT status, n FROM job_counts UNION ALL "
+    f"SELECT '{_ISSUED_ROW}', MAX((SELECT COALESCE(MAX(id), 0) FROM jobs), COALESCE((SELECT "
+    f"CAST(value AS INTEGER) FROM settings WHERE key = '{retention.MAX_ID_KEY}'), 0)) UNION ALL "
+    "SELECT 'active', COUNT(*) FROM jobs INDEXED BY jobs_status WHERE status = 'active'"
+)
 
 
 _TEXT_MATCH = (
@@ -444,7 +458,8 @@ class Queue:
     ) -> None:
         """The new rows, their groups' ranks, their trace context and dependency edges."""
         c.executemany(INSERT_JOB if ranks is not None else INSERT_JOB_NO_GROUP, rows)
-        c.executemany(COUNT_JOBS, _tally(rows))
+        if any(r[_STATUS] != WAITING for r in rows):  # waiting ones count by their ids
+            c.executemany(_COUNT, _tally(rows))
         if ranks is not None:
             ranks.save()
         origin = telemetry.trace_context()  # None without OpenTelemetry or outside a span
@@ -555,10 +570,17 @@ class Queue:
     def counts(self) -> dict[str, int]:
         """``{"waiting": 3, "active": 1, ...}`` with every status, zeros included."""
         out = dict.fromkeys(STATUSES, 0)
-        # kept by status change (table job_counts, jobs/store.py): a few rows, whatever
-        # the number of jobs held
-        for status, n in self.store.read("SELECT status, SUM(n) FROM job_counts GROUP BY status"):
-            out[status] = n
+        # a few rows, whatever the number of jobs held (jobs/store.py, migration 11)
+        kept = self.store.read(_COUNTS)  # one statement: one snapshot
+        issued = removed = 0
+        for status, n in kept:
+            if status == REMOVED:
+                removed = n
+            elif status == _ISSUED_ROW:
+                issued = n
+            else:
+                out[status] = n
+        out[WAITING] = issued - removed - sum(out.values())
         return out
 
     def events_of(self, job_id: int) -> list[dict[str, Any]]:
@@ -1020,6 +1042,7 @@ class Queue:
                     ch.event(jid, "job.completed", {"task": task})
                     finished.append((jid, COMPLETED))
             if finished:
+                c.execute(_COUNT, (len(finished), COMPLETED))  # the trigger leaves it to us
                 self._settle(ch, finished)
 
     def fail(

@@ -115,8 +115,7 @@ class Backend:
         assert ws is not None
         counts: dict[str, dict[str, int]] = {}
         for agent, status, n in ws.store.read(
-            # kept by status change (jobs/store.py), not counted: asked on every change
-            "SELECT agent, status, n FROM job_counts WHERE agent != '' AND n > 0"
+            "SELECT agent, status, COUNT(*) FROM jobs WHERE agent IS NOT NULL GROUP BY agent, status"
         ):
             counts.setdefault(agent, {})[status] = n
         out = []
