@@ -226,7 +226,11 @@ async def bench_scale(tmp: Path, sizes: list[int]) -> None:
         board = _ms(lambda: ws.jobs.list("completed", newest_first=True, limit=50), 100)
         live = _ms(lambda: ws.jobs.list(["waiting", "active"], newest_first=True, limit=51), 100)
         agents = _ms(
-            lambda: ws.store.read("SELECT agent, status, n FROM job_counts WHERE agent != ''"), 200
+            lambda: ws.store.read(
+                "SELECT agent, status, COUNT(*) FROM jobs WHERE agent IS NOT NULL "
+                "GROUP BY agent, status"
+            ),
+            200,
         )
         add = _ms(lambda: ws.jobs.add("noop"), 500)
         ws.jobs.add_bulk([("noop", {"i": i}) for i in range(5000)])
