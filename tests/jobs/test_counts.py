@@ -137,6 +137,7 @@ async def test_a_file_with_jobs_gets_its_counts_when_migrated(db_path):
     with sqlite3.connect(db_path) as c:
         c.execute("DROP TRIGGER job_counts_status")
         c.execute("DROP TRIGGER job_counts_removed")
+        c.execute("DROP TRIGGER job_counts_completed")
         c.execute("DROP TABLE job_counts")
         c.execute("DELETE FROM wiz_migrations WHERE component = 'jobs' AND version = 11")
     again = wiz.Workspace(db_path)
@@ -194,3 +195,62 @@ def test_a_text_filter_finds_task_agent_group_or_id_and_stops_at_a_page(ws):
     assert len(ws.jobs.list(text="alice")) == 30  # the group, any case
     assert [j.id for j in ws.jobs.list(text="31")] == [31]  # the id
     assert ws.jobs.list(text="nothing like it") == []
+
+
+def test_counts_stay_true_through_random_sequences_of_changes(tmp_path):
+    """Any order of adds (plain, delayed, with dependencies, keyed twice, in bulk),
+    claims, completions, failures with and without retries, cancels, retries, parents
+    with children, expired leases and removals: counts() equals the rows."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    op = st.tuples(
+        st.sampled_from(
+            ["add", "bulk", "delayed", "dep", "key", "child", "claim", "complete", "fail",
+             "cancel", "retry", "expire", "gc"]
+        ),
+        st.integers(0, 30),
+    )  # fmt: skip
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(op, min_size=1, max_size=25))
+    def run(ops):
+        ws = wiz.Workspace(tmp_path / f"r{time.perf_counter_ns()}.db", lease=30.0)
+        q = ws.jobs
+        held: list[int] = []
+        for name, k in ops:
+            ids = [j.id for j in q.list()] or [0]
+            pick = ids[k % len(ids)]
+            if name == "add":
+                q.add("t", attempts=1 + k % 2)
+            elif name == "bulk":
+                q.add_bulk([("t", {"i": i}) for i in range(k % 5 + 1)])
+            elif name == "delayed":
+                q.add("t", run_at=time.time() + 60)
+            elif name == "dep" and pick:
+                q.add("t", depends_on=[pick], on_dep_failure="fail" if k % 2 else "ignore")
+            elif name == "key":
+                q.add("t", key=f"k{k % 3}")
+            elif name == "child" and pick and q.get(pick).status in ("waiting", "active"):
+                q.add("t", parent=pick)
+            elif name == "claim":
+                held += [r["id"] for r in q.claim("me", k % 4 + 1, 30.0, {"t": None})]
+            elif name == "complete" and held:
+                q.complete_many("me", [(held.pop(0), "t", "null")])
+            elif name == "fail" and held:
+                q.fail("me", held.pop(0), "boom", retryable=bool(k % 2))
+            elif name == "cancel" and pick:
+                q.cancel(pick)
+            elif name == "retry" and pick and q.get(pick).status in ("failed", "cancelled"):
+                q.retry(pick)
+            elif name == "expire":
+                ws.store.conn.execute("UPDATE jobs SET lease_expires = 0 WHERE status = 'active'")
+                q.recover_stalled("someone else")
+                held.clear()
+            elif name == "gc":
+                q.set_retention(completed=k % 3, failed=True)
+                q.gc()
+            check(ws)
+        ws.close()
+
+    run()

@@ -1042,7 +1042,6 @@ class Queue:
                     ch.event(jid, "job.completed", {"task": task})
                     finished.append((jid, COMPLETED))
             if finished:
-                c.execute(_COUNT, (len(finished), COMPLETED))  # the trigger leaves it to us
                 self._settle(ch, finished)
 
     def fail(
