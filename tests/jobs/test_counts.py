@@ -10,6 +10,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 import wiz_jupyter as wiz
 from wiz_jupyter.jobs.models import STATUSES
 
@@ -146,7 +148,12 @@ async def test_a_file_with_jobs_gets_its_counts_when_migrated(db_path):
     again.close()
 
 
-async def test_pages_of_several_statuses_match_a_plain_filter(ws):
+@pytest.mark.parametrize("walk_from", [2000, 3])
+async def test_pages_of_several_statuses_match_a_plain_filter(ws, walk_from, monkeypatch):
+    from wiz_jupyter.jobs import queue as queue_module
+
+    monkeypatch.setattr(queue_module, "_WALK_FROM", walk_from)
+
     @ws.task
     async def ok() -> None:
         return None
@@ -174,16 +181,21 @@ async def test_pages_of_several_statuses_match_a_plain_filter(ws):
                     assert [j.id for j in got] == expect[offset : offset + limit]
 
 
-def test_a_page_by_status_walks_an_index_and_sorts_nothing(ws):
-    from wiz_jupyter.jobs.models import SELECT_JOBS
+def test_a_page_of_a_large_status_walks_the_ids_instead_of_sorting_them(ws, monkeypatch):
+    from wiz_jupyter.jobs import queue as queue_module
 
-    for order in ("id DESC", "id"):
-        plan = ws.store.read(
-            f"EXPLAIN QUERY PLAN {SELECT_JOBS} WHERE status IN (?) ORDER BY {order} LIMIT 50",
-            ("completed",),
-        )
-        text = " ".join(r[-1] for r in plan)
-        assert "jobs_status" in text and "TEMP B-TREE" not in text, text
+    monkeypatch.setattr(queue_module, "_WALK_FROM", 10)
+    ws.jobs.add_bulk([("t", {}) for _ in range(30)])
+    ws.jobs.add_bulk([("t", {}, {"run_at": time.time() + 60}) for _ in range(3)])
+    seen: list[str] = []
+    ws.store.conn.set_trace_callback(seen.append)
+    page = ws.jobs.list(["waiting", "delayed"], newest_first=True, limit=5)
+    ws.store.conn.set_trace_callback(None)
+    assert [j.id for j in page] == [33, 32, 31, 30, 29]
+    query = next(q for q in seen if "UNION ALL" in q and "job_counts" not in q)
+    plan = " ".join(r[-1] for r in ws.store.read(f"EXPLAIN QUERY PLAN {query}"))
+    # 30 waiting (over the threshold): the ids, newest first, no sort; 3 delayed: sorted
+    assert query.count("NOT INDEXED") == 1 and "SCAN jobs" in plan, plan
 
 
 def test_a_text_filter_finds_task_agent_group_or_id_and_stops_at_a_page(ws):

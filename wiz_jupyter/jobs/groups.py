@@ -75,12 +75,11 @@ _NEXT = (
 # in the queue's usual order
 _UNGROUPED = (
     'SELECT priority, id FROM (SELECT priority, id, "group" FROM jobs '
-    "INDEXED BY jobs_claim WHERE status = 'waiting' AND task = ? ORDER BY priority DESC, id "
-    "LIMIT ?) "
+    "WHERE status = 'waiting' AND task = ? ORDER BY priority DESC, id LIMIT ?) "
     'WHERE "group" IS NULL'
 )
 _PLAIN = (
-    "SELECT priority, id FROM jobs INDEXED BY jobs_claim WHERE status = 'waiting' AND task = ? "
+    "SELECT priority, id FROM jobs WHERE status = 'waiting' AND task = ? "
     "ORDER BY priority DESC, id LIMIT ?"
 )
 _ACTIVE = (

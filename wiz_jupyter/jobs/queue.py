@@ -92,6 +92,8 @@ def _tally(rows: list[tuple]) -> list[tuple[int, str]]:
 
 #: see jobs/store.py, migration 11
 _COUNT = "UPDATE job_counts SET n = n + ? WHERE status = ?"
+#: above this many jobs in a status, a page of them walks the ids (Queue._page_by_status)
+_WALK_FROM = 2000
 _ISSUED_ROW = "-issued"
 # counts(): the kept rows, the highest id given (ids are never reused) and active jobs
 # (at most the processes' concurrency: counted by index)
@@ -99,7 +101,7 @@ _COUNTS = (
     "SELECT status, n FROM job_counts UNION ALL "
     f"SELECT '{_ISSUED_ROW}', MAX((SELECT COALESCE(MAX(id), 0) FROM jobs), COALESCE((SELECT "
     f"CAST(value AS INTEGER) FROM settings WHERE key = '{retention.MAX_ID_KEY}'), 0)) UNION ALL "
-    "SELECT 'active', COUNT(*) FROM jobs INDEXED BY jobs_status WHERE status = 'active'"
+    "SELECT 'active', COUNT(*) FROM jobs WHERE status = 'active'"
 )
 
 
@@ -107,8 +109,6 @@ _TEXT_MATCH = (
     "instr(lower(task || ' ' || COALESCE(agent, '') || ' ' || COALESCE(\"group\", '') || ' ' "
     "|| id), ?) > 0"
 )
-#: waiting jobs in claim order (jobs/store.py, migration 12), named: see there why
-_CLAIM_ORDER = "INDEXED BY jobs_claim"
 _CLAIM = (
     "UPDATE jobs SET status = 'active', lease_owner = ?, lease_expires = ?, started_at = ?, "
     "attempts_made = attempts_made + 1"
@@ -547,13 +547,8 @@ class Queue:
         page: list[Any] = []
         if limit is not None or offset:
             page = [-1 if limit is None else int(limit), int(offset)]
-        if len(wanted) > 1 and limit is not None:
-            # one walk of jobs_status per status, merged: with IN, SQLite sorts every job
-            # of those statuses (a page of the sidebar's "live" filter took 42 ms at 100k)
-            each = f"{SELECT_JOBS} WHERE {' AND '.join(['status = ?', *where])}{order} LIMIT ?"
-            sql = " UNION ALL ".join(f"SELECT * FROM ({each})" for _ in wanted)
-            sql += f"{order} LIMIT ? OFFSET ?"
-            params = [x for st in wanted for x in (st, *params, page[0] + page[1])] + page
+        if wanted and limit is not None:
+            sql, params = self._page_by_status(wanted, where, params, order, page)
         else:
             if wanted:
                 where.insert(0, f"status IN ({','.join('?' * len(wanted))})")
@@ -566,6 +561,30 @@ class Queue:
         with self.store.lock:
             rows = self.store.conn.execute(sql, params).fetchall()
         return JobList(Job(self, dict(zip(COLUMNS, r)), seen) for r in rows)
+
+    def _page_by_status(
+        self, wanted: list[str], where: list[str], params: list[Any], order: str, page: list[Any]
+    ) -> tuple[str, list[Any]]:
+        """A page of jobs in ``wanted`` statuses (and ``where``), by id: one query per status,
+        merged. The status index (status, priority, id) gives a status' jobs in priority
+        order, so SQLite would sort all of them for each page: 56 ms for a page of the
+        completed ones at 100,000 jobs, on every change while the board or the sidebar
+        shows them. A status with many jobs (its count is kept: counts()) is found instead
+        by walking the ids from the page's end, which meets a page's worth in its first
+        few hundred rows; a status with few is sorted, which is cheap then."""
+        many = self.counts() if not where else {}
+        parts, args = [], []
+        for status in wanted:
+            source = SELECT_JOBS
+            if many.get(status, 0) > _WALK_FROM:
+                source = SELECT_JOBS.replace(" FROM jobs", " FROM jobs NOT INDEXED")
+            parts.append(f"{source} WHERE {' AND '.join(['status = ?', *where])}{order}")
+            args += [status, *params]
+        if len(parts) == 1:
+            return f"{parts[0]} LIMIT ? OFFSET ?", args + page
+        first = page[0] + page[1]  # enough of each status for the merged page
+        sql = " UNION ALL ".join(f"SELECT * FROM ({p} LIMIT {first})" for p in parts)
+        return f"{sql}{order} LIMIT ? OFFSET ?", args + page
 
     def counts(self) -> dict[str, int]:
         """``{"waiting": 3, "active": 1, ...}`` with every status, zeros included."""
@@ -902,15 +921,14 @@ class Queue:
             cases = " ".join("WHEN ? THEN ?" for _ in limited)
             pick = (
                 "SELECT id FROM (SELECT id, task, priority, ROW_NUMBER() OVER (PARTITION BY task "
-                f"ORDER BY priority DESC, id) AS rn FROM jobs {_CLAIM_ORDER} WHERE status = 'waiting' "
-                f"AND task IN "
+                f"ORDER BY priority DESC, id) AS rn FROM jobs WHERE status = 'waiting' AND task IN "
                 f"({marks})) WHERE rn <= CASE task {cases} ELSE ? END "
                 "ORDER BY priority DESC, id LIMIT ?"
             )
             params = [*names, *(x for kv in limited.items() for x in kv), slots, slots]
         else:
             pick = (
-                f"SELECT id FROM jobs {_CLAIM_ORDER} WHERE status = 'waiting' AND task IN ({marks}) "
+                f"SELECT id FROM jobs WHERE status = 'waiting' AND task IN ({marks}) "
                 "ORDER BY priority DESC, id LIMIT ?"
             )
             params = [*names, slots]

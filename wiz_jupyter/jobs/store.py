@@ -591,21 +591,9 @@ def _jobs_v11(db: sqlite_utils.Database) -> None:
     )
 
 
-def _jobs_v12(db: sqlite_utils.Database) -> None:
-    # jobs_queue (status, priority DESC, id) served the claim, but lists by status, newest
-    # first (the board's and the sidebar's filters, on every change) had to sort every job
-    # of that status: 56 ms at 100,000 jobs. Now the claim has its own partial index
-    # (only waiting jobs, in claim order; queries name it with INDEXED BY: without
-    # statistics the planner took jobs_status and sorted every waiting job), and
-    # jobs_status walks any status by id, either way, and counts.
-    db.execute("DROP INDEX IF EXISTS jobs_queue")
-    db.execute("CREATE INDEX jobs_claim ON jobs (priority DESC, id) WHERE status = 'waiting'")
-    db.execute("CREATE INDEX jobs_status ON jobs (status, id)")
-
-
 def _jobs_v10(db: sqlite_utils.Database) -> None:
     # what a job awaiting input asked a person, and the reply (JSON); the pending ones
-    # are found by status, like any status
+    # are found by jobs_queue (status first), like any status
     db.execute("ALTER TABLE jobs ADD COLUMN input TEXT")
 
 
@@ -621,5 +609,4 @@ JOBS_MIGRATIONS: list[Migration] = [
     (9, "jobs.group, jobs.group_seq, job_groups (groups)", _jobs_v9),
     (10, "jobs.input (awaiting_input: approvals and questions)", _jobs_v10),
     (11, "job_counts (jobs by status, kept as they change)", _jobs_v11),
-    (12, "jobs_claim and jobs_status instead of jobs_queue", _jobs_v12),
 ]
