@@ -81,7 +81,13 @@ class DaskExecutor:
     Dask's own retries stay off (``retries=0``; a LocalCluster made here also has
     ``allowed-failures`` 0), so a lost worker is one failed attempt of the job,
     which the queue retries by the job's ``attempts``.
+
+    A body may wait in Dask's queue before a worker takes it: a job's ``timeout``
+    counts from its start on the worker (which reports it), not from the claim.
     """
+
+    #: the runtime's cue to count a job's timeout from the body's start (``job._began``)
+    announces_start = True
 
     def __init__(self, target: Any, *, events: Any = None, n_workers: int | None = None):
         require_dask()
@@ -301,10 +307,11 @@ class DaskExecutor:
             "key": key, "topic": self.topic, "id": job.id, "task": job.task,
             "attempt": job.attempt, "attempts": job.attempts, "data": job.data,
             "wants_job": bool(getattr(spec, "wants_job", False)),
+            "announce": getattr(job, "_began", None) is not None,
         }  # fmt: skip
         if meta["wants_job"]:  # the worker gives the body a context of its own
             kwargs = {k: v for k, v in kwargs.items() if k != "job"}
-        remote = self._running[key] = _Remote(job)
+        remote = self._running[key] = _Remote(job, getattr(job, "_began", None))
         try:
             future = client.submit(
                 run_remote, _travel_by_value(fn), kwargs, meta, key=key, pure=False, retries=0,
@@ -358,11 +365,14 @@ class DaskExecutor:
         if remote is None:  # a late line from an attempt that was cancelled or timed out
             return
         if "reply" in msg:
+            remote.start()
             if not remote.reply.done():
                 remote.reply.set_result(msg["reply"])
             return
         try:
-            if "progress" in msg:
+            if "started" in msg:  # the job's timeout counts from now
+                remote.start()
+            elif "progress" in msg:
                 remote.job._queue.progress(remote.job.id, msg["progress"])
             elif "log" in msg:
                 remote.job._queue.log(remote.job.id, str(msg["log"]))
@@ -410,13 +420,18 @@ async def _settled(future: Any) -> None:
 class _Remote:
     """A body running on the cluster: its job, its reply, and how many lines arrived."""
 
-    __slots__ = ("_waiter", "job", "received", "reply")
+    __slots__ = ("_waiter", "began", "job", "received", "reply")
 
-    def __init__(self, job: Any):
+    def __init__(self, job: Any, began: asyncio.Future | None = None):
         self.job = job
+        self.began = began
         self.received = 0
         self.reply: asyncio.Future = asyncio.get_running_loop().create_future()
         self._waiter: asyncio.Future | None = None
+
+    def start(self) -> None:
+        if self.began is not None:
+            resolve(self.began)
 
     async def caught_up(self, n: int) -> None:
         while self.received < n:

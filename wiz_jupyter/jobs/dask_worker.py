@@ -88,6 +88,8 @@ def run_remote(fn: Any, kwargs: dict[str, Any], meta: dict[str, Any]) -> dict[st
 
         fn = cloudpickle.loads(fn)
     ctx = RemoteJobContext(meta)
+    if meta.get("announce"):  # the job has a timeout, which counts from now
+        ctx._send({"started": True})
     if meta["wants_job"]:
         kwargs = {**kwargs, "job": ctx}
     token = current_job.set(ctx)  # type: ignore[arg-type]
