@@ -260,6 +260,32 @@ async def test_a_job_with_a_timeout_cancelled_while_queued_in_dask_never_runs(dw
     assert queued.refresh().status == "cancelled" and queued.attempts_made == 1
 
 
+async def test_a_cluster_made_here_has_its_workers_import_the_package_before_any_job(db_path):
+    """The import (0.15 s or more in a fresh worker process) happens when the kernel
+    connects, not on each worker's first job."""
+    ws = wiz.Workspace(db_path, poll_interval=0.05)
+    ws.use_dask("local", n_workers=1)
+    await ws.start()
+    try:
+        await ws.dask
+        client = ws.dask.client
+
+        async def imported() -> bool:
+            seen = await client.run(lambda: "wiz_jupyter.jobs.dask_worker" in sys.modules)
+            return len(seen) == 1 and all(seen.values())
+
+        deadline = time.monotonic() + 30
+        while not await imported():
+            assert time.monotonic() < deadline, "the worker never imported wiz_jupyter"
+            await asyncio.sleep(0.05)
+        assert ws.jobs.counts()["completed"] == 0  # no job has run there yet
+        ws.task(square, executor="dask")
+        assert await ws.jobs.add("square", {"x": 3}).wait(timeout=60) == 9
+    finally:
+        await ws.stop(grace=1)
+        ws.close()
+
+
 async def test_the_lease_is_renewed_while_the_remote_body_runs(db_path, cluster):
     ws = wiz.Workspace(db_path, lease=0.6, poll_interval=0.05)
     ws.use_dask(cluster.scheduler_address)

@@ -24,7 +24,7 @@ import weakref
 from typing import Any
 
 from ..errors import InvalidJob, MissingExtra
-from .dask_worker import Pickled, run_remote
+from .dask_worker import Pickled, run_remote, warm
 from .events import resolve
 
 log = logging.getLogger("wiz_jupyter.dask")
@@ -113,6 +113,7 @@ class DaskExecutor:
         self._owns_client = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Task | None = None
+        self._warming: asyncio.Task | None = None
         self._running: dict[str, _Remote] = {}
 
     # -- connection ----------------------------------------------------------------------------
@@ -185,6 +186,16 @@ class DaskExecutor:
         self.client = client
         return client
 
+    async def _warm(self, client: Any) -> None:
+        """Have the workers import what runs a body (this package: about 0.15 s in a
+        fresh worker process, more on a busy machine) now, in the background, rather than
+        on the first job each one takes. Workers joining later import it on their first
+        job; one that cannot import it fails that job, not the connection."""
+        try:
+            await asyncio.wait_for(client.run(warm, on_error="return"), 60)
+        except Exception as e:  # slow or odd workers: they import on their first job
+            log.debug("wiz: warming the Dask workers: %s", e)
+
     def _connected(self, task: asyncio.Task) -> None:
         if task.cancelled():
             return
@@ -192,6 +203,8 @@ class DaskExecutor:
         if e is not None:
             self.error = f"could not connect to Dask at {self.describe_target()}: {e}"
             log.info("wiz: %s", self.error)  # shown by the board, %wiz status and ready()
+        elif self._loop is not None and self.client is not None:
+            self._warming = self._loop.create_task(self._warm(self.client), name="wiz-dask-warm")
         self._emit("dask.connected" if e is None else "dask.failed")
 
     def close(self) -> None:
@@ -201,9 +214,11 @@ class DaskExecutor:
         """Disconnect; close the LocalCluster if it was made here. Running bodies are
         the runtime's business (it cancels or releases their jobs first)."""
         task, self._connecting = self._connecting, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for t in (task, self._warming):
+            if t is not None and not t.done():
+                t.cancel()
+                await asyncio.gather(t, return_exceptions=True)
+        self._warming = None
         client, self.client = self.client, None
         cluster, self.cluster = self.cluster, None
         try:

@@ -113,6 +113,11 @@ def run_remote(fn: Any, kwargs: dict[str, Any], meta: dict[str, Any]) -> dict[st
     return reply
 
 
+def warm() -> None:
+    """Run on each worker when the kernel connects: unpickling this call imports this
+    module (and so the package) there, ahead of the first body. Nothing else to do."""
+
+
 # Replies up to this size (JSON characters) travel as an event; the scheduler keeps the
 # last 1,000 events of a topic, so this bounds what it holds for us.
 _REPLY_BY_EVENT = 8_000
