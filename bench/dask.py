@@ -13,9 +13,11 @@ Printed per case: the median wall times, each path's speed-up over in-process
 (target for 16 jobs through the queue: >= 1.8x), the queue's wall over bare
 (target <= 1.10) and its overhead per remote job ((wiz - bare) / jobs); how busy
 the workers were (the bodies' own time, measured on the workers, over 2 x the
-wall: what a busy machine disturbs less than wall times); and the CPU time this
-process (the kernel's role: runtime, client, and here the scheduler too) spends
-per job on each path. The paths take turns in a rotating order.
+wall) and the bodies' mean time there (a busy machine slows them: compare the
+paths' body times before their walls); and the CPU time this process (the
+kernel's role: runtime, client, and here the scheduler too) spends per job on
+each path, its idle costs over the run included. The paths take turns in a
+rotating order.
 
 Usage: ``python bench/dask.py [--jobs 16,200] [--reps 5,3] [--ms 200] [--concurrency 16]``.
 """
@@ -133,16 +135,22 @@ def report(jobs: int, runs: dict[str, list[Run]]) -> None:
     wall = {k: med(k, "wall") for k in runs}
     reps = len(runs["wiz"])
     print(f"\n{jobs} jobs, medians of {reps}")
-    print(f"  {'path':<38}{'wall s':>8}{'speed-up':>10}{'workers busy':>14}{'CPU/job':>10}")
+    print(
+        f"  {'path':<38}{'wall s':>8}{'speed-up':>10}{'workers busy':>14}{'body ms':>9}"
+        f"{'CPU/job':>10}"
+    )
     for name, label in (
         ("threads", "in-process (threads, concurrency 2)"),
         ("wiz", "queue, executor='dask'"),
         ("bare", "bare client.submit (same cluster)"),
     ):
-        busy = "" if name == "threads" else f"{med(name, 'bodies') / WORKERS / wall[name]:.0%}"
+        busy = body = ""
+        if name != "threads":
+            busy = f"{med(name, 'bodies') / WORKERS / wall[name]:.0%}"
+            body = f"{med(name, 'bodies') / jobs * 1000:.0f}"
         cpu = med(name, "cpu") / jobs * 1000
         line = f"  {label:<38}{wall[name]:8.2f}{wall['threads'] / wall[name]:9.2f}x{busy:>14}"
-        print(f"{line}{cpu:8.2f}ms")
+        print(f"{line}{body:>9}{cpu:8.2f}ms")
     speedup = wall["threads"] / wall["wiz"]
     ratio = wall["wiz"] / wall["bare"]
     overhead = (wall["wiz"] - wall["bare"]) / jobs * 1000
