@@ -7,7 +7,9 @@ Python, in one run and on one cluster (2 worker processes x 1 thread):
   bodies take turns): the baseline of the speed-ups;
 - wiz: the queue with ``executor="dask"`` (claims, leases, events and results in
   SQLite; ``--concurrency`` 16, the workspace's default);
-- bare: ``client.submit`` of the same function on the same cluster, then gather.
+- bare: ``client.submit`` of the same function on the same cluster, then gather;
+- the queue at concurrency 2, the cluster's thread count (``--low``; 0 leaves it
+  out): each worker waits for the round trip to the kernel between two bodies.
 
 Printed per case: the median wall times, each path's speed-up over in-process
 (target for 16 jobs through the queue: >= 1.8x), the queue's wall over bare
@@ -19,7 +21,8 @@ kernel's role: runtime, client, and here the scheduler too) spends per job on
 each path, its idle costs over the run included. The paths take turns in a
 rotating order.
 
-Usage: ``python bench/dask.py [--jobs 16,200] [--reps 5,3] [--ms 200] [--concurrency 16]``.
+Usage: ``python bench/dask.py [--jobs 16,200] [--reps 5,3] [--ms 200] [--concurrency 16]
+[--low 2]``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import wiz_jupyter as wiz  # noqa: E402
 
@@ -112,23 +116,26 @@ async def bare(address: str, jobs: int, n: int) -> Run:
         return Run(time.perf_counter() - t0, time.process_time() - c0, sum(results))
 
 
-async def case(address: str, tmp: Path, jobs: int, n: int, reps: int, concurrency: int) -> dict:
+async def case(address: str, tmp: Path, jobs: int, n: int, reps: int, args: Any) -> dict:
     runs: dict[str, list[Run]] = {"threads": [], "wiz": [], "bare": []}
+    if args.low:
+        runs["low"] = []
     for rep in range(reps):
         tag = f"{jobs}-{rep}"
         paths = {
             "threads": lambda tag=tag: in_process(tmp, jobs, n, tag),
-            "wiz": lambda tag=tag: on_dask(tmp, address, jobs, n, tag, concurrency),
+            "wiz": lambda tag=tag: on_dask(tmp, address, jobs, n, tag, args.concurrency),
             "bare": lambda: bare(address, jobs, n),
+            "low": lambda tag=tag: on_dask(tmp, address, jobs, n, f"{tag}-low", args.low),
         }
-        order = list(paths)
-        order = order[rep % 3 :] + order[: rep % 3]  # a busy machine: rotate the order
+        order = list(runs)
+        order = order[rep % len(order) :] + order[: rep % len(order)]  # a busy machine: rotate
         for name in order:
             runs[name].append(await paths[name]())
     return runs
 
 
-def report(jobs: int, runs: dict[str, list[Run]]) -> None:
+def report(jobs: int, runs: dict[str, list[Run]], low: int) -> None:
     def med(name: str, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in runs[name])
 
@@ -143,7 +150,10 @@ def report(jobs: int, runs: dict[str, list[Run]]) -> None:
         ("threads", "in-process (threads, concurrency 2)"),
         ("wiz", "queue, executor='dask'"),
         ("bare", "bare client.submit (same cluster)"),
+        ("low", f"queue at concurrency {low} (the threads)"),
     ):
+        if name not in runs:
+            continue
         busy = body = ""
         if name != "threads":
             busy = f"{med(name, 'bodies') / WORKERS / wall[name]:.0%}"
@@ -181,8 +191,8 @@ async def main(args: argparse.Namespace) -> None:
     ) as cluster:  # fmt: skip
         with tempfile.TemporaryDirectory() as d:
             for jobs, r in zip(cases, reps):
-                runs = await case(cluster.scheduler_address, Path(d), jobs, n, r, args.concurrency)
-                report(jobs, runs)
+                runs = await case(cluster.scheduler_address, Path(d), jobs, n, r, args)
+                report(jobs, runs, args.low)
         logging.getLogger("distributed").setLevel(logging.CRITICAL)  # heartbeats cut by the close
     print(f"\nload average now: {os.getloadavg()[0]:.1f} (wall figures are only fair when idle)")
 
@@ -193,4 +203,5 @@ if __name__ == "__main__":
     p.add_argument("--reps", default="5,3", help="repetitions per case (medians)")
     p.add_argument("--ms", type=float, default=200.0, help="milliseconds per body")
     p.add_argument("--concurrency", type=int, default=16, help="the queue's concurrency")
+    p.add_argument("--low", type=int, default=2, help="also the queue at this concurrency")
     asyncio.run(main(p.parse_args()))
