@@ -78,6 +78,11 @@ def resources_seen() -> dict:
     return running[0].resource_restrictions
 
 
+def touch(marker: str) -> int:
+    Path(marker).write_text("ran")
+    return os.getpid()
+
+
 def slow(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
@@ -217,6 +222,68 @@ async def test_a_timeout_fails_the_job_and_cancels_the_remote_body(dws, tmp_path
         await job.wait(timeout=60)
     assert job.fail_reason == "timeout"
     await until(marker.exists, what="the worker to see the Dask future cancelled")
+
+
+async def test_a_timeout_counts_from_the_bodys_start_not_its_wait_in_dasks_queue(dws):
+    """Six 0.6 s bodies on two 1-thread workers, all claimed at once: the last pair waits
+    about 1.2 s in Dask's queue, and none of them runs for its 1 s timeout."""
+    dws.task(slow, executor="dask", timeout=1.0)
+    jobs = dws.jobs.add_bulk([("slow", {"seconds": 0.6}) for _ in range(6)])
+    pids = [await j.wait(timeout=60) for j in jobs]
+    assert len(set(pids)) == 2
+    for j in jobs:
+        j.refresh()
+    # the last finished more than its timeout after its claim: counted from there, it failed
+    assert max(j.finished_at for j in jobs) - min(j.started_at for j in jobs) > 1.0
+    assert all(j.attempts_made == 1 for j in jobs)
+
+
+async def test_a_job_with_a_timeout_cancelled_while_queued_in_dask_never_runs(dws, tmp_path):
+    dws.task(spin, executor="dask")
+    dws.task(touch, executor="dask", timeout=30)
+    markers = [tmp_path / f"spin{i}" for i in range(2)]
+    busy = [dws.jobs.add("spin", {"marker": str(m)}) for m in markers]
+    await until(lambda: all(j.refresh().progress for j in busy), what="both workers taken")
+    ran = tmp_path / "ran"
+    queued = dws.jobs.add("touch", {"marker": str(ran)})
+    await reach(dws, queued, "active", timeout=30)  # claimed, submitted, waiting in Dask
+    assert queued.cancel()
+    await until(lambda: queued.id not in dws.runtime.active_ids, what="the runtime to drop it")
+    for j in busy:
+        j.cancel()
+    for m in markers:
+        await until(m.exists, what="the spinning bodies to stop")
+    after = tmp_path / "after"
+    assert await dws.jobs.add("touch", {"marker": str(after)}).wait(timeout=60) > 0
+    await asyncio.sleep(0.5)
+    assert after.exists() and not ran.exists()  # Dask dropped the queued body
+    assert queued.refresh().status == "cancelled" and queued.attempts_made == 1
+
+
+async def test_a_cluster_made_here_has_its_workers_import_the_package_before_any_job(db_path):
+    """The import (0.15 s or more in a fresh worker process) happens when the kernel
+    connects, not on each worker's first job."""
+    ws = wiz.Workspace(db_path, poll_interval=0.05)
+    ws.use_dask("local", n_workers=1)
+    await ws.start()
+    try:
+        await ws.dask
+        client = ws.dask.client
+
+        async def imported() -> bool:
+            seen = await client.run(lambda: "wiz_jupyter.jobs.dask_worker" in sys.modules)
+            return len(seen) == 1 and all(seen.values())
+
+        deadline = time.monotonic() + 30
+        while not await imported():
+            assert time.monotonic() < deadline, "the worker never imported wiz_jupyter"
+            await asyncio.sleep(0.05)
+        assert ws.jobs.counts()["completed"] == 0  # no job has run there yet
+        ws.task(square, executor="dask")
+        assert await ws.jobs.add("square", {"x": 3}).wait(timeout=60) == 9
+    finally:
+        await ws.stop(grace=1)
+        ws.close()
 
 
 async def test_the_lease_is_renewed_while_the_remote_body_runs(db_path, cluster):

@@ -24,7 +24,7 @@ import weakref
 from typing import Any
 
 from ..errors import InvalidJob, MissingExtra
-from .dask_worker import Pickled, run_remote
+from .dask_worker import Pickled, run_remote, warm
 from .events import resolve
 
 log = logging.getLogger("wiz_jupyter.dask")
@@ -81,7 +81,13 @@ class DaskExecutor:
     Dask's own retries stay off (``retries=0``; a LocalCluster made here also has
     ``allowed-failures`` 0), so a lost worker is one failed attempt of the job,
     which the queue retries by the job's ``attempts``.
+
+    A body may wait in Dask's queue before a worker takes it: a job's ``timeout``
+    counts from its start on the worker (which reports it), not from the claim.
     """
+
+    #: the runtime's cue to count a job's timeout from the body's start (``job._began``)
+    announces_start = True
 
     def __init__(self, target: Any, *, events: Any = None, n_workers: int | None = None):
         require_dask()
@@ -107,6 +113,7 @@ class DaskExecutor:
         self._owns_client = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Task | None = None
+        self._warming: asyncio.Task | None = None
         self._running: dict[str, _Remote] = {}
 
     # -- connection ----------------------------------------------------------------------------
@@ -179,6 +186,16 @@ class DaskExecutor:
         self.client = client
         return client
 
+    async def _warm(self, client: Any) -> None:
+        """Have the workers import what runs a body (this package: about 0.15 s in a
+        fresh worker process, more on a busy machine) now, in the background, rather than
+        on the first job each one takes. Workers joining later import it on their first
+        job; one that cannot import it fails that job, not the connection."""
+        try:
+            await asyncio.wait_for(client.run(warm, on_error="return"), 60)
+        except Exception as e:  # slow or odd workers: they import on their first job
+            log.debug("wiz: warming the Dask workers: %s", e)
+
     def _connected(self, task: asyncio.Task) -> None:
         if task.cancelled():
             return
@@ -186,6 +203,8 @@ class DaskExecutor:
         if e is not None:
             self.error = f"could not connect to Dask at {self.describe_target()}: {e}"
             log.info("wiz: %s", self.error)  # shown by the board, %wiz status and ready()
+        elif self._loop is not None and self.client is not None:
+            self._warming = self._loop.create_task(self._warm(self.client), name="wiz-dask-warm")
         self._emit("dask.connected" if e is None else "dask.failed")
 
     def close(self) -> None:
@@ -195,9 +214,11 @@ class DaskExecutor:
         """Disconnect; close the LocalCluster if it was made here. Running bodies are
         the runtime's business (it cancels or releases their jobs first)."""
         task, self._connecting = self._connecting, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for t in (task, self._warming):
+            if t is not None and not t.done():
+                t.cancel()
+                await asyncio.gather(t, return_exceptions=True)
+        self._warming = None
         client, self.client = self.client, None
         cluster, self.cluster = self.cluster, None
         try:
@@ -301,10 +322,11 @@ class DaskExecutor:
             "key": key, "topic": self.topic, "id": job.id, "task": job.task,
             "attempt": job.attempt, "attempts": job.attempts, "data": job.data,
             "wants_job": bool(getattr(spec, "wants_job", False)),
+            "announce": getattr(job, "_began", None) is not None,
         }  # fmt: skip
         if meta["wants_job"]:  # the worker gives the body a context of its own
             kwargs = {k: v for k, v in kwargs.items() if k != "job"}
-        remote = self._running[key] = _Remote(job)
+        remote = self._running[key] = _Remote(job, getattr(job, "_began", None))
         try:
             future = client.submit(
                 run_remote, _travel_by_value(fn), kwargs, meta, key=key, pure=False, retries=0,
@@ -358,11 +380,14 @@ class DaskExecutor:
         if remote is None:  # a late line from an attempt that was cancelled or timed out
             return
         if "reply" in msg:
+            remote.start()
             if not remote.reply.done():
                 remote.reply.set_result(msg["reply"])
             return
         try:
-            if "progress" in msg:
+            if "started" in msg:  # the job's timeout counts from now
+                remote.start()
+            elif "progress" in msg:
                 remote.job._queue.progress(remote.job.id, msg["progress"])
             elif "log" in msg:
                 remote.job._queue.log(remote.job.id, str(msg["log"]))
@@ -410,13 +435,18 @@ async def _settled(future: Any) -> None:
 class _Remote:
     """A body running on the cluster: its job, its reply, and how many lines arrived."""
 
-    __slots__ = ("_waiter", "job", "received", "reply")
+    __slots__ = ("_waiter", "began", "job", "received", "reply")
 
-    def __init__(self, job: Any):
+    def __init__(self, job: Any, began: asyncio.Future | None = None):
         self.job = job
+        self.began = began
         self.received = 0
         self.reply: asyncio.Future = asyncio.get_running_loop().create_future()
         self._waiter: asyncio.Future | None = None
+
+    def start(self) -> None:
+        if self.began is not None:
+            resolve(self.began)
 
     async def caught_up(self, n: int) -> None:
         while self.received < n:

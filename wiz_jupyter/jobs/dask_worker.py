@@ -88,6 +88,8 @@ def run_remote(fn: Any, kwargs: dict[str, Any], meta: dict[str, Any]) -> dict[st
 
         fn = cloudpickle.loads(fn)
     ctx = RemoteJobContext(meta)
+    if meta.get("announce"):  # the job has a timeout, which counts from now
+        ctx._send({"started": True})
     if meta["wants_job"]:
         kwargs = {**kwargs, "job": ctx}
     token = current_job.set(ctx)  # type: ignore[arg-type]
@@ -109,6 +111,11 @@ def run_remote(fn: Any, kwargs: dict[str, Any], meta: dict[str, Any]) -> dict[st
         except (TypeError, ValueError):  # children options msgpack cannot carry
             pass
     return reply
+
+
+def warm() -> None:
+    """Run on each worker when the kernel connects: unpickling this call imports this
+    module (and so the package) there, ahead of the first body. Nothing else to do."""
 
 
 # Replies up to this size (JSON characters) travel as an event; the scheduler keeps the

@@ -322,6 +322,9 @@ class JobContext:
         self.attempts: int = row["attempts"]
         self.data: dict[str, Any] = loads(row["data"])
         self._cancelled = False  # a plain flag is enough across threads
+        # resolved by an executor whose bodies may wait in a queue first (Dask) when the
+        # body starts: the job's timeout counts from then (set only for jobs with one)
+        self._began: asyncio.Future | None = None
 
     @property
     def trigger(self) -> dict[str, Any]:

@@ -401,14 +401,15 @@ class Runtime(RuntimeHooks):
             kwargs = spec.arguments(ctx.data)
             if spec.wants_job:
                 kwargs = {**kwargs, "job": ctx}
-            body = self.executors[spec.executor].run(spec.fn, kwargs, ctx, spec)
+            executor = self.executors[spec.executor]
+            began = None
+            if timeout and getattr(executor, "announces_start", False):
+                began = ctx._began = asyncio.get_running_loop().create_future()
+            body = executor.run(spec.fn, kwargs, ctx, spec)
             if timeout:
-                started = time.monotonic()
                 try:
-                    result = await asyncio.wait_for(body, timeout)
-                except asyncio.TimeoutError:
-                    if time.monotonic() - started < timeout * 0.99:
-                        raise  # the handler's own TimeoutError, not ours
+                    result = await _timed(body, timeout, began)
+                except _TimedOut:
                     ctx.stop()
                     error = f"timed out after {timeout:g} s"
                     return self._failed(row, error, "timeout"), TimeoutError(error)
@@ -573,3 +574,30 @@ class Runtime(RuntimeHooks):
             return
         if lost:
             self.cancelled(sorted(lost))
+
+
+class _TimedOut(Exception):
+    """A body's ``timeout`` ran out (not the body's own ``TimeoutError``)."""
+
+
+async def _timed(body: Any, timeout: float, began: asyncio.Future | None) -> Any:
+    """``await body`` for at most ``timeout`` seconds from its start: now, or, for a body
+    that may first wait in a cluster's queue (Dask), when ``began`` resolves. Raises
+    :class:`_TimedOut` when the time is up (the body is cancelled); the body's own
+    ``TimeoutError`` passes through."""
+    if began is None:
+        started = time.monotonic()
+        try:
+            return await asyncio.wait_for(body, timeout)
+        except asyncio.TimeoutError:
+            if time.monotonic() - started < timeout * 0.99:
+                raise  # the handler's own TimeoutError, not ours
+            raise _TimedOut() from None
+    task = asyncio.ensure_future(body)
+    try:
+        await asyncio.wait({task, began}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # cancel or stop while queued: the body goes too
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    return await _timed(task, timeout, None)
