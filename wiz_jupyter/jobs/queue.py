@@ -98,10 +98,8 @@ _ISSUED_ROW = "-issued"
 # counts(): the kept rows, the highest id given (ids are never reused) and active jobs
 # (at most the processes' concurrency: counted by index)
 _COUNTS = (
-    "SELECT status, n FROM job_counts UNION ALL "
-    f"SELECT '{_ISSUED_ROW}', MAX((SELECT COALESCE(MAX(id), 0) FROM jobs), COALESCE((SELECT "
-    f"CAST(value AS INTEGER) FROM settings WHERE key = '{retention.MAX_ID_KEY}'), 0)) UNION ALL "
-    "SELECT 'active', COUNT(*) FROM jobs WHERE status = 'active'"
+    f"SELECT status, n FROM job_counts UNION ALL SELECT '{_ISSUED_ROW}', ({_NEXT_ID}) "
+    "UNION ALL SELECT 'active', COUNT(*) FROM jobs WHERE status = 'active'"
 )
 
 
@@ -458,8 +456,9 @@ class Queue:
     ) -> None:
         """The new rows, their groups' ranks, their trace context and dependency edges."""
         c.executemany(INSERT_JOB if ranks is not None else INSERT_JOB_NO_GROUP, rows)
-        if any(r[_STATUS] != WAITING for r in rows):  # waiting ones count by their ids
-            c.executemany(_COUNT, _tally(rows))
+        counted = _tally(rows)  # of the statuses job_counts keeps: waiting is not one
+        if counted:
+            c.executemany(_COUNT, counted)
         if ranks is not None:
             ranks.save()
         origin = telemetry.trace_context()  # None without OpenTelemetry or outside a span
@@ -947,7 +946,7 @@ class Queue:
                     # groups' rules from now on. Asking first on every claim cost 5% of
                     # the queue's speed; until a grouped job is at the head, jobs
                     # without a group go in their usual order, as they would then.
-                    self._put_back(ch.c, [r[0] for r in rows])
+                    self._give_back(ch.c, [r[0] for r in rows])
                     self._grouped = True
             if self._grouped:  # jobs with a group: rotate, and mind group limits
                 ids = groups.pick(ch.c, tasks, slots, self._group_limits(names))
@@ -1005,12 +1004,7 @@ class Queue:
             if not back:
                 continue
             when = rates.opens(entries, rate, ch.now)
-            ch.c.execute(
-                "UPDATE jobs SET status = 'delayed', run_at = ?, started_at = NULL, "
-                f"attempts_made = attempts_made - 1, {_CLEAR_LEASE} "
-                f"WHERE id IN ({','.join('?' * len(back))})",
-                (when, *back),
-            )
+            self._give_back(ch.c, back, when)
             info = {"task": task, "reason": "rate", "rate": str(rate), "run_at": when}
             for jid in back:
                 ch.event(jid, "job.delayed", info)
@@ -1020,13 +1014,14 @@ class Queue:
         return [r for r in rows if r[0] not in held] if held else rows
 
     @staticmethod
-    def _put_back(c: sqlite3.Connection, ids: list[int]) -> None:
-        """Undo a claim of ``ids`` made in the same transaction (nothing else saw it)."""
+    def _give_back(c: sqlite3.Connection, ids: list[int], run_at: float | None = None) -> None:
+        """Undo a claim of ``ids`` made in the same transaction (nothing else saw it): back
+        to waiting, or delayed until ``run_at``, with the attempt given back."""
         c.execute(
-            "UPDATE jobs SET status = 'waiting', started_at = NULL, "
+            "UPDATE jobs SET status = ?, run_at = COALESCE(?, run_at), started_at = NULL, "
             f"attempts_made = attempts_made - 1, {_CLEAR_LEASE} "
             f"WHERE id IN ({','.join('?' * len(ids))})",
-            ids,
+            (WAITING if run_at is None else DELAYED, run_at, *ids),
         )
 
     def _group_limits(self, names: list[str]) -> dict[str, int | None]:

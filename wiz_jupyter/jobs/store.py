@@ -547,8 +547,8 @@ REMOVED = "-removed"
 def _jobs_v11(db: sqlite_utils.Database) -> None:
     # counts of jobs by status, so that ws.jobs.counts() (the board, the sidebar and
     # `%wiz status` ask it on every change) reads a few rows, not every job: at 1,000,000
-    # jobs counting them took 36-58 ms. Kept so that the queue's hot path writes almost
-    # little more (two statements per change of status cost a cycle 10-15%):
+    # jobs counting them took 36-58 ms. Kept so that the queue's hot path writes little
+    # more (two statements per change of status cost a cycle 10-15%):
     # - waiting is not kept: it is the jobs there are (ids are given in order and never
     #   reused: the highest id given, less the removed ones) less the others;
     # - active is not kept: at most the concurrency of the processes, counted by index;
