@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 import wiz_jupyter
 from tests.server.jupyter import Jupyter, start_jupyter
@@ -116,3 +116,10 @@ def run_cell(page: Page, index: int) -> None:
         }""",
         index,
     )
+
+
+def chat_panel(page: Page) -> tuple[Locator, Locator]:
+    """The chat panel the last cell run showed, once visible, and its message box."""
+    panel = page.locator(".wiz-chat-panel")
+    expect(panel).to_be_visible(timeout=30_000)
+    return panel, panel.locator("textarea.wiz-chat-input")

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.lab import SCREENSHOTS, browser_page, open_notebook, run_cell, start_lab
+from tests.browser.lab import (
+    SCREENSHOTS,
+    browser_page,
+    chat_panel,
+    open_notebook,
+    run_cell,
+    start_lab,
+)
 
 EVIL = '<img src=x onerror="window.__pwned = 1">'
 CELLS = [
@@ -131,9 +138,7 @@ def test_the_chat_panel_approves_and_answers_from_its_reply_box(lab):
         open_notebook(page, lab, "approvals.ipynb")
         run_cell(page, 0)
         run_cell(page, 2)
-        panel = page.locator(".wiz-chat-panel")
-        expect(panel).to_be_visible(timeout=30_000)
-        box = panel.locator("textarea.wiz-chat-input")
+        panel, box = chat_panel(page)
 
         # a tool call to approve: the note names it, with its arguments, and Approve runs it
         box.fill("use write_file with path=c.txt content=<b>bold</b>")

@@ -14,7 +14,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.lab import SCREENSHOTS, browser_page, open_notebook, run_cell, start_lab
+from tests.browser.lab import (
+    SCREENSHOTS,
+    browser_page,
+    chat_panel,
+    open_notebook,
+    run_cell,
+    start_lab,
+)
 
 CODE = "def double(x):\n    return 2 * x\n\nprint(double(21))"
 MARKDOWN = """\
@@ -128,9 +135,7 @@ def test_answer_code_goes_into_cells_and_the_chat_renders_markdown_safely(lab):
 
         # the chat panel: markdown by marked, sanitized by DOMPurify
         run_cell(page, 4)
-        panel = page.locator(".wiz-chat-panel")
-        expect(panel).to_be_visible(timeout=30_000)
-        box = panel.locator("textarea.wiz-chat-input")
+        panel, box = chat_panel(page)
         box.fill("show me everything")
         box.press("Enter")
         reply = panel.locator(".wiz-msg-agent .wiz-msg-body").first

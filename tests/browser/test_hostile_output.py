@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.lab import browser_page, open_notebook, run_cell, start_lab
+from tests.browser.lab import browser_page, chat_panel, open_notebook, run_cell, start_lab
 
 PAYLOAD = (
     "<img src=x onerror=\"alert('img');window.__pwned='img'\"> "
@@ -72,9 +72,7 @@ def test_hostile_text_shows_as_text_everywhere(lab):
 
         # the chat panel's reply
         run_cell(page, 2)
-        panel = page.locator(".wiz-chat-panel")
-        expect(panel).to_be_visible(timeout=30_000)
-        box = panel.locator("textarea.wiz-chat-input")
+        panel, box = chat_panel(page)
         box.fill("hello")
         box.press("Enter")
         reply = panel.locator(".wiz-msg-agent .wiz-msg-body").first

@@ -10,7 +10,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.lab import SCREENSHOTS, browser_page, open_notebook, run_cell, start_lab
+from tests.browser.lab import (
+    SCREENSHOTS,
+    browser_page,
+    chat_panel,
+    open_notebook,
+    run_cell,
+    start_lab,
+)
 
 CELLS = [
     """\
@@ -53,11 +60,9 @@ def test_chat_streams_escapes_html_and_the_board_cancels(lab):
         open_notebook(page, lab, "widgets.ipynb")
         run_cell(page, 0)
         run_cell(page, 1)
-        panel = page.locator(".wiz-chat-panel")
-        expect(panel).to_be_visible(timeout=30_000)
+        panel, box = chat_panel(page)
 
         # a reply streams in: partial text first, then the whole message, markdown rendered
-        box = panel.locator("textarea.wiz-chat-input")
         box.fill("Tell me a story")
         box.press("Enter")
         expect(panel.locator(".wiz-msg-user")).to_have_count(1)
