@@ -137,11 +137,9 @@ async def test_a_file_with_jobs_gets_its_counts_when_migrated(db_path):
     import sqlite3
 
     with sqlite3.connect(db_path) as c:
-        c.execute("DROP TRIGGER job_counts_status")
         c.execute("DROP TRIGGER job_counts_removed")
-        c.execute("DROP TRIGGER job_counts_completed")
         c.execute("DROP TABLE job_counts")
-        c.execute("DELETE FROM wiz_migrations WHERE component = 'jobs' AND version = 11")
+        c.execute("DELETE FROM wiz_migrations WHERE component = 'jobs' AND version >= 11")
     again = wiz.Workspace(db_path)
     expect = {**dict.fromkeys(STATUSES, 0), "waiting": 7, "delayed": 1, "completed": 2}
     assert check(again) == expect
@@ -266,3 +264,29 @@ def test_counts_stay_true_through_random_sequences_of_changes(tmp_path):
         ws.close()
 
     run()
+
+
+async def test_a_file_counted_by_triggers_loses_them_and_counts_once(db_path):
+    ws = wiz.Workspace(db_path)
+    ws.close()
+    import sqlite3
+
+    with sqlite3.connect(db_path) as c:  # as migration 11 left a file before migration 12
+        c.execute(
+            "CREATE TRIGGER job_counts_completed AFTER UPDATE OF status ON jobs "
+            "WHEN new.status = 'completed' AND old.status IN ('waiting', 'active') BEGIN "
+            "UPDATE job_counts SET n = n + 1 WHERE status = 'completed'; END"
+        )
+        c.execute("DELETE FROM wiz_migrations WHERE component = 'jobs' AND version = 12")
+    again = wiz.Workspace(db_path)
+
+    @again.task
+    async def t() -> None:
+        return None
+
+    triggers = again.store.read("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    assert [r[0] for r in triggers] == ["job_counts_removed"]
+    again.jobs.add_bulk([("t", {}) for _ in range(5)])
+    await again.run_until_idle(timeout=20)
+    assert check(again)["completed"] == 5  # counted by the queue, not twice
+    again.close()
