@@ -245,7 +245,7 @@ class Runtime(RuntimeHooks):
     def _idle(self) -> bool:
         if self._active or self._pending or self._unwritten:
             return False
-        if any(c.pending() for c in self.chores):
+        if self.chores and any(c.pending() for c in self.chores):
             return False
         names = [n for n, spec in self.queue.tasks.items() if self._runnable(spec)]
         if self.queue.paused or not names:
@@ -342,10 +342,13 @@ class Runtime(RuntimeHooks):
                         if self._runnable(spec)
                     }
                     rows = q.claim(self.owner, free, self.lease, slots)
-                    traced = rows and telemetry.enabled()  # OpenTelemetry: a span per attempt
-                    origins = q.trace_origins([r["id"] for r in rows]) if traced else {}
-                    for row in rows:
-                        self._start_job(row, origins.get(row["id"]))
+                    if rows and telemetry.enabled():  # OpenTelemetry: a span per attempt
+                        origins = q.trace_origins([r["id"] for r in rows])
+                        for row in rows:
+                            self._start_job(row, origins.get(row["id"]))
+                    else:
+                        for row in rows:
+                            self._start_job(row)
                     self._quiet_at = None if len(rows) == free else q.store.version()
             except UNWRITTEN as e:  # a locked or full database: try again shortly
                 self._refused(e)
