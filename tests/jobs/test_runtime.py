@@ -87,6 +87,32 @@ async def test_per_task_concurrency_leaves_room_for_other_tasks(db_path):
     assert peak["cpu"] == 5
 
 
+async def test_claims_never_read_the_backlog_of_a_task_this_process_does_not_run(db_path):
+    ws = wiz.Workspace(db_path, concurrency=4)
+    order = []
+
+    @ws.task
+    async def mine(i: int) -> None:
+        order.append(i)
+
+    # a backlog for a worker elsewhere, at a higher priority and added first
+    ws.jobs.add_bulk([("elsewhere", {}, {"priority": 9}) for _ in range(3000)])
+    ws.jobs.add_bulk([("mine", {"i": i}, {"priority": i % 3}) for i in range(12)])
+    seen: list[str] = []
+    ws.store.conn.set_trace_callback(seen.append)
+    await ws.run_until_idle(timeout=20)
+    ws.store.conn.set_trace_callback(None)
+    assert sorted(order) == list(range(12)) and order[:4] == [2, 5, 8, 11]  # priority first
+    asked = [  # the claims and the idle checks
+        q for q in seen if "SET status = 'active'" in q or "status IN ('waiting', 'delayed')" in q
+    ]
+    assert asked, seen
+    for query in asked:  # every claim and idle check seeks its own tasks' jobs
+        plan = " | ".join(r[-1] for r in ws.store.read(f"EXPLAIN QUERY PLAN {query}"))
+        assert "SCAN jobs" not in plan and "jobs_queue (status=? AND task=?)" in plan, (query, plan)
+    ws.close()
+
+
 async def test_sync_handlers_run_in_threads_and_the_loop_stays_free(ws):
     ticks = 0
 

@@ -18,6 +18,7 @@ State machine::
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -105,6 +106,23 @@ _CLAIM = (
     "attempts_made = attempts_made + 1"
 )
 _CLAIMED = 'RETURNING id, task, data, priority, attempts, attempts_made, timeout, "group"'
+# a claim's pick: per task, its first waiting jobs (one seek of jobs_queue, which is by
+# status and task: jobs of tasks this process does not run are never read, however many
+# wait), at most its free slots; then the first of those in priority order
+_PICK_TASK = (
+    "SELECT * FROM (SELECT id, priority FROM jobs WHERE status = 'waiting' AND task = ? "
+    "ORDER BY priority DESC, id LIMIT ?)"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _pick(tasks: int) -> str:
+    """The claim's pick of waiting jobs among ``tasks`` tasks (parameters: each task's name
+    and its limit, then the slots)."""
+    branches = " UNION ALL ".join([_PICK_TASK] * tasks)
+    return f"SELECT id FROM ({branches}) ORDER BY priority DESC, id LIMIT ?"
+
+
 _NOT_TERMINAL = "status NOT IN ('completed', 'failed', 'cancelled')"
 
 
@@ -390,11 +408,8 @@ class Queue:
         rows, edges, finished = [], [], []
         batch: dict[int, tuple[int, int]] = {}  # id -> (its row, its place in out), this call
         added_payloads: dict[tuple[str, str], dict[str, Any]] = {}
-        ranks = None  # of jobs with a group, when there are some (a loop: any() of a
-        for s in specs:  # generator was 1% of a one-by-one add)
-            if s.group is not None:
-                ranks = groups.Ranks(c)
-                break
+        # the ranks of jobs with a group, when some have one
+        ranks = groups.Ranks(c) if any(s.group is not None for s in specs) else None
         for i, s in enumerate(specs):
             if s.key is not None:
                 if s.key in by_key:
@@ -438,8 +453,7 @@ class Queue:
             elif status == WAITING:
                 ch.ready = True
             new_status[jid] = status
-            if status != WAITING:  # (waiting is derived: no count to keep)
-                ch.moved(None, status)
+            ch.moved(None, status)
             row = (
                 jid, s.task, s.agent, s.data, status, s.priority, s.run_at, s.attempts,
                 s.backoff, s.timeout, s.parent, s.key, s.on_dep_failure, error, reason,
@@ -925,24 +939,9 @@ class Queue:
         if slots <= 0 or not tasks:
             return []
         names = list(tasks)
-        marks = ",".join("?" * len(names))
-        limited = {t: n for t, n in tasks.items() if n is not None and n < slots}
-        if limited:
-            # per-task limits: rank each task's jobs and keep its first n
-            cases = " ".join("WHEN ? THEN ?" for _ in limited)
-            pick = (
-                "SELECT id FROM (SELECT id, task, priority, ROW_NUMBER() OVER (PARTITION BY task "
-                f"ORDER BY priority DESC, id) AS rn FROM jobs WHERE status = 'waiting' AND task IN "
-                f"({marks})) WHERE rn <= CASE task {cases} ELSE ? END "
-                "ORDER BY priority DESC, id LIMIT ?"
-            )
-            params = [*names, *(x for kv in limited.items() for x in kv), slots, slots]
-        else:
-            pick = (
-                f"SELECT id FROM jobs WHERE status = 'waiting' AND task IN ({marks}) "
-                "ORDER BY priority DESC, id LIMIT ?"
-            )
-            params = [*names, slots]
+        pick = _pick(len(names))
+        params = [x for t, n in tasks.items() for x in (t, slots if n is None else min(n, slots))]
+        params.append(slots)
         with self.transaction() as ch:
             now = ch.now
             claim = f"{_CLAIM} WHERE id IN ({{}}) {_CLAIMED}"

@@ -415,7 +415,8 @@ def _jobs_v1(db: sqlite_utils.Database) -> None:
             finished_at REAL
         )"""
     )
-    # jobs_queue serves the claim (status = 'waiting' in priority order) and counts;
+    # jobs_queue serves the claim (status = 'waiting' in priority order) and counts
+    # (migration 13 puts the task after the status);
     # the partial indexes touch only the rows in their state, so inserts stay cheap.
     db.execute("CREATE INDEX jobs_queue ON jobs (status, priority DESC, id)")
     db.execute("CREATE INDEX jobs_due ON jobs (run_at) WHERE status = 'delayed'")
@@ -585,6 +586,15 @@ def _jobs_v12(db: sqlite_utils.Database) -> None:
     db.execute("DROP TRIGGER IF EXISTS job_counts_completed")
 
 
+def _jobs_v13(db: sqlite_utils.Database) -> None:
+    # jobs_queue by status, then task: a claim seeks each of its tasks' waiting jobs (and
+    # run_until_idle asks whether any wait) without reading the jobs of other tasks. By
+    # status then priority, a backlog of another task (500,000 jobs waiting for a worker
+    # elsewhere) was read on every claim of this process: 150 ms each, against 0.007 ms.
+    db.execute("DROP INDEX IF EXISTS jobs_queue")
+    db.execute("CREATE INDEX jobs_queue ON jobs (status, task, priority DESC, id)")
+
+
 def _jobs_v10(db: sqlite_utils.Database) -> None:
     # what a job awaiting input asked a person, and the reply (JSON); the pending ones
     # are found by jobs_queue (status first), like any status
@@ -604,4 +614,5 @@ JOBS_MIGRATIONS: list[Migration] = [
     (10, "jobs.input (awaiting_input: approvals and questions)", _jobs_v10),
     (11, "job_counts (jobs by status, kept as they change)", _jobs_v11),
     (12, "job_counts kept by the queue's transactions, not by triggers", _jobs_v12),
+    (13, "jobs_queue by status, task, priority (claims seek their own tasks)", _jobs_v13),
 ]
