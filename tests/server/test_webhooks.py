@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
+import socket
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -113,6 +114,29 @@ def test_an_oversized_body_is_413(outsider, ws, hook):
     r = outsider.post(url, content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
     assert len(ws.schedules.runs(hook)) == 1
+
+
+def test_a_413_waits_for_a_body_just_over_the_limit(jupyter, ws, hook):
+    """Answered while the sender still writes, the 413 could reach it as a reset connection
+    (a flaky ReadError under load): a body up to twice the limit is read to its end first."""
+    limit = 1024 * 1024
+    url = urlsplit(jupyter.url)
+    head = (
+        f"POST {url.path}wiz/hooks/{hook.trigger['name']} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {limit + 1}\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b" " * (limit // 2))
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # no answer while half the body is unsent
+            sock.recv(1)
+        sock.settimeout(30)
+        sock.sendall(b" " * (limit - limit // 2 + 1))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert ws.schedules.runs(hook) == []
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[1, 2"])

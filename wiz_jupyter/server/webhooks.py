@@ -9,7 +9,8 @@ with the secret, as ``wiz.sign_webhook(secret, body)`` makes it.
 
 Answers, checked in this order:
 
-- 413 when the body is larger than ``WizServer.max_webhook_body`` (1 MiB);
+- 413 when the body is larger than ``WizServer.max_webhook_body`` (1 MiB; a body up to
+  twice that is read to its end first, so that its sender sees the 413);
 - 404 when no active webhook schedule has that name;
 - 403 when a schedule called so has no secret and ``WizServer.allow_unsigned_webhooks``
   is False (the default: an unsigned hook could be fired by anyone who can reach
@@ -67,13 +68,15 @@ class WebhookHandler(JupyterHandler):
         declared = self.request.headers.get("Content-Length")
         if declared is not None:
             try:
-                too_large = int(declared) > self.max_body
+                far_too_large = int(declared) > 2 * self.max_body
             except ValueError:
                 raise web.HTTPError(400, "malformed Content-Length") from None
-            if too_large:
+            if far_too_large:
                 raise self._too_large()
-        # a chunked sender that goes far past the limit is cut off by tornado; up to
-        # there the excess is read and dropped, and the answer is a clean 413
+        # up to twice the limit the excess is read and dropped, and the answer is a clean
+        # 413 once the body is in: answered while it still writes, a sender (curl, httpx)
+        # may see its connection reset instead of the 413. Far past the limit: 413 at once
+        # (data_received), and a chunked sender that goes on is cut off by tornado.
         self.request.connection.set_max_body_size(max(16 * self.max_body, 16 * 2**20))
 
     def data_received(self, chunk: bytes) -> None:
