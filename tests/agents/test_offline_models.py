@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from pydantic import BaseModel
@@ -233,6 +234,20 @@ async def test_scripted_text_streams_and_tool_calls_stream(llm):
     s = llm.stream("x", model=model, tools=[ADD])
     assert [p async for p in s] == []
     assert s.reply.tool_calls == [ToolCall("add", {"a": 1, "b": 2})]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["in-process", "through-litellm"])
+async def test_a_paced_scripted_model_streams_its_pieces_that_far_apart(llm, direct):
+    llm.direct = direct
+    model = ScriptedModel(["one two three four"], pace=0.03)
+    arrived = []
+    async for piece in llm.stream("x", model=model):
+        arrived.append((piece, time.monotonic()))
+    assert [p for p, _ in arrived] == ["one ", "two ", "three ", "four"]
+    gaps = [b - a for (_, a), (_, b) in zip(arrived, arrived[1:])]
+    assert min(gaps) >= 0.02, gaps  # a piece never comes before its pace (a lower bound)
+    with pytest.raises(ValueError, match="pace"):
+        ScriptedModel(["x"], pace=-1)
 
 
 async def test_a_scripted_stream_that_fails_before_its_first_piece_raises(llm):

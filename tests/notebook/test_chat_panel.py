@@ -20,9 +20,10 @@ pytestmark = LITELLM_NOISE
 
 async def test_a_reply_streams_in_coalesced_updates_then_lands_as_a_message(ws):
     long_reply = " ".join(f"word{i}" for i in range(300))
-    ws.agent("analyst", model=ScriptedModel([long_reply, RuntimeError("model down")]))
-    # through litellm's streaming the words come paced (about a millisecond each), as from
-    # a provider; in-process all 300 come within one interval and land as one message
+    # the words come 2 ms apart, as from a provider (through litellm's streaming path):
+    # 0.6 s of them, about 12 of the panel's 50 ms intervals
+    model = ScriptedModel([long_reply, RuntimeError("model down")], pace=0.002)
+    ws.agent("analyst", model=model)
     ws.llm.direct = False
     panel = ws.chat_panel("analyst")
     sent = []

@@ -25,6 +25,7 @@ from typing import Any
 
 from .messages import ToolCall, chunk_text
 from .provider import OFFLINE, PROVIDER, answer, usage
+from .scripted import pace
 
 
 def handles(model: str) -> bool:
@@ -41,15 +42,17 @@ async def acompletion(
     tokens = NS(**usage(messages, text, calls))
     finish = "tool_calls" if calls else "stop"
     if stream:
-        return _chunks(text, calls, finish, tokens)
+        return _chunks(text, calls, finish, tokens, pace(model))
     entries = [c.to_openai(f"call_{i}") for i, c in enumerate(calls)]
     message = NS(content=text or None, tool_calls=entries or None)
     return NS(choices=[NS(message=message, finish_reason=finish)], usage=tokens, model=model)
 
 
-async def _chunks(text: str, calls: list[ToolCall], finish: str, tokens: Any) -> AsyncIterator[Any]:
+async def _chunks(
+    text: str, calls: list[ToolCall], finish: str, tokens: Any, gap: float
+) -> AsyncIterator[Any]:
     for piece in chunk_text(text):
-        await asyncio.sleep(0)  # a stream lets the loop run between its pieces
+        await asyncio.sleep(gap)  # a stream lets the loop run between its pieces
         yield _chunk(NS(content=piece, tool_calls=None), None)
     for i, call in enumerate(calls):
         yield _chunk(NS(content=None, tool_calls=[_call(i, call)]), None)

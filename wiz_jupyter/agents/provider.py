@@ -12,14 +12,16 @@ which ``_litellm.load()`` calls on the first model call: importing this module
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFound
 from . import offline
 from .messages import ToolCall, chunk_text, text_of
-from .scripted import STEP_MARK, scripted
+from .scripted import STEP_MARK, pace, scripted
 
 if TYPE_CHECKING:
     from litellm.types.utils import GenericStreamingChunk, ModelResponse
@@ -186,12 +188,19 @@ def _provider_class() -> type:
         def streaming(  # type: ignore[override]
             self, *, model: str, messages: list, optional_params: dict, **_: Any
         ) -> Iterator[GenericStreamingChunk]:
-            yield from _chunks(model, messages, optional_params)
+            gap = pace(model)
+            for chunk in _chunks(model, messages, optional_params):
+                if gap and chunk["text"]:
+                    time.sleep(gap)  # litellm runs a sync stream in its own thread
+                yield chunk
 
         async def astreaming(  # type: ignore[override]
             self, *, model: str, messages: list, optional_params: dict, **_: Any
         ) -> AsyncIterator[GenericStreamingChunk]:
+            gap = pace(model)
             for chunk in _chunks(model, messages, optional_params):
+                if gap and chunk["text"]:
+                    await asyncio.sleep(gap)
                 yield chunk
 
     return WizProvider

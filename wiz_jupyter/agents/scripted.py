@@ -43,10 +43,14 @@ class ScriptedModel:
         await llm.tool_calls("add", tools, model=model.name)
         model.requests[0]["messages"]                # what each call received
 
-    Streaming works too: a text step arrives word by word.
+    Streaming works too: a text step arrives word by word, ``pace`` seconds apart
+    (0 by default: as fast as the loop runs; ``pace=0.02`` streams like a provider).
     """
 
-    def __init__(self, steps: Iterable[Step] = (), *, name: str | None = None):
+    def __init__(self, steps: Iterable[Step] = (), *, name: str | None = None, pace: float = 0.0):
+        if not pace >= 0:
+            raise ValueError(f"pace is seconds between streamed pieces, >= 0, not {pace!r}")
+        self.pace = float(pace)
         self.name = name or f"wiz/scripted-{next(_numbers)}"
         if not self.name.startswith("wiz/"):
             raise ValueError(f"a scripted model's name starts with 'wiz/', not {self.name!r}")
@@ -107,3 +111,10 @@ class ScriptedModel:
 def scripted(name: str) -> ScriptedModel | None:
     """The live scripted model called ``name``, if any."""
     return _registry.get(name)
+
+
+def pace(name: str) -> float:
+    """Seconds between the streamed pieces of model ``name`` (0 for all but a paced
+    :class:`ScriptedModel`)."""
+    script = _registry.get(name if name.startswith("wiz/") else f"wiz/{name}")
+    return script.pace if script is not None else 0.0
