@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -244,7 +245,7 @@ async def test_a_paced_scripted_model_streams_its_pieces_that_far_apart(llm, dir
     async for piece in llm.stream("x", model=model):
         arrived.append((piece, time.monotonic()))
     assert [p for p, _ in arrived] == ["one ", "two ", "three ", "four"]
-    gaps = [b - a for (_, a), (_, b) in zip(arrived, arrived[1:])]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(arrived)]
     assert min(gaps) >= 0.02, gaps  # a piece never comes before its pace (a lower bound)
     with pytest.raises(ValueError, match="pace"):
         ScriptedModel(["x"], pace=-1)

@@ -463,3 +463,8 @@ async def test_a_killed_worker_is_one_failed_attempt_retried_on_another_worker(d
     failed = [e for e in job.events() if e["event"] == "job.waiting" and e["data"].get("error")]
     assert len(failed) == 1
     assert "died while running it" in failed[0]["data"]["error"]
+    # its nanny starts a worker in its place; the scheduler (asked, not the client's cached
+    # view, which may still count the dead one) has two running workers again
+    assert await dws.dask.wait_for_workers(2) == 2
+    with pytest.raises(wiz.WizError, match=r"^dask: 2 of 5 workers running after 0.3 s$"):
+        await dws.dask.wait_for_workers(5, timeout=0.3)

@@ -23,7 +23,7 @@ import uuid
 import weakref
 from typing import Any
 
-from ..errors import InvalidJob, MissingExtra
+from ..errors import InvalidJob, MissingExtra, WizError
 from .dask_worker import Pickled, run_remote, warm
 from .events import resolve
 
@@ -263,7 +263,8 @@ class DaskExecutor:
 
     @property
     def workers(self) -> int:
-        """How many workers the scheduler has now."""
+        """How many workers the scheduler had when the client last asked (it asks every
+        few seconds; :meth:`wait_for_workers` asks at once)."""
         if self.client is None:
             return 0
         try:  # the client's cached identity (refreshed every few seconds): never blocks
@@ -271,6 +272,26 @@ class DaskExecutor:
             return int(info.get("n_workers", len(info.get("workers", ()))))
         except Exception:
             return 0
+
+    async def wait_for_workers(self, n: int, timeout: float = 60.0) -> int:
+        """Wait until the scheduler has ``n`` running workers (asked directly: the
+        client's cached view may still count a worker that died) and :attr:`workers`,
+        the client's view that ``%wiz status`` shows, has caught up; returns it. After a
+        worker dies its nanny starts another: ``await ws.dask.wait_for_workers(2)``.
+
+        (Not distributed's ``Client.wait_for_workers``: for a cluster object it asks the
+        cluster's own view and leaves the client's cached one behind.)"""
+        client = await self.ready()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            info = await client.scheduler.identity(n_workers=-1)
+            running = sum(w.get("status") == "running" for w in info["workers"].values())
+            if running >= n and self.workers >= n:
+                return self.workers
+            if loop.time() > end:
+                raise WizError(f"dask: {running} of {n} workers running after {timeout:g} s")
+            await asyncio.sleep(0.1)
 
     def info(self) -> dict[str, Any]:
         """``{"state", "address", "workers", "dashboard", "kind", "error"}`` for displays."""
