@@ -76,7 +76,11 @@ def test_the_sidebar_shows_the_quickstarts_own_workspace(lab):
         expect(panel.locator(".wiz-msg-user")).to_have_count(1)
         reply = panel.locator(".wiz-msg-agent .wiz-msg-body").first
         expect(reply).not_to_be_empty(timeout=30_000)
-        expect(panel.locator(".wiz-chat-busy")).to_have_text("", timeout=30_000)
+        try:
+            expect(panel.locator(".wiz-chat-busy")).to_have_text("", timeout=30_000)
+        except AssertionError as e:  # say where the reply job stands, from the server
+            raise AssertionError(f"{e}\nthe helper's jobs: {_jobs_of(lab, db)}") from None
+        assert _jobs_of(lab, db)[0][1] == "completed"  # the reply's job, newest first
 
         # the notebook's agent and jobs, in the sidebar
         agent = sidebar.locator('li.wiz-agent[data-agent="helper"]')
@@ -99,6 +103,12 @@ def test_the_sidebar_shows_the_quickstarts_own_workspace(lab):
         expect(squares).to_have_count(5, timeout=15_000)
 
     assert [e for e in errors if "wiz" in e.lower()] == []
+
+
+def _jobs_of(lab, db: str) -> list:
+    with lab.client() as c:
+        jobs = c.get("wiz/api/jobs", params={"workspace": db, "agent": "helper"}).json()
+    return [(j["id"], j["status"], j.get("error")) for j in jobs["jobs"]]
 
 
 def _id_of(lab, db: str) -> str:

@@ -68,6 +68,30 @@ async def test_a_reply_streams_in_coalesced_updates_then_lands_as_a_message(ws):
     panel.close()
 
 
+async def test_a_reply_ended_where_the_panel_did_not_hear_of_it_stops_thinking(ws, db_path):
+    # the kernel holding the panel runs nothing; another workspace on the file (as a
+    # `wiz worker` would) answers, and its events never reach this one's bus
+    ws.agent("analyst", model=ScriptedModel(["done elsewhere"]))
+    panel = ws.chat_panel("analyst")
+    panel.send = lambda msg, buffers=None: None
+    panel._on_front_end(panel, {"type": "send", "text": "work on it"}, None)
+    assert panel.busy
+    other = wiz.Workspace(db_path, poll_interval=0.05)
+    try:
+        await other.start()
+        job = other.jobs.list(agent="analyst")[-1]
+        assert await job.wait(timeout=10) == "done elsewhere"
+        for _ in range(60):  # the panel's own look, within a RECHECK (1 s)
+            if not panel.busy:
+                break
+            await asyncio.sleep(0.05)
+        assert not panel.busy and panel._recheck is None  # and it stopped looking
+    finally:
+        await other.stop(grace=1)
+        other.close()
+        panel.close()
+
+
 def run_chat_js(tmp_path, script: str) -> list:
     """Run ``script`` in node against the panel's module exactly as the widget ships it
     (chat.js with the vendored libraries inlined); each printed line is JSON."""

@@ -14,6 +14,7 @@ the module could not import files beside it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -23,7 +24,7 @@ from anywidget.experimental import command
 
 from ..errors import JobNotFound, WizError
 from ..jobs.events import Event
-from ..jobs.models import AWAITING_INPUT
+from ..jobs.models import AWAITING_INPUT, TERMINAL
 from ..workspace import Workspace
 from . import provenance
 from .board import STATIC
@@ -49,6 +50,8 @@ def chat_esm() -> str:
 
 #: messages a panel keeps in its widget state (what a saved notebook shows)
 KEEP = 200
+#: seconds between the panel's own looks at its reply jobs while it is busy
+RECHECK = 1.0
 #: the events after which a reply job no longer makes the panel busy
 ENDS = ("job.completed", "job.failed", "job.cancelled")
 #: the events of a job that no longer waits for a person (a priority change, a log line
@@ -99,6 +102,7 @@ class ChatPanel(anywidget.AnyWidget):
         self._jobs: set[int] = set()
         self._asking: set[int] = set()  # jobs whose input note the front end shows live
         self._timer: asyncio.TimerHandle | None = None
+        self._recheck: asyncio.TimerHandle | None = None
         self._offs = [
             ws.events.on("agent.delta", self._on_delta),
             ws.events.on("chat.message", self._on_message),
@@ -149,11 +153,34 @@ class ChatPanel(anywidget.AnyWidget):
             self._asking.discard(jid)
             self.send({"type": "replied", "job": jid, "reply": self._reply_text(jid)})
             if event.name not in ENDS:
-                self._jobs.add(jid)
-                self.busy = True
+                self._thinking(jid)
         elif jid in self._jobs and (event.name == "job.awaiting_input" or event.name in ENDS):
             self._jobs.discard(jid)  # a job waiting for a person is not "thinking"
             self.busy = bool(self._jobs)
+
+    def _thinking(self, job_id: int) -> None:
+        """The panel is busy while ``job_id`` works. Its end comes as an event; while busy
+        the panel also looks at its jobs every :data:`RECHECK` seconds, so that no missed
+        event (a job ended by another process, which this kernel does not hear of) leaves
+        it "thinking" for ever."""
+        self._jobs.add(job_id)
+        self.busy = True
+        if self._recheck is None:
+            with contextlib.suppress(RuntimeError):  # no loop: events alone it is
+                self._recheck = asyncio.get_running_loop().call_later(RECHECK, self._look)
+
+    def _look(self) -> None:
+        self._recheck = None
+        for jid in list(self._jobs):
+            try:
+                status = self.ws.jobs.get(jid).status
+            except JobNotFound:  # removed since (retention): not working any more
+                status = None
+            if status is None or status in TERMINAL or status == AWAITING_INPUT:
+                self._jobs.discard(jid)
+        self.busy = bool(self._jobs)
+        if self._jobs:
+            self._recheck = asyncio.get_running_loop().call_later(RECHECK, self._look)
 
     def _asks(self, job_id: int, *, latest: bool = True) -> dict[str, Any]:
         """What the job of an ``input`` note asks (``request_view``), with ``live`` while
@@ -186,8 +213,7 @@ class ChatPanel(anywidget.AnyWidget):
                 self.send({"type": "history", "messages": self._history(200)})
             elif kind == "send":
                 job = self.chat.send(str(msg.get("text", "")), agent=msg.get("agent") or self.agent)
-                self._jobs.add(job.id)
-                self.busy = True
+                self._thinking(job.id)
         except Exception as e:  # shown in the panel, never raised into a cell
             self.send({"type": "error", "message": str(e)})
 
@@ -227,6 +253,7 @@ class ChatPanel(anywidget.AnyWidget):
     def close(self) -> None:
         for off in self._offs:
             off()
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._recheck):
+            if timer is not None:
+                timer.cancel()
         super().close()
