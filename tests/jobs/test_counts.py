@@ -290,3 +290,19 @@ async def test_a_file_counted_by_triggers_loses_them_and_counts_once(db_path):
     await again.run_until_idle(timeout=20)
     assert check(again)["completed"] == 5  # counted by the queue, not twice
     again.close()
+
+
+def test_promoting_due_jobs_reads_only_the_due_ones_not_every_delayed_job(ws):
+    # a day of jobs planned a second apart, and two due now
+    later = time.time() + 3600
+    ws.jobs.add_bulk([("t", {}, {"run_at": later + i}) for i in range(2000)])
+    due = ws.jobs.add_bulk([("t", {}, {"run_at": time.time() - 1}) for _ in range(2)])
+    seen: list[str] = []
+    ws.store.conn.set_trace_callback(seen.append)
+    nxt = ws.jobs.promote_due()
+    ws.store.conn.set_trace_callback(None)
+    assert nxt == pytest.approx(later) and [j.status for j in due] == ["waiting"] * 2
+    assert ws.jobs.counts()["delayed"] == 2000 and ws.jobs.counts()["waiting"] == 2
+    for query in [q for q in seen if "'delayed'" in q]:
+        plan = " ".join(r[-1] for r in ws.store.read(f"EXPLAIN QUERY PLAN {query}"))
+        assert "jobs_due" in plan and "jobs_queue" not in plan, (query, plan)

@@ -124,6 +124,14 @@ def _pick(tasks: int) -> str:
 
 
 _NOT_TERMINAL = "status NOT IN ('completed', 'failed', 'cancelled')"
+# delayed jobs by their time (jobs_due, partial on status = 'delayed'): without INDEXED BY
+# SQLite takes jobs_queue (status = ?) and reads every delayed job, a day of jobs planned a
+# second apart on each promotion
+_PROMOTE = (
+    "UPDATE jobs INDEXED BY jobs_due SET status = 'waiting' "
+    "WHERE status = 'delayed' AND run_at <= ? RETURNING id, task"
+)
+_NEXT_DUE = "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE status = 'delayed'"
 
 
 @dataclass
@@ -1217,17 +1225,13 @@ class Queue:
     def promote_due(self) -> float | None:
         """Delayed jobs whose time has come become waiting. Returns the next due time."""
         with self.transaction() as ch:
-            due = ch.c.execute(
-                "UPDATE jobs SET status = 'waiting' WHERE status = 'delayed' AND run_at <= ? "
-                "RETURNING id, task",
-                (ch.now,),
-            ).fetchall()
+            due = ch.c.execute(_PROMOTE, (ch.now,)).fetchall()
             for jid, task in due:
                 ch.event(jid, "job.waiting", {"task": task, "reason": "due"})
             if due:
                 ch.moved(DELAYED, WAITING, len(due))
                 ch.ready = True
-            nxt = ch.c.execute("SELECT MIN(run_at) FROM jobs WHERE status = 'delayed'").fetchone()
+            nxt = ch.c.execute(_NEXT_DUE).fetchone()
         return nxt[0]
 
     # -- internals -----------------------------------------------------------------------------
