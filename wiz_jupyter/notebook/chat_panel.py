@@ -176,6 +176,8 @@ class ChatPanel(anywidget.AnyWidget):
                 status = self.ws.jobs.get(jid).status
             except JobNotFound:  # removed since (retention): not working any more
                 status = None
+            except Exception:  # the workspace was closed under the panel: stop looking
+                return
             if status is None or status in TERMINAL or status == AWAITING_INPUT:
                 self._jobs.discard(jid)
         self.busy = bool(self._jobs)
