@@ -91,6 +91,13 @@ def test_chat_streams_escapes_html_and_the_board_cancels(lab):
         expect(quick).to_have_class("wiz-row wiz-row-active", timeout=15_000)
         expect(quick).to_have_class("wiz-row wiz-row-completed", timeout=15_000)
         expect(slow).to_have_class("wiz-row wiz-row-active", timeout=15_000)
+        # the duration ticks each second in place: the row and its buttons stay the same
+        # elements (a row replaced under the pointer loses the click being made on it)
+        button = ".wiz-board tr[data-job-id='4'] button.wiz-cancel"
+        page.evaluate(f"() => {{ document.querySelector({button!r}).wizMark = 1; }}")
+        took = slow.locator(".wiz-duration").inner_text()
+        expect(slow.locator(".wiz-duration")).not_to_have_text(took, timeout=5_000)
+        assert page.evaluate(f"() => document.querySelector({button!r}).wizMark") == 1
         slow.locator("button.wiz-cancel").click()
         expect(slow).to_have_class("wiz-row wiz-row-cancelled", timeout=15_000)
         expect(board.locator("button.wiz-count[data-status='cancelled']")).to_have_text(

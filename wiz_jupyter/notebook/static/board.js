@@ -112,94 +112,123 @@ function render({ model, el: root, experimental }) {
     return b;
   }
 
+  // A row is built again only when its job changed, and the table's rows are touched only
+  // where they differ: a row replaced under the pointer loses the click being made on it
+  // (a cancel pressed as a patch or the duration ticker redrew the table did nothing).
+  const built = new Map();  // job id -> {key, tr}
   function drawRows() {
     const limit = model.get("limit");
     const shown = [...jobs.values()].filter(matches).sort((a, b) => b.id - a.id).slice(0, limit);
-    tbody.replaceChildren();
-    for (const job of shown) {
-      const tr = el("tr", `wiz-row wiz-row-${job.status}`);
-      tr.dataset.jobId = job.id;
-      tr.append(el("td", "wiz-id", job.id));
-      const st = el("td");
-      st.append(el("span", `wiz-badge wiz-${job.status}`, job.status));
-      tr.append(st);
-      const name = job.group ? `${job.task} [${job.group}]` : job.task;  // its group, if any
-      const label = job.agent ? `${name} · ${job.agent}`
-        : job.notebook_source ? `${name} · ${job.notebook_source}` : name;
-      const what = el("td", null, label);
-      // what a parked job asks (a tool call and its arguments, or a question): as text
-      if (job.asks) what.append(el("div", "wiz-asks", job.asks));
-      tr.append(what);
-      const pc = el("td");
-      const p = job.progress;
-      // a number is a percentage; {done, of} (a notebook's cells) a fraction
-      const steps = p && typeof p === "object" && typeof p.done === "number" && p.of > 0;
-      if (typeof p === "number" || steps) {
-        const pct = steps ? (100 * p.done) / p.of : p;
-        const bar = el("div", "wiz-progress");
-        const fill = el("div", "wiz-progress-fill");
-        fill.style.width = `${Math.max(0, Math.min(100, pct))}%`;
-        bar.append(fill);
-        bar.title = steps ? `${p.done}/${p.of}` : `${p}%`;
-        pc.append(bar);
-        if (steps) pc.append(el("span", "wiz-progress-steps", `${p.done}/${p.of}`));
-      } else if (p) {
-        pc.textContent = JSON.stringify(p);
-      }
-      tr.append(pc);
-      const tries = el("td", null, `${job.attempts_made}/${job.attempts}`);
-      if (job.why) tries.append(el("span", "wiz-why", ` ${job.why}`));
-      tr.append(tries);
-      tr.append(el("td", null, fmtTime(job.started_at)));
-      tr.append(el("td", null, fmtDuration(job)));
-      const acts = el("td", "wiz-actions");
-      if (job.status === "awaiting_input") {
-        if (job.ask_kind === "question") {
-          acts.append(action("answer", "wiz-answer", () => {
-            const text = window.prompt(job.asks || "Your answer");
-            if (text) act({ action: "answer", id: job.id, text });
-          }));
-        } else {
-          acts.append(action("approve", "wiz-approve", () => act({ action: "approve", id: job.id })));
-        }
-        acts.append(action("deny", "wiz-deny", () => {
-          const reason = window.prompt("Why? (the agent reads it)");
-          if (reason) act({ action: "deny", id: job.id, reason });
-        }));
-      }
-      if (LIVE.has(job.status)) {
-        acts.append(action("cancel", "wiz-cancel", () => act({ action: "cancel", id: job.id })));
-        if (job.status !== "active") {
-          acts.append(action("▲", "wiz-up", () => act({ action: "priority", id: job.id, priority: job.priority + 1 })));
-          acts.append(action("▼", "wiz-down", () => act({ action: "priority", id: job.id, priority: job.priority - 1 })));
-        }
-      } else if (job.status === "failed" || job.status === "cancelled") {
-        acts.append(action("retry", "wiz-retry", () => act({ action: "retry", id: job.id })));
-      }
-      if (job.notebook) {
-        const href = labHref(job);
-        if (href) {
-          const a = el("a", "wiz-action wiz-open", "open");
-          a.href = href;
-          a.target = "_blank";
-          a.rel = "noopener";
-          a.title = job.notebook;
-          acts.append(a);
-        } else {
-          acts.append(el("span", "wiz-notebook-path", job.notebook));
-        }
-      }
-      tr.append(acts);
-      if (job.error && job.status === "failed") tr.title = job.error;
-      tbody.append(tr);
-    }
-    if (!shown.length) {
+    const trs = shown.map((job) => {
+      const key = JSON.stringify(job);
+      const had = built.get(job.id);
+      if (had && had.key === key) return had.tr;
+      const tr = buildRow(job);
+      built.set(job.id, { key, tr });
+      return tr;
+    });
+    const ids = new Set(shown.map((j) => j.id));
+    for (const id of [...built.keys()]) if (!ids.has(id)) built.delete(id);
+    if (!trs.length) {
       const tr = el("tr");
       const td = el("td", "wiz-empty", "no jobs");
       td.colSpan = 8;
       tr.append(td);
-      tbody.append(tr);
+      trs.push(tr);
     }
+    const now = [...tbody.children];
+    if (now.length !== trs.length) {
+      tbody.replaceChildren(...trs);
+      return;
+    }
+    trs.forEach((tr, i) => { if (now[i] !== tr) now[i].replaceWith(tr); });
+  }
+
+  // an active job's duration, every second: its cell's text only
+  function tick() {
+    for (const job of jobs.values()) {
+      if (job.status !== "active") continue;
+      const cell = built.get(job.id)?.tr.querySelector(".wiz-duration");
+      if (cell) cell.textContent = fmtDuration(job);
+    }
+  }
+
+  function buildRow(job) {
+    const tr = el("tr", `wiz-row wiz-row-${job.status}`);
+    tr.dataset.jobId = job.id;
+    tr.append(el("td", "wiz-id", job.id));
+    const st = el("td");
+    st.append(el("span", `wiz-badge wiz-${job.status}`, job.status));
+    tr.append(st);
+    const name = job.group ? `${job.task} [${job.group}]` : job.task;  // its group, if any
+    const label = job.agent ? `${name} · ${job.agent}`
+      : job.notebook_source ? `${name} · ${job.notebook_source}` : name;
+    const what = el("td", null, label);
+    // what a parked job asks (a tool call and its arguments, or a question): as text
+    if (job.asks) what.append(el("div", "wiz-asks", job.asks));
+    tr.append(what);
+    const pc = el("td");
+    const p = job.progress;
+    // a number is a percentage; {done, of} (a notebook's cells) a fraction
+    const steps = p && typeof p === "object" && typeof p.done === "number" && p.of > 0;
+    if (typeof p === "number" || steps) {
+      const pct = steps ? (100 * p.done) / p.of : p;
+      const bar = el("div", "wiz-progress");
+      const fill = el("div", "wiz-progress-fill");
+      fill.style.width = `${Math.max(0, Math.min(100, pct))}%`;
+      bar.append(fill);
+      bar.title = steps ? `${p.done}/${p.of}` : `${p}%`;
+      pc.append(bar);
+      if (steps) pc.append(el("span", "wiz-progress-steps", `${p.done}/${p.of}`));
+    } else if (p) {
+      pc.textContent = JSON.stringify(p);
+    }
+    tr.append(pc);
+    const tries = el("td", null, `${job.attempts_made}/${job.attempts}`);
+    if (job.why) tries.append(el("span", "wiz-why", ` ${job.why}`));
+    tr.append(tries);
+    tr.append(el("td", null, fmtTime(job.started_at)));
+    tr.append(el("td", "wiz-duration", fmtDuration(job)));
+    const acts = el("td", "wiz-actions");
+    if (job.status === "awaiting_input") {
+      if (job.ask_kind === "question") {
+        acts.append(action("answer", "wiz-answer", () => {
+          const text = window.prompt(job.asks || "Your answer");
+          if (text) act({ action: "answer", id: job.id, text });
+        }));
+      } else {
+        acts.append(action("approve", "wiz-approve", () => act({ action: "approve", id: job.id })));
+      }
+      acts.append(action("deny", "wiz-deny", () => {
+        const reason = window.prompt("Why? (the agent reads it)");
+        if (reason) act({ action: "deny", id: job.id, reason });
+      }));
+    }
+    if (LIVE.has(job.status)) {
+      acts.append(action("cancel", "wiz-cancel", () => act({ action: "cancel", id: job.id })));
+      if (job.status !== "active") {
+        acts.append(action("▲", "wiz-up", () => act({ action: "priority", id: job.id, priority: job.priority + 1 })));
+        acts.append(action("▼", "wiz-down", () => act({ action: "priority", id: job.id, priority: job.priority - 1 })));
+      }
+    } else if (job.status === "failed" || job.status === "cancelled") {
+      acts.append(action("retry", "wiz-retry", () => act({ action: "retry", id: job.id })));
+    }
+    if (job.notebook) {
+      const href = labHref(job);
+      if (href) {
+        const a = el("a", "wiz-action wiz-open", "open");
+        a.href = href;
+        a.target = "_blank";
+        a.rel = "noopener";
+        a.title = job.notebook;
+        acts.append(a);
+      } else {
+        acts.append(el("span", "wiz-notebook-path", job.notebook));
+      }
+    }
+    tr.append(acts);
+    if (job.error && job.status === "failed") tr.title = job.error;
+    return tr;
   }
 
   function showError(text) {
@@ -248,7 +277,7 @@ function render({ model, el: root, experimental }) {
   drawCluster();
   drawRows();
   experimental.invoke("_ready", {}).catch((e) => showError(String(e)));
-  const ticker = setInterval(() => { if ([...jobs.values()].some((j) => j.status === "active")) drawRows(); }, 1000);
+  const ticker = setInterval(tick, 1000);
   return () => clearInterval(ticker);
 }
 
