@@ -65,10 +65,15 @@ def answer(
         raise
 
 
+def full_name(model: str) -> str:
+    """``wiz/<name>``, however it came (litellm hands a provider the name without it)."""
+    return model if model.startswith(f"{PROVIDER}/") else f"{PROVIDER}/{model}"
+
+
 def _answer(
     model: str, messages: list[dict[str, Any]], params: dict[str, Any]
 ) -> tuple[str, list[ToolCall]]:
-    name = model if model.startswith(f"{PROVIDER}/") else f"{PROVIDER}/{model}"
+    name = full_name(model)
     tools = params.get("tools")
     if name == OFFLINE:
         text, calls = offline.reply(
@@ -188,7 +193,7 @@ def _provider_class() -> type:
         def streaming(  # type: ignore[override]
             self, *, model: str, messages: list, optional_params: dict, **_: Any
         ) -> Iterator[GenericStreamingChunk]:
-            gap = pace(model)
+            gap = pace(full_name(model))
             for chunk in _chunks(model, messages, optional_params):
                 if gap and chunk["text"]:
                     time.sleep(gap)  # litellm runs a sync stream in its own thread
@@ -197,7 +202,7 @@ def _provider_class() -> type:
         async def astreaming(  # type: ignore[override]
             self, *, model: str, messages: list, optional_params: dict, **_: Any
         ) -> AsyncIterator[GenericStreamingChunk]:
-            gap = pace(model)
+            gap = pace(full_name(model))
             for chunk in _chunks(model, messages, optional_params):
                 if gap and chunk["text"]:
                     await asyncio.sleep(gap)

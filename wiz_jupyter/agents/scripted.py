@@ -114,7 +114,7 @@ def scripted(name: str) -> ScriptedModel | None:
 
 
 def pace(name: str) -> float:
-    """Seconds between the streamed pieces of model ``name`` (0 for all but a paced
-    :class:`ScriptedModel`)."""
-    script = _registry.get(name if name.startswith("wiz/") else f"wiz/{name}")
+    """Seconds between the streamed pieces of model ``name`` (``wiz/...``; 0 for all but
+    a paced :class:`ScriptedModel`)."""
+    script = _registry.get(name)
     return script.pace if script is not None else 0.0

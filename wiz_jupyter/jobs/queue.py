@@ -597,11 +597,11 @@ class Queue:
     ) -> tuple[str, list[Any]]:
         """A page of jobs in ``wanted`` statuses (and ``where``), by id: one query per status,
         merged. The status index (jobs_queue: status, task, priority, id) gives a status'
-        jobs by task, then priority, so SQLite would sort all of them for each page: 56 ms for a page of the
-        completed ones at 100,000 jobs, on every change while the board or the sidebar
-        shows them. A status with many jobs (its count is kept: counts()) is found instead
-        by walking the ids from the page's end, which meets a page's worth in its first
-        few hundred rows; a status with few is sorted, which is cheap then."""
+        jobs by task, then priority, so SQLite would sort all of them for each page: 56 ms
+        for a page of the completed ones at 100,000 jobs, on every change while the board or
+        the sidebar shows them. A status with many jobs (its count is kept: counts()) is
+        found instead by walking the ids from the page's end, which meets a page's worth in
+        its first few hundred rows; a status with few is sorted, which is cheap then."""
         many = self.counts() if not where else {}
         parts, args = [], []
         for status in wanted:
